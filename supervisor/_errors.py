@@ -1,0 +1,98 @@
+"""The supervisor's one exception tree.
+
+Callers catch at the level they care about::
+
+    SupervisorError
+    ├── ConfigError              bad input: fix the config or the command line (CLI exit 2)
+    ├── IllegalTransition        a bug: an event that the state machine does not allow
+    ├── StartupError             the server never reached `serving` (CLI exit 3)
+    │   ├── ChildExited          the child exited while starting
+    │   ├── HealthTimeout        no healthy answer before the startup deadline
+    │   └── WarmupFailed         a warmup payload got no valid answer
+    └── ServerDied               the server died or stopped answering after serving (CLI exit 1)
+
+Errors about the child carry what an operator needs to act: the exit status and the last lines of
+its log, already redacted.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+
+__all__ = [
+    "ChildExited",
+    "ConfigError",
+    "HealthTimeout",
+    "IllegalTransition",
+    "ServerDied",
+    "StartupError",
+    "SupervisorError",
+    "WarmupFailed",
+    "describe_returncode",
+]
+
+
+def describe_returncode(returncode: int | None) -> str:
+    """Say how a process ended the way an operator reads it: `exit code 1` or `signal SIGKILL`."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+class SupervisorError(Exception):
+    """Base of every error the supervisor raises on purpose."""
+
+
+class ConfigError(SupervisorError, ValueError):
+    """The configuration cannot work; the message is one line that says what to fix."""
+
+
+class IllegalTransition(SupervisorError):
+    """An event arrived that the state machine does not allow in its current state."""
+
+
+class StartupError(SupervisorError):
+    """The server did not reach `serving`; `tail` holds the last lines of its log."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        returncode: int | None = None,
+        tail: Sequence[str] = (),
+        cause: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.tail = tuple(tail)
+        self.cause = cause
+
+
+class ChildExited(StartupError):
+    """The child exited before it was serving."""
+
+
+class HealthTimeout(StartupError):
+    """The health path never answered 200 before the startup deadline."""
+
+
+class WarmupFailed(StartupError):
+    """At least one warmup payload got no valid answer; `results` says which and why."""
+
+    def __init__(self, message: str, *, results: Sequence[object] = (), **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.results = tuple(results)
+
+
+class ServerDied(SupervisorError):
+    """The server died, or stopped answering, after it was serving."""
+
+    def __init__(self, message: str, *, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report

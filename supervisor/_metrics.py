@@ -1,0 +1,132 @@
+"""Prometheus metrics of the supervisor itself, on a registry the library user can mount.
+
+The collectors are fed by the supervisor's events (state changes, probes, warmups, log blocks,
+deaths); nothing here polls. `serve_metrics` exposes a registry over HTTP from a task in the
+caller's task group, not from prometheus-client's daemon thread, so it stops with its owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import anyio
+import anyio.abc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Enum as EnumMetric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from ._states import State, Transition
+
+__all__ = ["SupervisorMetrics", "serve_metrics"]
+
+_PROBE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60)
+
+
+class SupervisorMetrics:
+    """Every collector of one supervisor; `registry` is what an app mounts or serves."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, namespace: str = "supervisor") -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r, ns = self.registry, namespace
+        self.state = EnumMetric(
+            "state", "Current state of the supervised server.", namespace=ns, registry=r,
+            states=[s.value for s in State],
+        )
+        self.transitions = Counter(
+            "transitions", "State transitions.", ["from_state", "to_state", "event"],
+            namespace=ns, registry=r,
+        )
+        self.phase_seconds = Gauge(
+            "startup_phase_seconds", "Duration of each startup phase of the last start.",
+            ["phase"], namespace=ns, registry=r,
+        )
+        self.warmup_latency = Gauge(
+            "warmup_latency_seconds", "Latency of each warmup payload of the last start.",
+            ["payload"], namespace=ns, registry=r,
+        )
+        self.warmup_results = Counter(
+            "warmup_results", "Warmup verdicts.", ["payload", "verdict"], namespace=ns, registry=r,
+        )
+        self.probe_latency = Histogram(
+            "health_probe_latency_seconds", "Health probe latency.", ["kind"],
+            namespace=ns, registry=r, buckets=_PROBE_BUCKETS,
+        )
+        self.probe_failures = Counter(
+            "health_probe_failures", "Health probes that did not answer 200.", ["kind"],
+            namespace=ns, registry=r,
+        )
+        self.deaths = Counter(
+            "deaths", "Deaths of the server after serving, by cause.", ["cause"],
+            namespace=ns, registry=r,
+        )
+        self.log_lines = Counter(
+            "log_lines", "Lines forwarded from the child.", ["stream"], namespace=ns, registry=r,
+        )
+        self.log_bytes = Counter(
+            "log_bytes", "Bytes forwarded from the child.", ["stream"], namespace=ns, registry=r,
+        )
+        self.state.state(State.STARTING.value)
+
+    def on_transition(self, t: Transition) -> None:
+        self.state.state(t.new.value)
+        self.transitions.labels(t.old.value, t.new.value, t.event.value).inc()
+
+    def on_probe(self, kind: str, ok: bool, latency_s: float) -> None:
+        self.probe_latency.labels(kind).observe(latency_s)
+        if not ok:
+            self.probe_failures.labels(kind).inc()
+
+    def on_warmup(self, name: str, ok: bool, latency_s: float) -> None:
+        self.warmup_latency.labels(name).set(latency_s)
+        self.warmup_results.labels(name, "ok" if ok else "failed").inc()
+
+    def on_phases(self, durations: Mapping[str, float]) -> None:
+        for phase, seconds in durations.items():
+            self.phase_seconds.labels(phase).set(seconds)
+
+    def on_log(self, stream: str, lines: int, nbytes: int) -> None:
+        self.log_lines.labels(stream).inc(lines)
+        self.log_bytes.labels(stream).inc(nbytes)
+
+    def on_death(self, cause: str) -> None:
+        self.deaths.labels(cause).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def serve_metrics(
+    registry: CollectorRegistry,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `registry` at any path over plain HTTP until cancelled; reports the bound port."""
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            with anyio.move_on_after(5):
+                request = b""
+                while b"\r\n\r\n" not in request and len(request) < 16384:
+                    try:
+                        request += await stream.receive(4096)
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        return
+                body = generate_latest(registry)
+                head = (
+                    "HTTP/1.1 200 OK\r\n"
+                    f"Content-Type: {CONTENT_TYPE_LATEST}\r\n"
+                    f"Content-Length: {len(body)}\r\n"
+                    "Connection: close\r\n\r\n"
+                ).encode()
+                try:
+                    await stream.send(head + body)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return
+
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+    async with listener:
+        bound = listener.extra(anyio.abc.SocketAttribute.local_port)
+        task_status.started(bound)
+        await listener.serve(handle)

@@ -1,0 +1,136 @@
+"""Find a server's whole process tree on Linux, wherever its members went.
+
+SGLang's schedulers can be reparented away from their parent and survive it, holding ~100 GB of
+GPU memory each (sglang #23627). A process group or a session alone misses a child that called
+`setsid()`, and a parent-pid walk misses an orphan once its parent is gone. So a process belongs
+to the tree when any of these holds:
+
+- it is in the session the supervisor created for the server;
+- its environment carries the tree's token (every descendant inherits it unless it clears its
+  environment on purpose);
+- it was seen in the tree before (pid and start time, so a reused pid is not mistaken for it);
+- its parent belongs to the tree.
+
+Only `/proc` is read; nothing here signals or waits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+__all__ = ["ProcInfo", "find_tree", "proc_info", "set_child_subreaper", "supports_proc"]
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def supports_proc() -> bool:
+    return sys.platform.startswith("linux") and os.path.isdir("/proc/self")
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    pgrp: int
+    sid: int
+    starttime: int
+    state: str
+
+    @property
+    def zombie(self) -> bool:
+        return self.state in ("Z", "X")
+
+
+def proc_info(pid: int) -> ProcInfo | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name sits in parentheses and may itself contain spaces and parentheses.
+    fields = raw[raw.rfind(")") + 2 :].split()
+    try:
+        return ProcInfo(
+            pid=pid,
+            state=fields[0],
+            ppid=int(fields[1]),
+            pgrp=int(fields[2]),
+            sid=int(fields[3]),
+            starttime=int(fields[19]),
+        )
+    except (IndexError, ValueError):
+        return None
+
+
+def _all_procs() -> Iterator[ProcInfo]:
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if name.isdigit():
+            info = proc_info(int(name))
+            if info is not None:
+                yield info
+
+
+def _has_token(pid: int, token: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return token in f.read().split(b"\0")
+    except OSError:  # gone, or another user's process: not ours either way
+        return False
+
+
+def find_tree(
+    *,
+    root: int,
+    sid: int,
+    token: bytes,
+    known: Iterable[tuple[int, int]] = (),
+    exclude: Iterable[int] = (),
+) -> dict[int, ProcInfo]:
+    """Every process of the tree rooted at `root`, zombies included, keyed by pid."""
+    excluded = {os.getpid(), *exclude}
+    known_set = set(known)
+    procs = [p for p in _all_procs() if p.pid not in excluded]
+    members: dict[int, ProcInfo] = {}
+    for p in procs:
+        if (
+            p.pid == root
+            or (sid > 0 and p.sid == sid)
+            or (p.pid, p.starttime) in known_set
+            or (not p.zombie and _has_token(p.pid, token))
+        ):
+            members[p.pid] = p
+    # Close over parent links: a child of a member is a member, whatever it did to its session.
+    children: dict[int, list[ProcInfo]] = {}
+    for p in procs:
+        children.setdefault(p.ppid, []).append(p)
+    stack = list(members)
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child.pid not in members:
+                members[child.pid] = child
+                stack.append(child.pid)
+    return members
+
+
+def set_child_subreaper() -> bool:
+    """Make orphans of our descendants come to us instead of PID 1, so we can reap them.
+
+    Returns False where the kernel or platform has no such thing; the tree kill still works
+    there, but an escaped orphan is reaped by init instead of by us.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False

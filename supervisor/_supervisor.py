@@ -1,0 +1,471 @@
+"""The `Supervisor`: owns one server's process tree from spawn to reap and drives its state machine.
+
+Every task it starts lives in its task group: two log pumps, the exit watcher, and whichever phase
+is running (health wait, warmup, liveness watch). Each phase races the child's exit and a stop
+request, so a crash is noticed the moment the main process exits (a pidfd, no polling) and a stop
+interrupts any wait. Whatever way `run` ends (return, exception, cancellation) the tree is killed
+and reaped before it returns: no process outlives its supervisor.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+import httpx
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+from ._config import SupervisorConfig
+from ._errors import (
+    ChildExited,
+    HealthTimeout,
+    ServerDied,
+    StartupError,
+    WarmupFailed,
+    describe_returncode,
+)
+from ._health import Nudge, ProbeResult, wait_healthy, watch_liveness
+from ._local import LocalProcessManager
+from ._logs import LogSink, LogTail, Redactor, StreamSink, pump
+from ._metrics import SupervisorMetrics
+from ._process import ChildProcess, ProcessManager
+from ._report import Classifier, CrashReport, unknown_cause
+from ._states import Event, State, StateMachine, Transition
+from ._timeline import Timeline
+from ._warmup import WarmupResult, run_warmups
+
+__all__ = ["Outcome", "OutcomeKind", "Supervisor", "force_exit"]
+
+T = TypeVar("T")
+DeathHandler = Callable[[CrashReport], None]
+
+_DRAIN_LOGS_S = 2.0  # after the tree is dead, how long the pumps get to flush what was written
+
+
+class OutcomeKind(enum.Enum):
+    STOPPED = "stopped"  # stopped on request (CLI exit 0)
+    DIED = "died"  # died or stopped answering after serving (CLI exit 1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    returncode: int | None
+    report: CrashReport | None = None
+
+
+def force_exit(code: int = 1) -> None:
+    """Flush what we wrote and leave now, skipping cleanup that might hang.
+
+    This is the exit that makes a platform recycle the container; use it as the death handler
+    where the supervisor runs inside someone else's process (Modal's web server thread).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+class _Race(enum.Enum):
+    DONE = "done"
+    EXITED = "exited"
+    STOP = "stop"
+
+
+class Supervisor:
+    """Start, watch and stop one server; see `run` for the lifecycle and `stop` to end it."""
+
+    def __init__(
+        self,
+        config: SupervisorConfig,
+        *,
+        manager: ProcessManager | None = None,
+        sink: LogSink | None = None,
+        metrics: SupervisorMetrics | None = None,
+        on_death: DeathHandler | None = None,
+        classify: Classifier = unknown_cause,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics if metrics is not None else SupervisorMetrics()
+        self._manager = manager if manager is not None else LocalProcessManager()
+        self._sink = sink if sink is not None else StreamSink()
+        self._on_death = on_death
+        self._classify = classify
+        self._transport = transport
+        self.redact = Redactor(config.secrets)
+        self.tail = LogTail(config.logs.tail_lines)
+        self.timeline = Timeline(config.phase_markers)
+        self.machine = StateMachine()
+        self.machine.observe(self._announce)
+        self.machine.observe(self.metrics.on_transition)
+        self.warmup_results: list[WarmupResult] = []
+        self.report: CrashReport | None = None
+        self.child: ChildProcess | None = None
+        self._state_changed = anyio.Event()
+        self._stop_requested = anyio.Event()
+        self._exited = anyio.Event()
+        self._pumps_done = anyio.Event()
+        self._returncode: int | None = None
+        self._nudge = Nudge()
+        self._last_probe: ProbeResult | None = None
+        self._serving_since: float | None = None
+        self._ran = False
+        self._entered: Any = None
+
+    # ----------------------------------------------------------------- observing
+    @property
+    def state(self) -> State:
+        return self.machine.state
+
+    def say(self, line: str) -> None:
+        """Write one of the supervisor's own lines, redacted like everything else."""
+        self._sink.supervisor(self.redact(line))
+
+    def _announce(self, t: Transition) -> None:
+        note = f" ({t.note})" if t.note else ""
+        self.say(f"state={t.new.value} from={t.old.value} event={t.event.value}{note}")
+        changed, self._state_changed = self._state_changed, anyio.Event()
+        changed.set()
+
+    async def wait_for(self, state: State) -> None:
+        """Wait until `state` is reached; raise `StartupError` if the server dies first."""
+        while self.state is not state:
+            if self.state is State.DEAD:
+                raise StartupError(f"the server is dead; it will never be {state.value}")
+            await self._state_changed.wait()
+
+    # ----------------------------------------------------------------- controlling
+    def stop(self) -> None:
+        """Ask for a graceful stop: SIGTERM to the main pid, then SIGKILL after the stop timeout.
+
+        Safe to call at any time, from the event loop's thread, any number of times.
+        """
+        self._stop_requested.set()
+
+    # ----------------------------------------------------------------- lifecycle
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[Supervisor] = anyio.TASK_STATUS_IGNORED
+    ) -> Outcome:
+        """Start the server and supervise it until it is dead.
+
+        With `await tg.start(sup.run)` the caller resumes once the server is serving, or gets the
+        `StartupError` that stopped it. Returns how it ended: stopped on request, or died after
+        serving (after the crash report is written and the death handler called).
+        """
+        if self._ran:
+            raise RuntimeError("a Supervisor runs once; create a new one to start again")
+        self._ran = True
+        argv = " ".join(shlex.quote(a) for a in self.config.launch.argv)
+        self.say(f"starting {self.config.name}: {argv}")
+        child = await self._manager.start(self.config.launch)
+        self.child = child
+        self.say(f"spawned pid={child.pid}")
+        try:
+            async with httpx.AsyncClient(transport=self._transport, trust_env=False) as client:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._pumps, child)
+                    tg.start_soon(self._watch_exit, child)
+                    try:
+                        return await self._lifecycle(client, child, task_status)
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await self._finish(child)
+                        tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await child.aclose()
+
+    async def _lifecycle(
+        self,
+        client: httpx.AsyncClient,
+        child: ChildProcess,
+        task_status: anyio.abc.TaskStatus[Supervisor],
+    ) -> Outcome:
+        cfg = self.config
+        # starting: wait for 200 on the health path, racing the exit and a stop.
+        kind, healthy = await self._race(
+            lambda: wait_healthy(
+                client,
+                cfg.base_url + cfg.health.path,
+                cfg.health,
+                nudge=self._nudge,
+                on_probe=lambda r: self._on_probe("startup", r),
+            )
+        )
+        if kind is _Race.EXITED:
+            await self._startup_exit(child)
+        if kind is _Race.STOP:
+            return await self._graceful_stop(child)
+        if healthy is None:
+            self.machine.fire(Event.FAILED, f"no healthy answer within {cfg.health.startup_timeout:g} s")
+            await self._kill(child)
+            last = self._last_probe.describe() if self._last_probe else "no probe finished"
+            raise HealthTimeout(
+                f"{cfg.health.path} did not answer 200 within {cfg.health.startup_timeout:g} s "
+                f"(last probe: {last})",
+                tail=self.tail.lines(),
+                cause=self._classify(self.tail.lines()),
+            )
+        self.timeline.mark("healthy")
+        self.machine.fire(Event.HEALTHY, f"{cfg.health.path} answered in {healthy.latency_s:.3f} s")
+
+        # warm: every payload at once.
+        if cfg.warmup.payloads:
+            kind, results = await self._race(
+                lambda: run_warmups(
+                    client,
+                    cfg.base_url,
+                    cfg.warmup.payloads,
+                    api_key=cfg.api_key,
+                    on_result=self._on_warmup,
+                )
+            )
+            if kind is _Race.EXITED:
+                await self._startup_exit(child)
+            if kind is _Race.STOP:
+                return await self._graceful_stop(child)
+            self.warmup_results = list(results or [])
+            failed = [r for r in self.warmup_results if not r.ok]
+            if failed and cfg.warmup.fail_startup:
+                self.machine.fire(Event.FAILED, f"{len(failed)} warmup(s) failed")
+                await self._kill(child)
+                raise WarmupFailed(
+                    "warmup failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failed),
+                    results=self.warmup_results,
+                    tail=self.tail.lines(),
+                )
+            for r in failed:
+                self.say(f"warning: warmup {r.name!r} failed but warmup failures are warnings")
+        self.timeline.mark("serving")
+        self.metrics.on_phases(self.timeline.durations())
+        self.say(self.timeline.summary())
+        self.machine.fire(Event.WARMED)
+        self._serving_since = time.monotonic()
+        task_status.started(self)
+
+        # serving: sparse liveness probes, racing the exit and a stop.
+        async def liveness() -> ProbeResult:
+            if not cfg.liveness.enabled:
+                await anyio.sleep_forever()
+            return await watch_liveness(
+                client,
+                cfg.base_url + cfg.health.path,
+                cfg.liveness,
+                on_probe=lambda r: self._on_probe("liveness", r),
+            )
+
+        kind, failure = await self._race(liveness)
+        if kind is _Race.STOP:
+            return await self._graceful_stop(child)
+        if kind is _Race.EXITED:
+            self.machine.fire(Event.EXITED, describe_returncode(self._returncode))
+            return await self._death(child, "exited", "")
+        assert failure is not None
+        detail = (
+            f"{cfg.liveness.failures} liveness probes failed in a row, last: {failure.describe()}"
+        )
+        self.machine.fire(Event.UNHEALTHY, detail)
+        return await self._death(child, "unhealthy", detail)
+
+    async def _race(self, fn: Callable[[], Awaitable[T]]) -> tuple[_Race, T | None]:
+        """Run `fn` until it returns, the main process exits, or a stop is requested."""
+        winner: list[tuple[_Race, Any]] = []
+
+        async with anyio.create_task_group() as tg:
+
+            async def body() -> None:
+                value = await fn()
+                winner.append((_Race.DONE, value))
+                tg.cancel_scope.cancel()
+
+            async def on_event(event: anyio.Event, kind: _Race) -> None:
+                await event.wait()
+                winner.append((kind, None))
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(on_event, self._exited, _Race.EXITED)
+            tg.start_soon(on_event, self._stop_requested, _Race.STOP)
+            tg.start_soon(body)
+        # A crash outranks a stop: an operator must learn that the server died.
+        kinds = {k for k, _ in winner}
+        for kind in (_Race.EXITED, _Race.STOP):
+            if kind in kinds:
+                return kind, None
+        return winner[0]
+
+    # ----------------------------------------------------------------- tasks
+    async def _pumps(self, child: ChildProcess) -> None:
+        def counter(stream: str) -> Callable[[str], None]:
+            def count(text: str) -> None:
+                self.metrics.on_log(stream, text.count("\n"), len(text))
+
+            return count
+
+        observers: list[Callable[[str], None]] = [self.timeline.observe]
+        ready = self.config.ready_line
+        if ready:
+
+            def on_ready(text: str) -> None:
+                if ready in text:
+                    self._nudge.fire()
+
+            observers.append(on_ready)
+        try:
+            async with anyio.create_task_group() as tg:
+                for name, source in (("stdout", child.stdout), ("stderr", child.stderr)):
+                    tg.start_soon(
+                        lambda n=name, s=source: pump(
+                            s,
+                            stream=n,
+                            sink=self._sink,
+                            tail=self.tail,
+                            redact=self.redact,
+                            observers=[*observers, counter(n)],
+                            max_line_bytes=self.config.logs.max_line_bytes,
+                        )
+                    )
+        finally:
+            self._pumps_done.set()
+
+    async def _watch_exit(self, child: ChildProcess) -> None:
+        self._returncode = await child.wait()
+        self.say(f"main process pid={child.pid} ended: {describe_returncode(self._returncode)}")
+        self._exited.set()
+
+    # ----------------------------------------------------------------- hooks
+    def _on_probe(self, kind: str, result: ProbeResult) -> None:
+        self._last_probe = result
+        self.metrics.on_probe(kind, result.ok, result.latency_s)
+        if result.error != "connection refused":
+            self.timeline.mark("port_open")
+        if kind == "liveness" and not result.ok:
+            self.say(f"liveness probe failed: {result.describe()}")
+
+    def _on_warmup(self, result: WarmupResult) -> None:
+        self.metrics.on_warmup(result.name, result.ok, result.latency_s)
+        self.say(result.describe())
+
+    # ----------------------------------------------------------------- endings
+    async def _kill(self, child: ChildProcess) -> None:
+        """SIGKILL whatever is left of the tree, then let the pumps flush its last words."""
+        result = await child.kill_tree(self.config.stop.kill_timeout)
+        if result.survivors:
+            self.say(f"warning: processes survived SIGKILL: {list(result.survivors)}")
+        with anyio.move_on_after(_DRAIN_LOGS_S):
+            await self._pumps_done.wait()
+
+    async def _startup_exit(self, child: ChildProcess) -> None:
+        self.machine.fire(Event.EXITED, describe_returncode(self._returncode))
+        await self._kill(child)
+        tail = self.tail.lines()
+        cause = self._classify(tail)
+        raise ChildExited(
+            f"the server exited while starting, with {describe_returncode(self._returncode)}"
+            f" (cause: {cause}); last line: {tail[-1] if tail else '(no output)'}",
+            returncode=self._returncode,
+            tail=tail,
+            cause=cause,
+        )
+
+    async def _graceful_stop(self, child: ChildProcess) -> Outcome:
+        policy = self.config.stop
+        self.machine.fire(Event.STOP)
+        with anyio.CancelScope(shield=True):
+            if not self._exited.is_set():
+                self.say(f"sending SIGTERM to pid={child.pid}; draining up to {policy.stop_timeout:g} s")
+                child.send_signal(signal.SIGTERM)
+                with anyio.move_on_after(policy.stop_timeout):
+                    await self._exited.wait()
+                if not self._exited.is_set():
+                    self.say(f"pid={child.pid} still running after {policy.stop_timeout:g} s; SIGKILL")
+            await self._kill(child)
+        if self.machine.allows(Event.STOPPED):
+            self.machine.fire(Event.STOPPED, describe_returncode(child.returncode))
+        return Outcome(OutcomeKind.STOPPED, child.returncode)
+
+    async def _death(self, child: ChildProcess, reason: str, detail: str) -> Outcome:
+        with anyio.CancelScope(shield=True):
+            await self._kill(child)
+        served = time.monotonic() - (self._serving_since or time.monotonic())
+        tail = tuple(self.tail.lines())
+        report = CrashReport(
+            reason=reason,
+            returncode=child.returncode,
+            cause=self._classify(tail),
+            served_s=served,
+            detail=detail,
+            tail=tail,
+        )
+        self.report = report
+        self.metrics.on_death(report.cause)
+        for line in report.render().splitlines():
+            self.say(line)
+        if self._on_death is not None:
+            self._on_death(report)
+        return Outcome(OutcomeKind.DIED, child.returncode, report)
+
+    async def _finish(self, child: ChildProcess) -> None:
+        """Whatever ended the lifecycle, leave a dead tree and a dead state behind."""
+        if self.state in (State.DEAD,):
+            return
+        if self.state is State.STOPPING or self._exited.is_set():
+            await self._kill(child)
+        else:
+            # Cancelled or crashed mid-flight: stop as gracefully as the policy allows.
+            policy = self.config.stop
+            with anyio.move_on_after(policy.stop_timeout + policy.kill_timeout + _DRAIN_LOGS_S):
+                if self.machine.allows(Event.STOP):
+                    self.machine.fire(Event.STOP, "supervisor cancelled")
+                child.send_signal(signal.SIGTERM)
+                with anyio.move_on_after(policy.stop_timeout):
+                    await self._exited.wait()
+            await self._kill(child)
+        for event in (Event.STOPPED, Event.EXITED):
+            if self.machine.allows(event):
+                self.machine.fire(event, describe_returncode(child.returncode))
+                break
+
+    # ----------------------------------------------------------------- context manager
+    async def __aenter__(self) -> Supervisor:
+        """Start and return once serving; a death later cancels the body with `ServerDied`."""
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._entered = tg
+
+        async def runner(*, task_status: anyio.abc.TaskStatus[Supervisor]) -> None:
+            outcome = await self.run(task_status=task_status)
+            if outcome.kind is OutcomeKind.DIED:
+                raise ServerDied(outcome.report.summary() if outcome.report else "died", report=outcome.report)
+
+        try:
+            await tg.start(runner)
+        except BaseException as exc:
+            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        self.stop()
+        try:
+            return await self._entered.__aexit__(*exc_info)
+        except BaseExceptionGroup as group:
+            # Unwrap the one error we raise on purpose, so callers can `except ServerDied`.
+            died = [e for e in group.exceptions if isinstance(e, ServerDied)]
+            if died:
+                raise died[0] from None
+            raise
+

@@ -1,0 +1,142 @@
+"""Warmup: send every payload at once, and judge each answer by what it must contain.
+
+Concurrency is the point: four 1-second warmups cost about one second, not four, and the paths
+they exercise (chat, thinking off, long context, tools) are captured by SGLang in parallel. Each
+payload has its own timeout, and a verdict says why an answer was refused, so a failed cold start
+points at the path that broke.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+
+from ._config import WarmupPayload
+
+__all__ = ["WarmupResult", "judge", "run_warmups"]
+
+
+@dataclass(frozen=True)
+class WarmupResult:
+    name: str
+    ok: bool
+    status: int | None
+    latency_s: float
+    reason: str
+
+    def describe(self) -> str:
+        verdict = "ok" if self.ok else "FAILED"
+        status = self.status if self.status is not None else "-"
+        return f"warmup={self.name} verdict={verdict} status={status} latency={self.latency_s:.3f}s {self.reason}"
+
+
+def _first_choice(body: Any) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise ValueError("answer is not a JSON object")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise ValueError("answer has no choices")
+    return choices[0]
+
+
+def judge(payload: WarmupPayload, status: int, text: str) -> tuple[bool, str]:
+    """Check one answer against `payload.expect`; return (ok, reason)."""
+    if status != 200:
+        snippet = " ".join(text.split())[:200]
+        return False, f"HTTP {status}: {snippet}"
+    needs_body = [e for e in payload.expect if e != "status"]
+    if not needs_body:
+        return True, "HTTP 200"
+    try:
+        choice = _first_choice(json.loads(text))
+    except (ValueError, json.JSONDecodeError) as exc:
+        return False, f"unreadable answer: {exc}"
+    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    problems: list[str] = []
+    for need in needs_body:
+        if need == "content" and not str(message.get("content") or "").strip():
+            problems.append("content is empty")
+        elif need == "reasoning_content" and not str(message.get("reasoning_content") or "").strip():
+            problems.append("reasoning_content is empty")
+        elif need == "no_reasoning" and str(message.get("reasoning_content") or "").strip():
+            problems.append("reasoning_content is present although thinking is off")
+        elif need == "text" and not str(choice.get("text") or "").strip():
+            problems.append("text is empty")
+        elif need == "tool_calls":
+            problems.extend(_tool_call_problems(message.get("tool_calls")))
+    if problems:
+        return False, "; ".join(problems)
+    return True, "has " + ", ".join(needs_body)
+
+
+def _tool_call_problems(calls: Any) -> list[str]:
+    if not isinstance(calls, list) or not calls:
+        return ["tool_calls is missing"]
+    for call in calls:
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(function, Mapping) or not function.get("name"):
+            return ["a tool call has no function name"]
+        try:
+            json.loads(function.get("arguments") or "")
+        except (TypeError, json.JSONDecodeError):
+            return [f"tool call {function.get('name')!r} has arguments that are not JSON"]
+    return []
+
+
+ResultHook = Callable[[WarmupResult], None]
+
+
+async def _one(
+    client: httpx.AsyncClient,
+    base_url: str,
+    payload: WarmupPayload,
+    headers: Mapping[str, str],
+) -> WarmupResult:
+    start = time.perf_counter()
+    status: int | None = None
+    try:
+        with anyio.fail_after(payload.timeout):
+            response = await client.request(
+                payload.method,
+                base_url + payload.path,
+                json=dict(payload.body) if payload.method == "POST" else None,
+                headers=headers,
+                timeout=payload.timeout,
+            )
+        status = response.status_code
+        ok, reason = judge(payload, status, response.text)
+    except (TimeoutError, httpx.TimeoutException):
+        ok, reason = False, f"no answer within {payload.timeout:g} s"
+    except httpx.TransportError as exc:
+        ok, reason = False, f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return WarmupResult(payload.name, ok, status, time.perf_counter() - start, reason)
+
+
+async def run_warmups(
+    client: httpx.AsyncClient,
+    base_url: str,
+    payloads: Sequence[WarmupPayload],
+    *,
+    api_key: str | None = None,
+    on_result: ResultHook | None = None,
+) -> list[WarmupResult]:
+    """Send all payloads concurrently; return one result per payload, in the given order."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    results: dict[str, WarmupResult] = {}
+
+    async def run(payload: WarmupPayload) -> None:
+        result = await _one(client, base_url, payload, headers)
+        results[payload.name] = result
+        if on_result is not None:
+            on_result(result)
+
+    async with anyio.create_task_group() as tg:
+        for payload in payloads:
+            tg.start_soon(run, payload)
+    return [results[p.name] for p in payloads]

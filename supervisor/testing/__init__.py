@@ -1,0 +1,26 @@
+"""Test helpers for code that deploys SGLang: a fake server process and a processless manager.
+
+`fake_sglang` is a real process that behaves like SGLang 0.5.23 (see its module docstring), so a
+deployment can be tested end to end without a GPU. `InMemoryProcessManager` drives the
+supervisor's logic without any process, for fast unit tests.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from ._memory import InMemoryChild, InMemoryProcessManager
+
+__all__ = ["InMemoryChild", "InMemoryProcessManager", "fake_command", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fake_command(port: int, *flags: str, python: str | None = None) -> list[str]:
+    """The argv that starts the fake SGLang server on `port` with extra `flags`."""
+    return [python or sys.executable, "-m", "supervisor.testing.fake_sglang", "--port", str(port), *flags]
