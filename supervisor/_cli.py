@@ -153,6 +153,7 @@ async def supervise(
     """Run one supervisor under this process's signals; return the exit code."""
     sup = Supervisor(config, classify=classify)
     code = EXIT_STOPPED
+    config_error: ConfigError | None = None
     async with anyio.create_task_group() as tg:
 
         async def on_signals(*, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -177,7 +178,11 @@ async def supervise(
                 for line in exc.tail[-20:]:
                     sup.say(f"  | {line}")
             code = EXIT_STARTUP
+        except ConfigError as exc:
+            config_error = exc  # re-raised outside the group, so it is not wrapped
         tg.cancel_scope.cancel()
+    if config_error is not None:
+        raise config_error
     return code
 
 

@@ -32,6 +32,7 @@ from ._errors import (
     HealthTimeout,
     ServerDied,
     StartupError,
+    SupervisorError,
     WarmupFailed,
     describe_returncode,
 )
@@ -174,13 +175,17 @@ class Supervisor:
         child = await self._manager.start(self.config.launch)
         self.child = child
         self.say(f"spawned pid={child.pid}")
+        outcome: Outcome | None = None
+        failure: SupervisorError | None = None
         try:
             async with httpx.AsyncClient(transport=self._transport, trust_env=False) as client:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._pumps, child)
                     tg.start_soon(self._watch_exit, child)
                     try:
-                        return await self._lifecycle(client, child, task_status)
+                        outcome = await self._lifecycle(client, child, task_status)
+                    except SupervisorError as exc:
+                        failure = exc  # raised below, outside the group, so it is not wrapped
                     finally:
                         with anyio.CancelScope(shield=True):
                             await self._finish(child)
@@ -188,6 +193,10 @@ class Supervisor:
         finally:
             with anyio.CancelScope(shield=True):
                 await child.aclose()
+        if failure is not None:
+            raise failure
+        assert outcome is not None
+        return outcome
 
     async def _lifecycle(
         self,

@@ -1,0 +1,242 @@
+"""Black-box tests of `python -m supervisor run`: real processes, real sockets, real signals.
+
+Each test corresponds to a line of the core issue's "Done when". Bounds on time are the issue's
+own (1 s, 2 s, stop timeout + 2 s); they are 5-20x what the code needs on an idle machine.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests._watch import Watched
+from tests.conftest import cli, fake_argv
+
+FAST = ["--fake-load-time", "0.3", "--fake-warmup-time", "0.2"]
+
+
+def run_cli(port: int, fake_flags: list[str], *flags: str, env: dict[str, str] | None = None) -> Watched:
+    args = ["run", "--port", str(port), "--ready-line", "fired up", *flags, "--", *fake_argv(port, *fake_flags)]
+    return Watched(cli(*args, env=env))
+
+
+def test_demo_reaches_serving_answers_and_stops_with_exit_0(port: int) -> None:
+    w = run_cli(port, [*FAST, "--tp-size", "2", "--fake-grandchildren"])
+    try:
+        w.wait_for("state=serving", 30)
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
+        assert r.status_code == 200 and r.json()["data"][0]["id"] == "fake/model"
+        w.signal(signal.SIGTERM)
+        rc, _ = w.wait_exit(30)
+        assert rc == 0, w.output()
+        assert "state=stopping" in w.output() and "state=dead" in w.output()
+    finally:
+        w.close()
+
+
+def test_death_after_serving_exits_1_within_1s_and_leaves_no_process(port: int) -> None:
+    w = run_cli(port, [*FAST, "--tp-size", "2", "--fake-grandchildren", "--fake-fault",
+                       "crash-after-serving", "--fake-crash-after", "0.5"])
+    try:
+        w.wait_for("state=serving", 30)
+        died = w.wait_for("Received sigquit from a child process", 10)
+        rc, exited = w.wait_exit(10)
+        assert rc == 1, w.output()
+        assert exited - died < 1.0, f"took {exited - died:.2f} s"
+        out = w.output()
+        assert "CRASH REPORT" in out and "signal SIGKILL" in out
+        assert out.count("CRASH REPORT") == 1
+    finally:
+        w.close()
+    # the autouse fixture fails the test if any scheduler or grandchild is still alive
+
+
+def test_death_while_loading_exits_3_within_2s_with_cause(port: int) -> None:
+    w = run_cli(port, ["--fake-load-time", "1", "--fake-fault", "crash-loading", "--tp-size", "2"])
+    try:
+        died = w.wait_for("scheduler died during initialization", 30)
+        rc, exited = w.wait_exit(10)
+        assert rc == 3, w.output()
+        assert exited - died < 2.0
+        assert "startup failed" in w.output() and "exit code 1" in w.output()
+        assert "OOM killer" in w.output()  # the cause, from its own output
+    finally:
+        w.close()
+
+
+def test_port_that_never_answers_exits_3_at_startup_timeout(port: int) -> None:
+    args = ["run", "--port", str(port), "--startup-timeout", "2", "--",
+            sys.executable, "-c", "import time; time.sleep(60)"]
+    start = time.monotonic()
+    w = Watched(cli(*args))
+    try:
+        rc, exited = w.wait_exit(20)
+        assert rc == 3, w.output()
+        assert 2.0 <= exited - start < 10.0
+        assert "did not answer 200 within 2 s" in w.output()
+        assert "connection refused" in w.output()
+    finally:
+        w.close()
+
+
+def test_health_503_forever_times_out_with_last_status(port: int) -> None:
+    w = run_cli(port, [*FAST, "--fake-fault", "health-503"], "--startup-timeout", "3")
+    try:
+        rc, _ = w.wait_exit(20)
+        assert rc == 3
+        assert "last probe: HTTP 503" in w.output()
+    finally:
+        w.close()
+
+
+def test_hung_server_is_recycled_once_liveness_budget_is_spent(port: int) -> None:
+    w = run_cli(port, [*FAST, "--fake-fault", "hang", "--fake-crash-after", "0.5"],
+                "--liveness-interval", "0.3", "--liveness-timeout", "0.5", "--liveness-failures", "3")
+    try:
+        w.wait_for("state=serving", 30)
+        hung = w.wait_for("hanging with the port open", 10)
+        rc, exited = w.wait_exit(15)
+        assert rc == 1, w.output()
+        # 3 probes of at most 0.3 s wait + 0.5 s timeout each, plus the kill
+        assert exited - hung < 6.0
+        assert "stopped answering" in w.output() and "3 liveness probes failed" in w.output()
+    finally:
+        w.close()
+
+
+def test_sigterm_exits_0_within_stop_timeout_even_when_the_tree_resists(port: int) -> None:
+    w = run_cli(port, [*FAST, "--tp-size", "2", "--fake-grandchildren", "--fake-fault", "ignore-sigterm"],
+                "--stop-timeout", "1.5")
+    try:
+        w.wait_for("state=serving", 30)
+        t0 = time.monotonic()
+        w.signal(signal.SIGTERM)
+        rc, exited = w.wait_exit(15)
+        assert rc == 0, w.output()
+        assert exited - t0 < 1.5 + 2.0
+        assert "still running after 1.5 s; SIGKILL" in w.output()
+    finally:
+        w.close()
+
+
+def test_escaped_scheduler_is_killed_when_main_dies(port: int) -> None:
+    w = run_cli(port, [*FAST, "--tp-size", "2", "--fake-fault", "escape", "--fake-fault",
+                       "crash-after-serving", "--fake-crash-after", "0.3"])
+    try:
+        w.wait_for("state=serving", 30)
+        rc, _ = w.wait_exit(10)
+        assert rc == 1, w.output()
+    finally:
+        w.close()
+
+
+def test_four_warmups_of_1s_run_concurrently_under_2s(port: int, tmp_path: Path) -> None:
+    payloads = [
+        {"name": f"w{i}", "path": "/v1/chat/completions", "expect": "content",
+         "body": {"model": "m", "messages": [{"role": "user", "content": f"hello {i}"}]}}
+        for i in range(4)
+    ]
+    warmup = tmp_path / "warmup.json"
+    warmup.write_text(json.dumps(payloads))
+    w = run_cli(port, [*FAST, "--fake-gen-time", "1.0"], "--warmup", str(warmup))
+    try:
+        warm = w.wait_for("state=warm", 30)
+        serving = w.wait_for("state=serving", 30)
+        assert serving - warm < 2.0, f"warmup took {serving - warm:.2f} s"
+        assert w.output().count("verdict=ok") == 4
+        w.signal(signal.SIGTERM)
+        assert w.wait_exit(30)[0] == 0
+    finally:
+        w.close()
+
+
+def test_failed_warmup_exits_3_and_says_which(port: int, tmp_path: Path) -> None:
+    warmup = tmp_path / "warmup.json"
+    warmup.write_text(json.dumps([{"name": "tools", "path": "/v1/chat/completions",
+                                   "expect": ["tool_calls"],
+                                   "body": {"messages": [{"role": "user", "content": "hi"}]}}]))
+    w = run_cli(port, FAST, "--warmup", str(warmup))
+    try:
+        rc, _ = w.wait_exit(30)
+        assert rc == 3
+        assert "warmup failed: tools: tool_calls is missing" in w.output()
+    finally:
+        w.close()
+
+
+def test_api_key_never_appears_in_output(port: int, tmp_path: Path) -> None:
+    key = "sk-very-secret-0123456789"
+    warmup = tmp_path / "warmup.json"
+    warmup.write_text(json.dumps([{"name": "chat", "path": "/v1/chat/completions", "expect": "content",
+                                   "body": {"messages": [{"role": "user", "content": "hi"}]}}]))
+    w = run_cli(port, [*FAST, "--api-key", key, "--fake-fault", "crash-after-serving",
+                       "--fake-crash-after", "0.5"],
+                "--api-key-env", "TEST_KEY", "--warmup", str(warmup), env={"TEST_KEY": key})
+    try:
+        rc, _ = w.wait_exit(30)
+        assert rc == 1
+        out = w.output()
+        assert "verdict=ok" in out  # the key was used: the warmup passed the 401 check
+        assert key not in out
+        assert "api_key='***'" in out and "--api-key ***" in out
+    finally:
+        w.close()
+
+
+def test_missing_api_key_variable_is_a_usage_error(port: int) -> None:
+    w = Watched(cli("run", "--port", str(port), "--api-key-env", "NOPE_NOT_SET", "--", "true",
+                    env={"NOPE_NOT_SET": ""}))
+    rc, _ = w.wait_exit(20)
+    assert rc == 2
+    assert "NOPE_NOT_SET is not set" in w.output()
+
+
+def test_bad_command_is_a_usage_error_with_one_line(port: int) -> None:
+    w = Watched(cli("run", "--port", str(port), "--", "/no/such/binary"))
+    rc, _ = w.wait_exit(20)
+    assert rc == 2
+    assert "command not found: '/no/such/binary'" in w.output()
+
+
+def test_bad_warmup_file_is_a_usage_error(port: int, tmp_path: Path) -> None:
+    bad = tmp_path / "w.json"
+    bad.write_text('[{"name": "x", "path": "/v1/chat/completions"}]')
+    w = Watched(cli("run", "--port", str(port), "--warmup", str(bad), "--", "true"))
+    rc, _ = w.wait_exit(20)
+    assert rc == 2
+    assert "is missing ['body']" in w.output()
+
+
+@pytest.mark.slow
+def test_log_flood_is_forwarded_whole_without_slowing_the_child(port: int, tmp_path: Path) -> None:
+    lines = 300_000
+    out = tmp_path / "out.log"
+    args = ["run", "--port", str(port), "--ready-line", "fired up", "--",
+            *fake_argv(port, *FAST, "--fake-fault", "log-flood", "--fake-flood-lines", str(lines))]
+    import subprocess
+
+    with out.open("w") as sink:
+        popen = subprocess.Popen([sys.executable, "-m", "supervisor", *args], stdout=sink,
+                                 stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while "flood done" not in out.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            popen.send_signal(signal.SIGTERM)
+            assert popen.wait(30) == 0
+        finally:
+            if popen.poll() is None:
+                popen.kill()
+                popen.wait()
+    text = out.read_text()
+    assert text.count("Decode batch, #running-req: 1") == lines
+    # A generous bound only a pipe left undrained would break; the 1.5x goal is measured in
+    # benchmarks/ against `cat > /dev/null` in the same run.
+    took = float(text.split("flood done lines=")[1].split("seconds=")[1].split()[0])
+    assert took < 60
