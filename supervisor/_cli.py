@@ -49,34 +49,63 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_supervision_flags(p: argparse.ArgumentParser, *, port_required: bool) -> None:
     health, live, stop = HealthPolicy(), LivenessPolicy(), StopPolicy()
-    p.add_argument("--port", type=int, required=port_required, help="the port the server listens on")
+    p.add_argument(
+        "--port", type=int, required=port_required, help="the port the server listens on"
+    )
     p.add_argument("--host", default=None, help="the host to probe (default 127.0.0.1)")
     p.add_argument("--health-path", default=None, help=f"default {health.path}")
-    p.add_argument("--startup-timeout", type=float, default=None,
-                   help=f"seconds to wait for the first healthy answer (default {health.startup_timeout:g})")
-    p.add_argument("--warmup", type=Path, default=None, metavar="FILE.json",
-                   help='a JSON array of {"name", "path", "body", "expect"?} objects')
-    p.add_argument("--warmup-warn-only", action="store_true",
-                   help="a failed warmup is a warning instead of a failed startup")
-    p.add_argument("--api-key-env", default=None, metavar="NAME",
-                   help="read the API key from this environment variable (never from argv)")
+    p.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=None,
+        help=f"seconds to wait for the first healthy answer (default {health.startup_timeout:g})",
+    )
+    p.add_argument(
+        "--warmup",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help='a JSON array of {"name", "path", "body", "expect"?} objects',
+    )
+    p.add_argument(
+        "--warmup-warn-only",
+        action="store_true",
+        help="a failed warmup is a warning instead of a failed startup",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="NAME",
+        help="read the API key from this environment variable (never from argv)",
+    )
     p.add_argument("--liveness-interval", type=float, default=live.interval)
     p.add_argument("--liveness-timeout", type=float, default=live.timeout)
     p.add_argument("--liveness-failures", type=int, default=live.failures)
     p.add_argument("--no-liveness", action="store_true", help="only the main process's exit counts")
-    p.add_argument("--stop-timeout", type=float, default=stop.stop_timeout,
-                   help="seconds to drain after SIGTERM before SIGKILL of the whole tree")
+    p.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=stop.stop_timeout,
+        help="seconds to drain after SIGTERM before SIGKILL of the whole tree",
+    )
     p.add_argument("--ready-line", default=None, help="a log line that makes us probe at once")
     p.add_argument("--tail-lines", type=int, default=LogPolicy().tail_lines)
-    p.add_argument("--metrics-port", type=int, default=None,
-                   help="serve the supervisor's own Prometheus metrics on this port")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve the supervisor's own Prometheus metrics on this port",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sglang-supervisor", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="supervise any command that serves HTTP",
-                         usage="%(prog)s --port P [options] -- COMMAND [ARG...]")
+    run = sub.add_parser(
+        "run",
+        help="supervise any command that serves HTTP",
+        usage="%(prog)s --port P [options] -- COMMAND [ARG...]",
+    )
     _add_supervision_flags(run, port_required=True)
     run.add_argument("argv", nargs=argparse.REMAINDER, help="the server's command, after --")
     from .engines import cli as engine_cli  # the SGLang edge adds `serve` and `demo`
@@ -90,7 +119,9 @@ def read_api_key(env_name: str | None) -> str | None:
         return None
     value = os.environ.get(env_name)
     if not value:
-        raise ConfigError(f"--api-key-env {env_name}: the environment variable {env_name} is not set")
+        raise ConfigError(
+            f"--api-key-env {env_name}: the environment variable {env_name} is not set"
+        )
     return value
 
 
@@ -102,7 +133,9 @@ def read_warmup_file(path: Path | None) -> tuple[WarmupPayload, ...]:
     except FileNotFoundError:
         raise ConfigError(f"--warmup {path}: no such file") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"--warmup {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise ConfigError(
+            f"--warmup {path}: not valid JSON ({exc.msg} at line {exc.lineno})"
+        ) from None
     if not isinstance(data, list):
         raise ConfigError(f"--warmup {path}: must be a JSON array of payload objects")
     return tuple(WarmupPayload.from_json(item) for item in data)
@@ -119,7 +152,7 @@ def config_from_args(
     health_path: str = "/health",
     startup_timeout: float | None = None,
 ) -> SupervisorConfig:
-    """One config from the flags; a flag given on the command line wins over the caller's default."""
+    """One config from the flags; a flag given on the command line wins over a default."""
     defaults = HealthPolicy()
     return SupervisorConfig(
         launch=launch,

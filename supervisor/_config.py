@@ -113,7 +113,9 @@ class LivenessPolicy:
         _positive("liveness interval", self.interval)
         _positive("liveness timeout", self.timeout)
         if not isinstance(self.failures, int) or self.failures < 1:
-            raise ConfigError(f"liveness failures must be a whole number >= 1, got {self.failures!r}")
+            raise ConfigError(
+                f"liveness failures must be a whole number >= 1, got {self.failures!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -134,11 +136,11 @@ class WarmupPayload:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ConfigError("every warmup payload needs a non-empty \"name\"")
+            raise ConfigError('every warmup payload needs a non-empty "name"')
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ConfigError(f"warmup {self.name!r}: \"path\" must start with '/'")
         if not isinstance(self.body, Mapping):
-            raise ConfigError(f"warmup {self.name!r}: \"body\" must be a JSON object")
+            raise ConfigError(f'warmup {self.name!r}: "body" must be a JSON object')
         expect = (self.expect,) if isinstance(self.expect, str) else tuple(self.expect)
         unknown = sorted(set(expect) - EXPECTATIONS)
         if unknown or not expect:
@@ -211,7 +213,7 @@ class LogPolicy:
     """How much of the child's log is kept for the crash report, and the longest line kept whole."""
 
     tail_lines: int = 200
-    max_line_bytes: int = 1 << 20
+    max_line_bytes: int = 8 << 20
     secrets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Health: wait until the server answers (bounded, with backoff), then watch that it keeps answering.
+"""Health: wait until the server answers (bounded, with backoff), then watch that it still does.
 
 Startup polling uses tenacity with every knob set (style guide: its defaults are "retry forever
 on any exception, no wait"): exponential backoff with jitter, a cap, `stop_after_delay`, a retry
@@ -20,7 +20,8 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from ._config import HealthPolicy, LivenessPolicy
@@ -68,7 +69,9 @@ async def probe(client: httpx.AsyncClient, url: str, timeout: float) -> ProbeRes
     except httpx.ConnectError:
         return ProbeResult(False, None, "connection refused", time.perf_counter() - start)
     except httpx.TimeoutException:
-        return ProbeResult(False, None, f"no answer within {timeout:g} s", time.perf_counter() - start)
+        return ProbeResult(
+            False, None, f"no answer within {timeout:g} s", time.perf_counter() - start
+        )
     except httpx.TransportError as exc:
         error = f"{type(exc).__name__}: {exc}".rstrip(": ")
         return ProbeResult(False, None, error, time.perf_counter() - start)
@@ -92,15 +95,14 @@ async def wait_healthy(
 ) -> ProbeResult | None:
     """Return the first healthy probe, or None when `policy.startup_timeout` runs out.
 
-    The caller races this against the child's exit; the last unhealthy probe is kept in
-    `wait_healthy.last` style by `on_probe` for the error message.
+    The caller races this against the child's exit, and learns every probe's result through
+    `on_probe` (the last one goes into the timeout's error message).
     """
     deadline = anyio.current_time() + policy.startup_timeout
     retrying = AsyncRetrying(
         stop=stop_after_delay(policy.startup_timeout),
-        wait=wait_exponential_jitter(
-            initial=policy.initial_backoff, max=policy.max_backoff, jitter=policy.jitter
-        ),
+        wait=wait_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff)
+        + wait_random(0, policy.jitter),
         retry=retry_if_exception_type(_NotReady),
         sleep=nudge.sleep if nudge is not None else anyio.sleep,
         reraise=True,

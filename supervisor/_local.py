@@ -235,7 +235,8 @@ class LocalProcessManager:
         env[TREE_TOKEN_ENV] = token
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
-            popen = subprocess.Popen(
+            # fork+exec takes milliseconds; a thread for it would be one more owner to track.
+            popen = subprocess.Popen(  # noqa: ASYNC220
                 list(spec.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,

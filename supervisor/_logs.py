@@ -135,7 +135,7 @@ async def pump(
     tail: LogTail,
     redact: Redactor,
     observers: Iterable[BlockObserver] = (),
-    max_line_bytes: int = 1 << 20,
+    max_line_bytes: int = 8 << 20,
     chunk_bytes: int = 1 << 16,
 ) -> None:
     """Read `source` to its end; every complete line is redacted, kept, written and observed."""

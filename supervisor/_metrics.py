@@ -25,45 +25,81 @@ _PROBE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60)
 class SupervisorMetrics:
     """Every collector of one supervisor; `registry` is what an app mounts or serves."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, namespace: str = "supervisor") -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, namespace: str = "supervisor"
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r, ns = self.registry, namespace
         self.state = EnumMetric(
-            "state", "Current state of the supervised server.", namespace=ns, registry=r,
+            "state",
+            "Current state of the supervised server.",
+            namespace=ns,
+            registry=r,
             states=[s.value for s in State],
         )
         self.transitions = Counter(
-            "transitions", "State transitions.", ["from_state", "to_state", "event"],
-            namespace=ns, registry=r,
+            "transitions",
+            "State transitions.",
+            ["from_state", "to_state", "event"],
+            namespace=ns,
+            registry=r,
         )
         self.phase_seconds = Gauge(
-            "startup_phase_seconds", "Duration of each startup phase of the last start.",
-            ["phase"], namespace=ns, registry=r,
+            "startup_phase_seconds",
+            "Duration of each startup phase of the last start.",
+            ["phase"],
+            namespace=ns,
+            registry=r,
         )
         self.warmup_latency = Gauge(
-            "warmup_latency_seconds", "Latency of each warmup payload of the last start.",
-            ["payload"], namespace=ns, registry=r,
+            "warmup_latency_seconds",
+            "Latency of each warmup payload of the last start.",
+            ["payload"],
+            namespace=ns,
+            registry=r,
         )
         self.warmup_results = Counter(
-            "warmup_results", "Warmup verdicts.", ["payload", "verdict"], namespace=ns, registry=r,
+            "warmup_results",
+            "Warmup verdicts.",
+            ["payload", "verdict"],
+            namespace=ns,
+            registry=r,
         )
         self.probe_latency = Histogram(
-            "health_probe_latency_seconds", "Health probe latency.", ["kind"],
-            namespace=ns, registry=r, buckets=_PROBE_BUCKETS,
+            "health_probe_latency_seconds",
+            "Health probe latency.",
+            ["kind"],
+            namespace=ns,
+            registry=r,
+            buckets=_PROBE_BUCKETS,
         )
         self.probe_failures = Counter(
-            "health_probe_failures", "Health probes that did not answer 200.", ["kind"],
-            namespace=ns, registry=r,
+            "health_probe_failures",
+            "Health probes that did not answer 200.",
+            ["kind"],
+            namespace=ns,
+            registry=r,
         )
         self.deaths = Counter(
-            "deaths", "Deaths of the server after serving, by cause.", ["cause"],
-            namespace=ns, registry=r,
+            "deaths",
+            "Deaths of the server after serving, by cause.",
+            ["cause"],
+            namespace=ns,
+            registry=r,
         )
         self.log_lines = Counter(
-            "log_lines", "Lines forwarded from the child.", ["stream"], namespace=ns, registry=r,
+            "log_lines",
+            "Lines forwarded from the child.",
+            ["stream"],
+            namespace=ns,
+            registry=r,
         )
         self.log_bytes = Counter(
-            "log_bytes", "Bytes forwarded from the child.", ["stream"], namespace=ns, registry=r,
+            "log_bytes",
+            "Bytes forwarded from the child.",
+            ["stream"],
+            namespace=ns,
+            registry=r,
         )
         self.state.state(State.STARTING.value)
 

@@ -19,7 +19,7 @@ def unknown_cause(lines: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class CrashReport:
-    """Why the server died: the way it ended, a cause read from its log, and the log's last lines."""
+    """Why the server died: how it ended, a cause read from its log, and its last lines."""
 
     reason: str  # "exited" or "unhealthy"
     returncode: int | None

@@ -220,7 +220,9 @@ class Supervisor:
         if kind is _Race.STOP:
             return await self._graceful_stop(child)
         if healthy is None:
-            self.machine.fire(Event.FAILED, f"no healthy answer within {cfg.health.startup_timeout:g} s")
+            self.machine.fire(
+                Event.FAILED, f"no healthy answer within {cfg.health.startup_timeout:g} s"
+            )
             await self._kill(child)
             last = self._last_probe.describe() if self._last_probe else "no probe finished"
             raise HealthTimeout(
@@ -395,12 +397,16 @@ class Supervisor:
         self.machine.fire(Event.STOP)
         with anyio.CancelScope(shield=True):
             if not self._exited.is_set():
-                self.say(f"sending SIGTERM to pid={child.pid}; draining up to {policy.stop_timeout:g} s")
+                self.say(
+                    f"sending SIGTERM to pid={child.pid}; draining up to {policy.stop_timeout:g} s"
+                )
                 child.send_signal(signal.SIGTERM)
                 with anyio.move_on_after(policy.stop_timeout):
                     await self._exited.wait()
                 if not self._exited.is_set():
-                    self.say(f"pid={child.pid} still running after {policy.stop_timeout:g} s; SIGKILL")
+                    self.say(
+                        f"pid={child.pid} still running after {policy.stop_timeout:g} s; SIGKILL"
+                    )
             await self._kill(child)
         if self.machine.allows(Event.STOPPED):
             self.machine.fire(Event.STOPPED, describe_returncode(child.returncode))
@@ -458,7 +464,9 @@ class Supervisor:
         async def runner(*, task_status: anyio.abc.TaskStatus[Supervisor]) -> None:
             outcome = await self.run(task_status=task_status)
             if outcome.kind is OutcomeKind.DIED:
-                raise ServerDied(outcome.report.summary() if outcome.report else "died", report=outcome.report)
+                raise ServerDied(
+                    outcome.report.summary() if outcome.report else "died", report=outcome.report
+                )
 
         try:
             await tg.start(runner)
@@ -477,4 +485,3 @@ class Supervisor:
             if died:
                 raise died[0] from None
             raise
-

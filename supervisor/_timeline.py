@@ -9,6 +9,7 @@ begin`, ...). A marker line that carries `name=number` pairs (SGLang's `Engine s
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Sequence
@@ -51,7 +52,7 @@ class Timeline:
         """How long each phase lasted (until the next one), plus the engine's own numbers."""
         marks = list(self.marks.items())
         out: dict[str, float] = {}
-        for (name, start), (_, end) in zip(marks, marks[1:]):
+        for (name, start), (_, end) in itertools.pairwise(marks):
             out[name] = end - start
         if marks:
             out["total"] = marks[-1][1]

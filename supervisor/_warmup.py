@@ -33,7 +33,10 @@ class WarmupResult:
     def describe(self) -> str:
         verdict = "ok" if self.ok else "FAILED"
         status = self.status if self.status is not None else "-"
-        return f"warmup={self.name} verdict={verdict} status={status} latency={self.latency_s:.3f}s {self.reason}"
+        return (
+            f"warmup={self.name} verdict={verdict} status={status} "
+            f"latency={self.latency_s:.3f}s {self.reason}"
+        )
 
 
 def _first_choice(body: Any) -> Mapping[str, Any]:
@@ -62,7 +65,9 @@ def judge(payload: WarmupPayload, status: int, text: str) -> tuple[bool, str]:
     for need in needs_body:
         if need == "content" and not str(message.get("content") or "").strip():
             problems.append("content is empty")
-        elif need == "reasoning_content" and not str(message.get("reasoning_content") or "").strip():
+        elif (
+            need == "reasoning_content" and not str(message.get("reasoning_content") or "").strip()
+        ):
             problems.append("reasoning_content is empty")
         elif need == "no_reasoning" and str(message.get("reasoning_content") or "").strip():
             problems.append("reasoning_content is present although thinking is off")

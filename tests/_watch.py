@@ -50,7 +50,9 @@ class Watched:
         try:
             rc = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running after {timeout} s; output:\n{self.output()}") from None
+            raise AssertionError(
+                f"still running after {timeout} s; output:\n{self.output()}"
+            ) from None
         exited = time.monotonic()
         self._reader.join(5)
         return rc, exited

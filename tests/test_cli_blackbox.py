@@ -21,8 +21,19 @@ from tests.conftest import cli, fake_argv
 FAST = ["--fake-load-time", "0.3", "--fake-warmup-time", "0.2"]
 
 
-def run_cli(port: int, fake_flags: list[str], *flags: str, env: dict[str, str] | None = None) -> Watched:
-    args = ["run", "--port", str(port), "--ready-line", "fired up", *flags, "--", *fake_argv(port, *fake_flags)]
+def run_cli(
+    port: int, fake_flags: list[str], *flags: str, env: dict[str, str] | None = None
+) -> Watched:
+    args = [
+        "run",
+        "--port",
+        str(port),
+        "--ready-line",
+        "fired up",
+        *flags,
+        "--",
+        *fake_argv(port, *fake_flags),
+    ]
     return Watched(cli(*args, env=env))
 
 
@@ -41,8 +52,19 @@ def test_demo_reaches_serving_answers_and_stops_with_exit_0(port: int) -> None:
 
 
 def test_death_after_serving_exits_1_within_1s_and_leaves_no_process(port: int) -> None:
-    w = run_cli(port, [*FAST, "--tp-size", "2", "--fake-grandchildren", "--fake-fault",
-                       "crash-after-serving", "--fake-crash-after", "0.5"])
+    w = run_cli(
+        port,
+        [
+            *FAST,
+            "--tp-size",
+            "2",
+            "--fake-grandchildren",
+            "--fake-fault",
+            "crash-after-serving",
+            "--fake-crash-after",
+            "0.5",
+        ],
+    )
     try:
         w.wait_for("state=serving", 30)
         died = w.wait_for("Received sigquit from a child process", 10)
@@ -71,8 +93,17 @@ def test_death_while_loading_exits_3_within_2s_with_cause(port: int) -> None:
 
 
 def test_port_that_never_answers_exits_3_at_startup_timeout(port: int) -> None:
-    args = ["run", "--port", str(port), "--startup-timeout", "2", "--",
-            sys.executable, "-c", "import time; time.sleep(60)"]
+    args = [
+        "run",
+        "--port",
+        str(port),
+        "--startup-timeout",
+        "2",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(60)",
+    ]
     start = time.monotonic()
     w = Watched(cli(*args))
     try:
@@ -96,8 +127,16 @@ def test_health_503_forever_times_out_with_last_status(port: int) -> None:
 
 
 def test_hung_server_is_recycled_once_liveness_budget_is_spent(port: int) -> None:
-    w = run_cli(port, [*FAST, "--fake-fault", "hang", "--fake-crash-after", "0.5"],
-                "--liveness-interval", "0.3", "--liveness-timeout", "0.5", "--liveness-failures", "3")
+    w = run_cli(
+        port,
+        [*FAST, "--fake-fault", "hang", "--fake-crash-after", "0.5"],
+        "--liveness-interval",
+        "0.3",
+        "--liveness-timeout",
+        "0.5",
+        "--liveness-failures",
+        "3",
+    )
     try:
         w.wait_for("state=serving", 30)
         hung = w.wait_for("hanging with the port open", 10)
@@ -111,8 +150,12 @@ def test_hung_server_is_recycled_once_liveness_budget_is_spent(port: int) -> Non
 
 
 def test_sigterm_exits_0_within_stop_timeout_even_when_the_tree_resists(port: int) -> None:
-    w = run_cli(port, [*FAST, "--tp-size", "2", "--fake-grandchildren", "--fake-fault", "ignore-sigterm"],
-                "--stop-timeout", "1.5")
+    w = run_cli(
+        port,
+        [*FAST, "--tp-size", "2", "--fake-grandchildren", "--fake-fault", "ignore-sigterm"],
+        "--stop-timeout",
+        "1.5",
+    )
     try:
         w.wait_for("state=serving", 30)
         t0 = time.monotonic()
@@ -126,8 +169,20 @@ def test_sigterm_exits_0_within_stop_timeout_even_when_the_tree_resists(port: in
 
 
 def test_escaped_scheduler_is_killed_when_main_dies(port: int) -> None:
-    w = run_cli(port, [*FAST, "--tp-size", "2", "--fake-fault", "escape", "--fake-fault",
-                       "crash-after-serving", "--fake-crash-after", "0.3"])
+    w = run_cli(
+        port,
+        [
+            *FAST,
+            "--tp-size",
+            "2",
+            "--fake-fault",
+            "escape",
+            "--fake-fault",
+            "crash-after-serving",
+            "--fake-crash-after",
+            "0.3",
+        ],
+    )
     try:
         w.wait_for("state=serving", 30)
         rc, _ = w.wait_exit(10)
@@ -138,8 +193,12 @@ def test_escaped_scheduler_is_killed_when_main_dies(port: int) -> None:
 
 def test_four_warmups_of_1s_run_concurrently_under_2s(port: int, tmp_path: Path) -> None:
     payloads = [
-        {"name": f"w{i}", "path": "/v1/chat/completions", "expect": "content",
-         "body": {"model": "m", "messages": [{"role": "user", "content": f"hello {i}"}]}}
+        {
+            "name": f"w{i}",
+            "path": "/v1/chat/completions",
+            "expect": "content",
+            "body": {"model": "m", "messages": [{"role": "user", "content": f"hello {i}"}]},
+        }
         for i in range(4)
     ]
     warmup = tmp_path / "warmup.json"
@@ -158,9 +217,18 @@ def test_four_warmups_of_1s_run_concurrently_under_2s(port: int, tmp_path: Path)
 
 def test_failed_warmup_exits_3_and_says_which(port: int, tmp_path: Path) -> None:
     warmup = tmp_path / "warmup.json"
-    warmup.write_text(json.dumps([{"name": "tools", "path": "/v1/chat/completions",
-                                   "expect": ["tool_calls"],
-                                   "body": {"messages": [{"role": "user", "content": "hi"}]}}]))
+    warmup.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "tools",
+                    "path": "/v1/chat/completions",
+                    "expect": ["tool_calls"],
+                    "body": {"messages": [{"role": "user", "content": "hi"}]},
+                }
+            ]
+        )
+    )
     w = run_cli(port, FAST, "--warmup", str(warmup))
     try:
         rc, _ = w.wait_exit(30)
@@ -173,11 +241,35 @@ def test_failed_warmup_exits_3_and_says_which(port: int, tmp_path: Path) -> None
 def test_api_key_never_appears_in_output(port: int, tmp_path: Path) -> None:
     key = "sk-very-secret-0123456789"
     warmup = tmp_path / "warmup.json"
-    warmup.write_text(json.dumps([{"name": "chat", "path": "/v1/chat/completions", "expect": "content",
-                                   "body": {"messages": [{"role": "user", "content": "hi"}]}}]))
-    w = run_cli(port, [*FAST, "--api-key", key, "--fake-fault", "crash-after-serving",
-                       "--fake-crash-after", "0.5"],
-                "--api-key-env", "TEST_KEY", "--warmup", str(warmup), env={"TEST_KEY": key})
+    warmup.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "chat",
+                    "path": "/v1/chat/completions",
+                    "expect": "content",
+                    "body": {"messages": [{"role": "user", "content": "hi"}]},
+                }
+            ]
+        )
+    )
+    w = run_cli(
+        port,
+        [
+            *FAST,
+            "--api-key",
+            key,
+            "--fake-fault",
+            "crash-after-serving",
+            "--fake-crash-after",
+            "0.5",
+        ],
+        "--api-key-env",
+        "TEST_KEY",
+        "--warmup",
+        str(warmup),
+        env={"TEST_KEY": key},
+    )
     try:
         rc, _ = w.wait_exit(30)
         assert rc == 1
@@ -190,8 +282,18 @@ def test_api_key_never_appears_in_output(port: int, tmp_path: Path) -> None:
 
 
 def test_missing_api_key_variable_is_a_usage_error(port: int) -> None:
-    w = Watched(cli("run", "--port", str(port), "--api-key-env", "NOPE_NOT_SET", "--", "true",
-                    env={"NOPE_NOT_SET": ""}))
+    w = Watched(
+        cli(
+            "run",
+            "--port",
+            str(port),
+            "--api-key-env",
+            "NOPE_NOT_SET",
+            "--",
+            "true",
+            env={"NOPE_NOT_SET": ""},
+        )
+    )
     rc, _ = w.wait_exit(20)
     assert rc == 2
     assert "NOPE_NOT_SET is not set" in w.output()
@@ -217,13 +319,21 @@ def test_bad_warmup_file_is_a_usage_error(port: int, tmp_path: Path) -> None:
 def test_log_flood_is_forwarded_whole_without_slowing_the_child(port: int, tmp_path: Path) -> None:
     lines = 300_000
     out = tmp_path / "out.log"
-    args = ["run", "--port", str(port), "--ready-line", "fired up", "--",
-            *fake_argv(port, *FAST, "--fake-fault", "log-flood", "--fake-flood-lines", str(lines))]
+    args = [
+        "run",
+        "--port",
+        str(port),
+        "--ready-line",
+        "fired up",
+        "--",
+        *fake_argv(port, *FAST, "--fake-fault", "log-flood", "--fake-flood-lines", str(lines)),
+    ]
     import subprocess
 
     with out.open("w") as sink:
-        popen = subprocess.Popen([sys.executable, "-m", "supervisor", *args], stdout=sink,
-                                 stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", *args], stdout=sink, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 120
             while "flood done" not in out.read_text() and time.monotonic() < deadline:

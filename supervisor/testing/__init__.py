@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import sys
+
 from ._memory import InMemoryChild, InMemoryProcessManager
 
 __all__ = ["InMemoryChild", "InMemoryProcessManager", "fake_command", "free_port"]
@@ -23,4 +24,11 @@ def free_port() -> int:
 
 def fake_command(port: int, *flags: str, python: str | None = None) -> list[str]:
     """The argv that starts the fake SGLang server on `port` with extra `flags`."""
-    return [python or sys.executable, "-m", "supervisor.testing.fake_sglang", "--port", str(port), *flags]
+    return [
+        python or sys.executable,
+        "-m",
+        "supervisor.testing.fake_sglang",
+        "--port",
+        str(port),
+        *flags,
+    ]

@@ -12,8 +12,8 @@ import signal
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._config import LaunchSpec
-from .._process import ByteSource, ChildProcess, KillResult
+from supervisor._config import LaunchSpec
+from supervisor._process import ByteSource, ChildProcess, KillResult
 
 __all__ = ["InMemoryChild", "InMemoryProcessManager"]
 

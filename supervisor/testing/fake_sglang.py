@@ -126,8 +126,13 @@ class FakeSGLang:
         for rank in range(self.args.tp_size):
             escape = "escape" in self.faults and rank == self.args.tp_size - 1
             argv = [
-                sys.executable, "-c", SCHEDULER_CODE, str(rank), "1" if escape else "0",
-                "1" if ignore else "0", str(self.args.fake_gpu_mem_gib),
+                sys.executable,
+                "-c",
+                SCHEDULER_CODE,
+                str(rank),
+                "1" if escape else "0",
+                "1" if ignore else "0",
+                str(self.args.fake_gpu_mem_gib),
                 "1" if self.args.fake_grandchildren else "0",
             ]
             self.children.append(subprocess.Popen(argv, stdout=sys.stderr.fileno()))
@@ -234,9 +239,9 @@ class FakeSGLang:
 
     def flood(self, lines: int) -> None:
         line = (
-            "Decode batch, #running-req: 1, #token: 40, token usage: 0.00, cuda graph: True, "
-            "gen throughput (token/s): 95.23, #queue-req: 0\n"
-        ).encode()
+            b"Decode batch, #running-req: 1, #token: 40, token usage: 0.00, cuda graph: True, "
+            b"gen throughput (token/s): 95.23, #queue-req: 0\n"
+        )
         out = sys.stderr.buffer
         start = time.perf_counter()
         worst = 0.0
@@ -274,7 +279,9 @@ class FakeSGLang:
             if remaining == 0:
                 break
             if time.monotonic() - last >= 5:
-                log(f"Gracefully exiting... Remaining number of requests {remaining}. Remaining requests remaining_rids=[].")
+                log(
+                    f"Gracefully exiting... Remaining number of requests {remaining}. Remaining requests remaining_rids=[]."
+                )
                 last = time.monotonic()
             time.sleep(0.05)
         self.kill_children()
@@ -326,29 +333,45 @@ def chat_answer(server: FakeSGLang, body: dict[str, Any]) -> dict[str, Any]:
     prompt = " ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
     user = _text_of(last.get("content")) if isinstance(last, dict) else ""
     kwargs = body.get("chat_template_kwargs") or {}
-    thinking = bool(server.args.reasoning_parser) and kwargs.get("enable_thinking", True) is not False
+    thinking = (
+        bool(server.args.reasoning_parser) and kwargs.get("enable_thinking", True) is not False
+    )
     tools = body.get("tools") or []
     tool_choice = body.get("tool_choice", "auto")
-    answer: dict[str, Any] = {"reasoning": None, "content": "", "tool_calls": None, "prompt": prompt}
+    answer: dict[str, Any] = {
+        "reasoning": None,
+        "content": "",
+        "tool_calls": None,
+        "prompt": prompt,
+    }
     if thinking:
         answer["reasoning"] = f"The user asks: {user[:60]}. Let me think step by step."
     if isinstance(last, dict) and last.get("role") == "tool":
-        answer["content"] = f"Based on the tool result {_text_of(last.get('content'))}, here is the answer."
+        answer["content"] = (
+            f"Based on the tool result {_text_of(last.get('content'))}, here is the answer."
+        )
     elif tools and tool_choice != "none":
         tool = tools[0]
         name = (tool.get("function") or {}).get("name", "tool")
         call_id = "call_" + uuid.uuid4().hex[:24]
         args = json.dumps(_tool_arguments(tool, user))
         answer["tool_calls"] = [
-            {"id": call_id, "index": 0, "type": "function", "function": {"name": name, "arguments": args}}
+            {
+                "id": call_id,
+                "index": 0,
+                "type": "function",
+                "function": {"name": name, "arguments": args},
+            }
         ]
     elif (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
         if "planet" in user.lower():
-            data: Any = {"planets": [
-                {"name": "Mercury", "diameter_km": 4879},
-                {"name": "Venus", "diameter_km": 12104},
-                {"name": "Earth", "diameter_km": 12742},
-            ]}
+            data: Any = {
+                "planets": [
+                    {"name": "Mercury", "diameter_km": 4879},
+                    {"name": "Venus", "diameter_km": 12104},
+                    {"name": "Earth", "diameter_km": 12742},
+                ]
+            }
         else:
             data = {"answer": f"fake answer to: {user[:60]}"}
         answer["content"] = json.dumps(data)
@@ -367,9 +390,15 @@ def _handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
             pass
 
         def access(self, status: int) -> None:
-            phrase = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}
+            phrase = {
+                200: "OK",
+                400: "Bad Request",
+                401: "Unauthorized",
+                404: "Not Found",
+                503: "Service Unavailable",
+            }
             log(
-                f'INFO:     {self.client_address[0]}:{self.client_address[1]} - '
+                f"INFO:     {self.client_address[0]}:{self.client_address[1]} - "
                 f'"{self.command} {self.path} HTTP/1.1" {status} {phrase.get(status, "")}'
             )
 
@@ -390,10 +419,16 @@ def _handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
             self.access(status)
 
         def send_error_json(self, status: int, message: str) -> None:
-            self.send_json(status, {
-                "object": "error", "message": message, "type": "BadRequestError",
-                "param": None, "code": status,
-            })
+            self.send_json(
+                status,
+                {
+                    "object": "error",
+                    "message": message,
+                    "type": "BadRequestError",
+                    "param": None,
+                    "code": status,
+                },
+            )
 
         def authorized(self) -> bool:
             path = self.path.split("?", 1)[0]
@@ -434,22 +469,48 @@ def _handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
             elif path in ("/ready", "/ping"):
                 self.send_empty(200 if server.status == "Up" else 503)
             elif path == "/v1/models":
-                self.send_json(200, {"object": "list", "data": [{
-                    "id": server.model, "object": "model", "created": int(server.started),
-                    "owned_by": "sglang", "root": server.args.model_path, "parent": None,
-                    "max_model_len": server.args.context_length,
-                }]})
+                self.send_json(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": server.model,
+                                "object": "model",
+                                "created": int(server.started),
+                                "owned_by": "sglang",
+                                "root": server.args.model_path,
+                                "parent": None,
+                                "max_model_len": server.args.context_length,
+                            }
+                        ],
+                    },
+                )
             elif path == "/model_info":
-                self.send_json(200, {
-                    "model_path": server.args.model_path, "served_model_name": server.model,
-                    "tokenizer_path": server.args.model_path, "is_generation": True,
-                    "weight_version": "default", "reasoning_parser": server.args.reasoning_parser,
-                    "tool_call_parser": server.args.tool_call_parser, "model_type": "fake",
-                    "architectures": ["FakeForCausalLM"],
-                })
+                self.send_json(
+                    200,
+                    {
+                        "model_path": server.args.model_path,
+                        "served_model_name": server.model,
+                        "tokenizer_path": server.args.model_path,
+                        "is_generation": True,
+                        "weight_version": "default",
+                        "reasoning_parser": server.args.reasoning_parser,
+                        "tool_call_parser": server.args.tool_call_parser,
+                        "model_type": "fake",
+                        "architectures": ["FakeForCausalLM"],
+                    },
+                )
             elif path == "/server_info":
-                self.send_json(200, {"port": server.args.port, "tp_size": server.args.tp_size,
-                                     "served_model_name": server.model, "version": "0.5.23"})
+                self.send_json(
+                    200,
+                    {
+                        "port": server.args.port,
+                        "tp_size": server.args.tp_size,
+                        "served_model_name": server.model,
+                        "version": "0.5.23",
+                    },
+                )
             elif path == "/metrics":
                 self.send_metrics()
             else:
@@ -474,9 +535,22 @@ def _handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
                     self.completion(body)
                 elif path == "/generate":
                     text = " Paris."
-                    self.send_json(200, {"text": text, "meta_info": {"id": uuid.uuid4().hex,
-                                                                     "finish_reason": {"type": "length"}}})
-                elif path in ("/pause_generation", "/continue_generation", "/abort_request", "/freeze_gc"):
+                    self.send_json(
+                        200,
+                        {
+                            "text": text,
+                            "meta_info": {
+                                "id": uuid.uuid4().hex,
+                                "finish_reason": {"type": "length"},
+                            },
+                        },
+                    )
+                elif path in (
+                    "/pause_generation",
+                    "/continue_generation",
+                    "/abort_request",
+                    "/freeze_gc",
+                ):
                     self.send_json(200, {"success": True})
                 else:
                     self.send_json(404, {"detail": "Not Found"})
@@ -488,26 +562,28 @@ def _handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
         def send_metrics(self) -> None:
             labels = f'model_name="{server.model}",engine_type="unified",tp_rank="0"'
             c = server.counters
-            text = "".join([
-                "# HELP sglang:num_running_reqs The number of running requests.\n",
-                "# TYPE sglang:num_running_reqs gauge\n",
-                f"sglang:num_running_reqs{{{labels}}} {float(server.in_flight)}\n",
-                "# HELP sglang:num_queue_reqs The number of requests in the waiting queue.\n",
-                "# TYPE sglang:num_queue_reqs gauge\n",
-                f"sglang:num_queue_reqs{{{labels}}} 0.0\n",
-                "# HELP sglang:gen_throughput The generation throughput (token/s).\n",
-                "# TYPE sglang:gen_throughput gauge\n",
-                f"sglang:gen_throughput{{{labels}}} 95.23\n",
-                "# HELP sglang:prompt_tokens_total Number of prefill tokens processed.\n",
-                "# TYPE sglang:prompt_tokens_total counter\n",
-                f"sglang:prompt_tokens_total{{{labels}}} {float(c['prompt_tokens'])}\n",
-                "# HELP sglang:generation_tokens_total Number of generation tokens processed.\n",
-                "# TYPE sglang:generation_tokens_total counter\n",
-                f"sglang:generation_tokens_total{{{labels}}} {float(c['generation_tokens'])}\n",
-                "# HELP sglang:num_requests_total Number of requests processed.\n",
-                "# TYPE sglang:num_requests_total counter\n",
-                f"sglang:num_requests_total{{{labels}}} {float(c['requests'])}\n",
-            ]).encode()
+            text = "".join(
+                [
+                    "# HELP sglang:num_running_reqs The number of running requests.\n",
+                    "# TYPE sglang:num_running_reqs gauge\n",
+                    f"sglang:num_running_reqs{{{labels}}} {float(server.in_flight)}\n",
+                    "# HELP sglang:num_queue_reqs The number of requests in the waiting queue.\n",
+                    "# TYPE sglang:num_queue_reqs gauge\n",
+                    f"sglang:num_queue_reqs{{{labels}}} 0.0\n",
+                    "# HELP sglang:gen_throughput The generation throughput (token/s).\n",
+                    "# TYPE sglang:gen_throughput gauge\n",
+                    f"sglang:gen_throughput{{{labels}}} 95.23\n",
+                    "# HELP sglang:prompt_tokens_total Number of prefill tokens processed.\n",
+                    "# TYPE sglang:prompt_tokens_total counter\n",
+                    f"sglang:prompt_tokens_total{{{labels}}} {float(c['prompt_tokens'])}\n",
+                    "# HELP sglang:generation_tokens_total Number of generation tokens processed.\n",
+                    "# TYPE sglang:generation_tokens_total counter\n",
+                    f"sglang:generation_tokens_total{{{labels}}} {float(c['generation_tokens'])}\n",
+                    "# HELP sglang:num_requests_total Number of requests processed.\n",
+                    "# TYPE sglang:num_requests_total counter\n",
+                    f"sglang:num_requests_total{{{labels}}} {float(c['requests'])}\n",
+                ]
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.send_header("Content-Length", str(len(text)))
@@ -530,17 +606,31 @@ def _handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
                 self.stream_chat(rid, created, model, answer, finish, usage, body)
                 return
             message: dict[str, Any] = {
-                "role": "assistant", "content": answer["content"],
+                "role": "assistant",
+                "content": answer["content"],
                 "reasoning_content": answer["reasoning"],
             }
             if answer["tool_calls"]:
                 message["tool_calls"] = answer["tool_calls"]
-            self.send_json(200, {
-                "id": rid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": message, "logprobs": None,
-                             "finish_reason": finish, "matched_stop": None}],
-                "usage": usage,
-            })
+            self.send_json(
+                200,
+                {
+                    "id": rid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "logprobs": None,
+                            "finish_reason": finish,
+                            "matched_stop": None,
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
 
         def start_sse(self) -> None:
             self.send_response(200)
@@ -555,14 +645,33 @@ def _handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(f"data: {data}\n\n".encode())
             self.wfile.flush()
 
-        def stream_chat(self, rid: str, created: int, model: str, answer: dict[str, Any],
-                        finish: str, usage: dict[str, int], body: dict[str, Any]) -> None:
+        def stream_chat(
+            self,
+            rid: str,
+            created: int,
+            model: str,
+            answer: dict[str, Any],
+            finish: str,
+            usage: dict[str, int],
+            body: dict[str, Any],
+        ) -> None:
             self.start_sse()
 
             def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-                return {"id": rid, "object": "chat.completion.chunk", "created": created,
-                        "model": model, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                     "finish_reason": finish_reason}]}
+                return {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": delta,
+                            "logprobs": None,
+                            "finish_reason": finish_reason,
+                        }
+                    ],
+                }
 
             self.event(chunk({"role": "assistant", "content": ""}))
             for piece in re.findall(r"\S+\s*", answer["reasoning"] or ""):
@@ -571,15 +680,43 @@ def _handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
                 self.event(chunk({"content": piece}))
             for call in answer["tool_calls"] or []:
                 fn = call["function"]
-                self.event(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
-                                                  "function": {"name": fn["name"], "arguments": ""}}]}))
+                self.event(
+                    chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    "id": call["id"],
+                                    "type": "function",
+                                    "function": {"name": fn["name"], "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                )
                 args = fn["arguments"]
                 for i in range(0, len(args), 8):
-                    self.event(chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 8]}}]}))
+                    self.event(
+                        chunk(
+                            {
+                                "tool_calls": [
+                                    {"index": 0, "function": {"arguments": args[i : i + 8]}}
+                                ]
+                            }
+                        )
+                    )
             self.event(chunk({}, finish))
             if (body.get("stream_options") or {}).get("include_usage"):
-                self.event({"id": rid, "object": "chat.completion.chunk", "created": created,
-                            "model": model, "choices": [], "usage": usage})
+                self.event(
+                    {
+                        "id": rid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
             self.event("[DONE]")
             self.access(200)
 
@@ -596,20 +733,50 @@ def _handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
             if body.get("stream"):
                 self.start_sse()
                 for piece in re.findall(r"\S+\s*|\s+", text):
-                    self.event({"id": rid, "object": "text_completion", "created": created,
-                                "model": model, "choices": [{"index": 0, "text": piece,
-                                                             "logprobs": None, "finish_reason": None}]})
-                self.event({"id": rid, "object": "text_completion", "created": created, "model": model,
-                            "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]})
+                    self.event(
+                        {
+                            "id": rid,
+                            "object": "text_completion",
+                            "created": created,
+                            "model": model,
+                            "choices": [
+                                {"index": 0, "text": piece, "logprobs": None, "finish_reason": None}
+                            ],
+                        }
+                    )
+                self.event(
+                    {
+                        "id": rid,
+                        "object": "text_completion",
+                        "created": created,
+                        "model": model,
+                        "choices": [
+                            {"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}
+                        ],
+                    }
+                )
                 self.event("[DONE]")
                 self.access(200)
                 return
-            self.send_json(200, {
-                "id": rid, "object": "text_completion", "created": created, "model": model,
-                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop",
-                             "matched_stop": None}],
-                "usage": usage,
-            })
+            self.send_json(
+                200,
+                {
+                    "id": rid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "text": text,
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                            "matched_stop": None,
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
 
     return Handler
 
@@ -630,16 +797,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-metrics", action="store_true")
     p.add_argument("--skip-server-warmup", action="store_true")
     p.add_argument("--fake-load-time", type=float, default=1.0, help="seconds with the port closed")
-    p.add_argument("--fake-warmup-time", type=float, default=0.5, help="seconds of 503 after binding")
+    p.add_argument(
+        "--fake-warmup-time", type=float, default=0.5, help="seconds of 503 after binding"
+    )
     p.add_argument("--fake-health-time", type=float, default=0.05, help="seconds /health takes")
     p.add_argument("--fake-gen-time", type=float, default=0.0, help="seconds each generation takes")
     p.add_argument("--fake-fault", action="append", choices=FAULTS, default=[])
     p.add_argument("--fake-crash-after", type=float, default=1.0, help="seconds after ready")
-    p.add_argument("--fake-crash-log", action="append", default=None, help="lines logged before a crash")
+    p.add_argument(
+        "--fake-crash-log", action="append", default=None, help="lines logged before a crash"
+    )
     p.add_argument("--fake-flood-lines", type=int, default=300_000)
     p.add_argument("--fake-long-line", type=int, default=0, help="pad server_args= by N bytes")
     p.add_argument("--fake-gpu-mem-gib", type=float, default=0.0, help="GPU memory per scheduler")
-    p.add_argument("--fake-grandchildren", action="store_true", help="each scheduler forks one more")
+    p.add_argument(
+        "--fake-grandchildren", action="store_true", help="each scheduler forks one more"
+    )
     p.add_argument("--fake-api-key-env", default=None, help="read the API key from this variable")
     return p
 

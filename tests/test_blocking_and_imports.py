@@ -1,0 +1,82 @@
+"""The synchronous wrapper against the real fake server, and the core's import boundary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import httpx
+import pytest
+
+from supervisor import (
+    ChildExited,
+    HealthPolicy,
+    LaunchSpec,
+    LivenessPolicy,
+    OutcomeKind,
+    State,
+    StopPolicy,
+    SupervisorConfig,
+)
+from supervisor.blocking import BlockingSupervisor
+from tests.conftest import fake_argv
+
+FAST = ["--fake-load-time", "0.3", "--fake-warmup-time", "0.2"]
+
+
+def config(port: int, *flags: str) -> SupervisorConfig:
+    return SupervisorConfig(
+        launch=LaunchSpec(argv=tuple(fake_argv(port, *FAST, *flags))),
+        port=port,
+        health=HealthPolicy(startup_timeout=30, initial_backoff=0.05, max_backoff=0.2),
+        liveness=LivenessPolicy(enabled=False),
+        stop=StopPolicy(stop_timeout=5),
+        ready_line="fired up",
+    )
+
+
+def test_blocking_start_serves_and_stop_cleans_up(port: int) -> None:
+    with BlockingSupervisor(config(port, "--tp-size", "2")) as sup:
+        assert sup.state is State.SERVING
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    assert sup.state is State.DEAD
+
+
+def test_blocking_start_raises_startup_error_and_leaves_nothing(port: int) -> None:
+    sup = BlockingSupervisor(config(port, "--fake-fault", "crash-loading"))
+    with pytest.raises(ChildExited, match="exit code 1"):
+        sup.start()
+    assert sup.state is State.DEAD
+
+
+def test_blocking_death_calls_the_handler_from_the_loop_thread(port: int) -> None:
+    reports = []
+    sup = BlockingSupervisor(
+        config(port, "--fake-fault", "crash-after-serving", "--fake-crash-after", "0.3"),
+        on_death=reports.append,
+    )
+    sup.start()
+    outcome = sup.wait(timeout=20)
+    sup.close()
+    assert outcome.kind is OutcomeKind.DIED and len(reports) == 1
+    assert reports[0].returncode == -9
+
+
+def test_core_never_imports_modal_or_sglang() -> None:
+    code = textwrap.dedent(
+        """
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("modal", "sglang"):
+                    raise ImportError(f"blocked: {name}")
+        sys.meta_path.insert(0, Block())
+        import supervisor, supervisor.blocking, supervisor._cli, supervisor.testing
+        import supervisor.testing.fake_sglang
+        print("ok", sorted(m for m in sys.modules if m.split(".")[0] in ("modal", "sglang")))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok []"

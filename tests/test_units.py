@@ -1,0 +1,348 @@
+"""Unit tests of the core's pieces: state table, config checks, redaction, log pump, health, warmup."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import httpx
+import pytest
+
+from supervisor import (
+    TRANSITIONS,
+    ConfigError,
+    Event,
+    HealthPolicy,
+    IllegalTransition,
+    LaunchSpec,
+    LivenessPolicy,
+    LogTail,
+    Redactor,
+    State,
+    StateMachine,
+    SupervisorConfig,
+    WarmupPayload,
+    WarmupPolicy,
+)
+from supervisor._health import Nudge, wait_healthy, watch_liveness
+from supervisor._logs import pump
+from supervisor._timeline import Timeline
+from supervisor._warmup import judge, run_warmups
+
+pytestmark = pytest.mark.anyio
+
+
+# ----------------------------------------------------------------------------- states
+def test_happy_path_and_history() -> None:
+    m = StateMachine()
+    seen = []
+    m.observe(lambda t: seen.append(t.new))
+    m.fire(Event.HEALTHY)
+    m.fire(Event.WARMED)
+    m.fire(Event.EXITED, "signal SIGKILL")
+    assert seen == [State.WARM, State.SERVING, State.DEAD]
+    assert [t.event for t in m.history] == [Event.HEALTHY, Event.WARMED, Event.EXITED]
+
+
+def test_illegal_transition_raises_and_changes_nothing() -> None:
+    m = StateMachine()
+    calls = []
+    m.observe(calls.append)
+    with pytest.raises(IllegalTransition, match="can't handle event 'warmed' in state 'starting'"):
+        m.fire(Event.WARMED)
+    assert m.state is State.STARTING and not calls and not m.history
+
+
+def test_dead_is_terminal_and_every_live_state_can_stop_or_die() -> None:
+    assert TRANSITIONS[State.DEAD] == {}
+    for state in (State.STARTING, State.WARM, State.SERVING):
+        assert TRANSITIONS[state][Event.STOP] is State.STOPPING
+        assert TRANSITIONS[state][Event.EXITED] is State.DEAD
+    assert set(TRANSITIONS) == set(State)
+
+
+# ----------------------------------------------------------------------------- config
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: LaunchSpec(argv=()), "the command is empty"),
+        (lambda: SupervisorConfig(LaunchSpec(argv=("x",)), port=70000), "port must be"),
+        (lambda: HealthPolicy(path="health"), "must start with '/'"),
+        (lambda: HealthPolicy(startup_timeout=float("nan")), "startup timeout must be"),
+        (lambda: LivenessPolicy(failures=0), "liveness failures"),
+        (lambda: WarmupPayload("a", "/x", {}, expect=("bogus",)), "unknown expect ['bogus']"),
+        (
+            lambda: WarmupPolicy((WarmupPayload("a", "/x", {}), WarmupPayload("a", "/y", {}))),
+            "repeated",
+        ),
+        (
+            lambda: WarmupPayload.from_json({"name": "a", "path": "/x", "body": {}, "oops": 1}),
+            "unknown keys",
+        ),
+    ],
+)
+def test_bad_config_is_one_clear_line(build, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build()
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_api_key_is_not_in_repr() -> None:
+    cfg = SupervisorConfig(LaunchSpec(argv=("x",)), port=1, api_key="topsecret")
+    assert "topsecret" not in repr(cfg)
+    assert cfg.secrets == ("topsecret",)
+
+
+# ----------------------------------------------------------------------------- redaction
+def test_redactor_hides_known_and_secret_shaped_values() -> None:
+    r = Redactor(["abc123secret"])
+    text = (
+        "server_args=ServerArgs(api_key='zzz', admin_api_key=None) --api-key qqq "
+        "Authorization: Bearer ttt plain abc123secret hf_abcdefghijklmnopqrstu"
+    )
+    out = r(text)
+    for secret in ("zzz", "qqq", "ttt", "abc123secret", "hf_abcdefghijklmnopqrstu"):
+        assert secret not in out
+    assert "api_key='***'" in out and "admin_api_key=None" in out
+
+
+# ----------------------------------------------------------------------------- log pump
+class ChunkSource:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = list(chunks)
+        self.closed = False
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if not self.chunks:
+            raise anyio.EndOfStream
+        return self.chunks.pop(0)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def child(self, stream: str, text: str) -> None:
+        self.text += text
+
+    def supervisor(self, line: str) -> None:
+        self.text += f"[supervisor] {line}\n"
+
+
+async def run_pump(
+    chunks: list[bytes], secrets: tuple[str, ...] = (), tail: int = 100
+) -> tuple[str, LogTail]:
+    sink, t = ListSink(), LogTail(tail)
+    src = ChunkSource(chunks)
+    await pump(src, stream="stderr", sink=sink, tail=t, redact=Redactor(secrets))
+    assert src.closed
+    return sink.text, t
+
+
+async def test_pump_keeps_a_long_line_whole_and_the_final_partial_line() -> None:
+    long = b"x" * (5 << 20)
+    chunks = [long[i : i + 65536] for i in range(0, len(long), 65536)] + [b"\nlast without newline"]
+    text, tail = await run_pump(chunks)
+    lines = text.split("\n")
+    assert len(lines[0]) == 5 << 20
+    assert lines[1] == "last without newline"
+    assert tail.lines_total == 2
+
+
+async def test_pump_replaces_invalid_utf8_and_never_fails() -> None:
+    text, _ = await run_pump([b"ok \xff\xfe bad\n", b"caf\xc3", b"\xa9\n"])
+    assert "ok \ufffd\ufffd bad" in text
+    assert "café" in text  # a character split across reads is joined before decoding
+
+
+async def test_pump_redacts_a_secret_split_across_reads() -> None:
+    text, tail = await run_pump([b"key is sup", b"ersecret ok\n"], secrets=("supersecret",))
+    assert "supersecret" not in text and "key is *** ok" in text
+    assert tail.lines() == ["key is *** ok"]
+
+
+async def test_tail_keeps_the_last_n_lines() -> None:
+    _, tail = await run_pump([b"".join(f"line {i}\n".encode() for i in range(1000))], tail=10)
+    assert tail.lines() == [f"line {i}" for i in range(990, 1000)]
+    assert tail.lines_total == 1000
+
+
+# ----------------------------------------------------------------------------- timeline
+def test_timeline_marks_engine_phases_and_numbers() -> None:
+    t = Timeline([("load_weight", "Load weight begin"), ("engine_ready", "Engine startup timings")])
+    t.observe("[x] Load weight begin. avail mem=78.50 GB\n")
+    t.observe("[x] Engine startup timings (s): load_weight=12.50, kv_cache_allocation=0.10\n")
+    t.mark("serving")
+    d = t.durations()
+    assert {"spawn", "load_weight", "engine_ready", "total"} <= set(d)
+    assert d["engine.load_weight"] == 12.5 and d["engine.kv_cache_allocation"] == 0.1
+    assert "startup timeline:" in t.summary()
+
+
+# ----------------------------------------------------------------------------- health
+def client_for(handler) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+async def test_wait_healthy_treats_refused_and_503_as_not_yet() -> None:
+    answers = iter(["refused", 503, 503, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        a = next(answers)
+        if a == "refused":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(a)
+
+    seen = []
+    policy = HealthPolicy(startup_timeout=10, initial_backoff=0.01, max_backoff=0.02, jitter=0)
+    async with client_for(handler) as c:
+        result = await wait_healthy(c, "http://x/health", policy, on_probe=seen.append)
+    assert result is not None and result.status == 200
+    assert [r.describe() for r in seen] == [
+        "connection refused",
+        "HTTP 503",
+        "HTTP 503",
+        "HTTP 200",
+    ]
+
+
+async def test_wait_healthy_gives_up_at_the_deadline() -> None:
+    policy = HealthPolicy(startup_timeout=0.3, initial_backoff=0.05, max_backoff=0.05, jitter=0)
+    async with client_for(lambda r: httpx.Response(503)) as c:
+        start = anyio.current_time()
+        assert await wait_healthy(c, "http://x/health", policy) is None
+        assert 0.3 <= anyio.current_time() - start < 2.0
+
+
+async def test_nudge_cuts_a_long_backoff_short() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(503 if len(calls) == 1 else 200)
+
+    nudge = Nudge()
+    policy = HealthPolicy(startup_timeout=100, initial_backoff=50, max_backoff=50, jitter=0)
+    async with client_for(handler) as c, anyio.create_task_group() as tg:
+
+        async def fire_later() -> None:
+            await anyio.sleep(0.1)
+            nudge.fire()
+
+        tg.start_soon(fire_later)
+        with anyio.fail_after(5):  # without the nudge this would sleep 50 s
+            result = await wait_healthy(c, "http://x/health", policy, nudge=nudge)
+    assert result is not None and len(calls) == 2
+
+
+async def test_liveness_needs_consecutive_failures_and_resets_on_success() -> None:
+    pattern = iter([500, 500, 200, 500, 500, 500])
+    async with client_for(lambda r: httpx.Response(next(pattern))) as c:
+        probes = []
+        result = await watch_liveness(
+            c,
+            "http://x/health",
+            LivenessPolicy(interval=0.01, timeout=1, failures=3),
+            on_probe=probes.append,
+        )
+    assert result.status == 500 and len(probes) == 6
+
+
+# ----------------------------------------------------------------------------- warmup
+def chat(message: dict) -> str:
+    return json.dumps({"choices": [{"index": 0, "message": message}]})
+
+
+@pytest.mark.parametrize(
+    ("expect", "message", "ok", "reason"),
+    [
+        (("content",), {"content": "hi"}, True, "has content"),
+        (("content",), {"content": ""}, False, "content is empty"),
+        (
+            ("reasoning_content",),
+            {"content": "x", "reasoning_content": None},
+            False,
+            "reasoning_content is empty",
+        ),
+        (
+            ("no_reasoning",),
+            {"content": "x", "reasoning_content": "thinking"},
+            False,
+            "although thinking is off",
+        ),
+        (("tool_calls",), {"content": ""}, False, "tool_calls is missing"),
+        (
+            ("tool_calls",),
+            {"tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]},
+            False,
+            "not JSON",
+        ),
+        (
+            ("tool_calls",),
+            {"tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]},
+            True,
+            "has tool_calls",
+        ),
+    ],
+)
+def test_judge(expect, message, ok, reason) -> None:
+    got_ok, got_reason = judge(
+        WarmupPayload("p", "/v1/chat/completions", {}, expect=expect), 200, chat(message)
+    )
+    assert got_ok is ok and reason in got_reason
+
+
+def test_judge_reports_status_and_body() -> None:
+    ok, reason = judge(WarmupPayload("p", "/x", {}), 401, '{"error": "Unauthorized"}')
+    assert not ok and reason == 'HTTP 401: {"error": "Unauthorized"}'
+
+
+async def test_warmups_run_concurrently_with_bearer_key() -> None:
+    in_flight = peak = 0
+    auth = set()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        auth.add(request.headers.get("authorization"))
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await anyio.sleep(0.2)
+        in_flight -= 1
+        return httpx.Response(200, text=chat({"content": "ok"}))
+
+    payloads = [
+        WarmupPayload(f"w{i}", "/v1/chat/completions", {}, expect=("content",)) for i in range(4)
+    ]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as c:
+        results = await run_warmups(c, "http://x", payloads, api_key="k")
+    assert peak == 4
+    assert auth == {"Bearer k"}
+    assert [r.name for r in results] == ["w0", "w1", "w2", "w3"] and all(r.ok for r in results)
+
+
+async def test_warmup_timeout_is_a_verdict_not_a_crash() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(5)
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as c:
+        [r] = await run_warmups(c, "http://x", [WarmupPayload("slow", "/x", {}, timeout=0.2)])
+    assert not r.ok and "no answer within 0.2 s" in r.reason
+
+
+async def test_a_line_past_the_cap_is_passed_on_in_pieces_without_loss() -> None:
+    sink, t = ListSink(), LogTail(10)
+    data = b"y" * 300_000 + b"\n"
+    await pump(
+        ChunkSource([data[i : i + 65536] for i in range(0, len(data), 65536)]),
+        stream="s",
+        sink=sink,
+        tail=t,
+        redact=Redactor(),
+        max_line_bytes=100_000,
+    )
+    assert sink.text.replace("\n", "") == "y" * 300_000
+    assert t.lines_total >= 2
