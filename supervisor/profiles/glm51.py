@@ -1,0 +1,66 @@
+"""GLM-5.1 FP8 on 8x B200: the seed's settings, written in SGLang 0.5.23's names.
+
+Changes from the seed's command line, each forced by the pinned parser or a known bug:
+- `--tp 8` -> `--tp-size 8` (`--tp` only worked as an argparse abbreviation);
+- `--ep 1` -> `--ep-size 1` (same flag, canonical name);
+- `--attention-backend nsa` -> `dsa` (nsa is a deprecated alias);
+- `--nsa-decode-backend/--nsa-prefill-backend trtllm` -> the `trtllm-dsa-attention` mitigation,
+  which emits `--dsa-decode-backend/--dsa-prefill-backend trtllm` (renamed in 0.5.23; #21291);
+- `--enable-flashinfer-allreduce-fusion` -> `--flashinfer-allreduce-fusion-backend auto`
+  (what the deprecated flag resolved to);
+- no `--kv-cache-dtype fp8`: the `bf16-kv-cache` mitigation forbids it (#22359, #17526);
+- `SGLANG_DG_CACHE_DIR=/dg-cache`, so the DeepGEMM cache volume is actually used.
+"""
+
+from __future__ import annotations
+
+from ..engines.sglang import SGLangLaunch, Speculative
+from . import Profile
+from ._warmups import chat, long_context, tools
+
+MODEL = "glm-5.1"
+MAX_PREFILL_TOKENS = 32768
+
+LAUNCH = SGLangLaunch(
+    model_path="/model-cache/GLM-5.1-FP8",
+    served_model_name=MODEL,
+    tp_size=8,
+    port=8000,
+    trust_remote_code=True,
+    ep_size=1,
+    attention_backend="dsa",
+    moe_runner_backend="flashinfer_trtllm",
+    flashinfer_allreduce_fusion_backend="auto",
+    speculative=Speculative(algorithm="EAGLE", num_steps=3, eagle_topk=1, num_draft_tokens=4),
+    reasoning_parser="glm45",
+    tool_call_parser="glm47",
+    mem_fraction_static=0.88,
+    max_running_requests=48,
+    max_prefill_tokens=MAX_PREFILL_TOKENS,
+    max_total_tokens=65536,
+    watchdog_timeout=1200,
+    enable_metrics=True,
+    mitigations=("trtllm-dsa-attention", "bf16-kv-cache"),
+    dg_cache_dir="/dg-cache",
+    warmup_timeout_s=1800,
+)
+
+PROFILE = Profile(
+    name="glm-5.1-fp8",
+    description="GLM-5.1 FP8 (~700 GB) on 8x B200, EAGLE speculative decoding, thinking and tools",
+    hf_repo="zai-org/GLM-5.1-FP8",
+    launch=LAUNCH,
+    warmups=(
+        chat(MODEL, thinking=True, max_tokens=256),
+        chat(MODEL, thinking=False, max_tokens=64),
+        long_context(MODEL, prompt_tokens=MAX_PREFILL_TOKENS * 3 // 4, thinking_switch=True),
+        tools(MODEL, thinking_switch=True),
+    ),
+    gpu="B200",
+    gpu_count=8,
+    app_name="glm51-sglang",
+    weights_volume="glm51-model-weights",
+    dg_cache_volume="glm51-deepgemm-cache",
+    startup_timeout_s=3600.0,
+    weights_gb=700,
+)

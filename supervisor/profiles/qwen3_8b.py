@@ -1,0 +1,49 @@
+"""Qwen3-8B (BF16, ~16 GB) on one H100: a small dense model, a fast cold start, no DeepGEMM.
+
+The opposite shape to the MoE profiles: tensor parallelism 1, no speculative decoding, the qwen3
+reasoning parser (thinking switchable by `enable_thinking`) and the qwen tool-call parser.
+"""
+
+from __future__ import annotations
+
+from ..engines.sglang import SGLangLaunch
+from . import Profile
+from ._warmups import chat, long_context, tools
+
+MODEL = "qwen3-8b"
+MAX_PREFILL_TOKENS = 16384
+
+LAUNCH = SGLangLaunch(
+    model_path="/model-cache/Qwen3-8B",
+    served_model_name=MODEL,
+    tp_size=1,
+    port=8000,
+    reasoning_parser="qwen3",
+    tool_call_parser="qwen",
+    mem_fraction_static=0.85,
+    max_prefill_tokens=MAX_PREFILL_TOKENS,
+    context_length=32768,
+    enable_metrics=True,
+    warmup_timeout_s=600,
+)
+
+PROFILE = Profile(
+    name="qwen3-8b",
+    description="Qwen3-8B BF16 on 1x H100, thinking switchable, tools",
+    hf_repo="Qwen/Qwen3-8B",
+    launch=LAUNCH,
+    warmups=(
+        chat(MODEL, thinking=True, max_tokens=256),
+        chat(MODEL, thinking=False, max_tokens=64),
+        long_context(MODEL, prompt_tokens=MAX_PREFILL_TOKENS * 3 // 4, thinking_switch=True),
+        tools(MODEL, thinking_switch=True),
+    ),
+    gpu="H100",
+    gpu_count=1,
+    app_name="qwen3-8b-sglang",
+    weights_volume="qwen3-8b-model-weights",
+    dg_cache_volume="qwen3-8b-deepgemm-cache",
+    startup_timeout_s=1200.0,
+    uses_deepgemm=False,
+    weights_gb=16,
+)
