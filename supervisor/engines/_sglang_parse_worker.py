@@ -15,6 +15,7 @@ are refused (`allow_abbrev=False`): `--tp` only works by accident of argparse an
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -125,7 +126,7 @@ def check(argv: list[str], *, compile_step: bool = False) -> dict[str, Any]:
             warnings.append(f"{flag} is deprecated" + (f"; use {new}" if new else ""))
     for flag in sorted(used & set(_DEPRECATED_FLAGS)):
         warnings.append(f"{flag} is deprecated; use {_DEPRECATED_FLAGS[flag]}")
-    for flag, value in zip(argv, argv[1:]):
+    for flag, value in itertools.pairwise(argv):
         # Deprecated choice aliases that the parser still accepts (reference: sglang-0.5.23-cli.md).
         if (flag, value) in _DEPRECATED_CHOICES:
             warnings.append(

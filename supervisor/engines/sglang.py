@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from .._config import (
+from supervisor._config import (
     HealthPolicy,
     LaunchSpec,
     LivenessPolicy,
@@ -24,7 +24,7 @@ from .._config import (
     WarmupPayload,
     WarmupPolicy,
 )
-from .._errors import ConfigError
+from supervisor._errors import ConfigError
 
 __all__ = [
     "COMPILE_SUCCESS_LINE",
@@ -147,9 +147,8 @@ class SGLangLaunch:
         for name in self.mitigations:
             bad = tokens & set(MITIGATIONS[name].forbids)
             if bad:
-                raise ConfigError(
-                    f"{sorted(bad)[0]} is forbidden by mitigation {name!r}: {MITIGATIONS[name].reason}"
-                )
+                reason = MITIGATIONS[name].reason
+                raise ConfigError(f"{sorted(bad)[0]} is forbidden by mitigation {name!r}: {reason}")
         if "--api-key" in tokens:
             raise ConfigError(
                 "--api-key must not be in extra args: the key comes from the environment"
@@ -326,13 +325,13 @@ CRASH_CAUSES: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: What an operator does about each cause (used by the crash report and the runbook).
 CAUSE_HINTS: Mapping[str, str] = MappingProxyType(
     {
-        "cuda-out-of-memory": "lower --mem-fraction-static, --max-running-requests or --max-total-tokens",
-        "nccl-error": "a GPU or NVLink fault: let the platform recycle the container; check NCCL_* env",
-        "address-in-use": "another server holds the port: a stale process; the preflight port check finds it",
+        "cuda-out-of-memory": "lower --mem-fraction-static or --max-running-requests",
+        "nccl-error": "a GPU or NVLink fault: let the platform recycle the container",
+        "address-in-use": "a stale server holds the port; the preflight port check finds it",
         "missing-weights": "the weights volume is incomplete: run download_model again",
         "scheduler-killed-during-init": "the OS OOM killer: the container needs more host memory",
-        "watchdog-timeout": "a batch hung longer than --watchdog-timeout: GPU fault or a kernel hang",
-        "warmup-failed": "SGLang's own warmup failed; raise SGLANG_WARMUP_TIMEOUT if DeepGEMM compiles",
+        "watchdog-timeout": "a batch hung longer than --watchdog-timeout: GPU or kernel hang",
+        "warmup-failed": "SGLang's own warmup failed; raise SGLANG_WARMUP_TIMEOUT for DeepGEMM",
         "scheduler-exception": "read the traceback in the tail above",
         "unknown": "read the tail above",
     }

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .._config import WarmupPayload
-from .._errors import ConfigError
-from ..engines.sglang import SGLangLaunch
+from supervisor._config import WarmupPayload
+from supervisor._errors import ConfigError
+from supervisor.engines.sglang import SGLangLaunch
 
 __all__ = ["Profile", "get_profile", "profile_names"]
 

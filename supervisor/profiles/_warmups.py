@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._config import WarmupPayload
+from supervisor._config import WarmupPayload
 
 CHAT = "/v1/chat/completions"
 WEATHER_TOOL = {

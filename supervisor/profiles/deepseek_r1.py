@@ -8,7 +8,8 @@ reasoning and tools only.
 
 from __future__ import annotations
 
-from ..engines.sglang import SGLangLaunch, Speculative
+from supervisor.engines.sglang import SGLangLaunch, Speculative
+
 from . import Profile
 from ._warmups import chat, long_context, tools
 

@@ -14,7 +14,8 @@ Changes from the seed's command line, each forced by the pinned parser or a know
 
 from __future__ import annotations
 
-from ..engines.sglang import SGLangLaunch, Speculative
+from supervisor.engines.sglang import SGLangLaunch, Speculative
+
 from . import Profile
 from ._warmups import chat, long_context, tools
 

@@ -6,7 +6,8 @@ reasoning parser (thinking switchable by `enable_thinking`) and the qwen tool-ca
 
 from __future__ import annotations
 
-from ..engines.sglang import SGLangLaunch
+from supervisor.engines.sglang import SGLangLaunch
+
 from . import Profile
 from ._warmups import chat, long_context, tools
 
