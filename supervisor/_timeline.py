@@ -2,9 +2,10 @@
 
 The supervisor marks its own phases (spawn, port_open, healthy, serving). An engine adds
 markers: a phase name and a substring of the log line that starts it (SGLang's `Load weight
-begin`, ...). A marker line that carries `name=number` pairs (SGLang's `Engine startup timings
-(s): load_weight=12.3, ...`) also contributes those numbers as `engine.<name>`. Cold starts of a
-700 GB model are long and expensive; this is how an operator sees where the minutes went.
+begin`, ...). A marker that ends in `(s):` announces `name=seconds` pairs (SGLang's `Engine
+startup timings (s): load_weight=12.3, ...`): those numbers join the timeline as `engine.<name>`.
+Cold starts of a 700 GB model are long and expensive; this is how an operator sees where the
+minutes went.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Timeline:
             if phase in self._marks or needle not in text:
                 continue
             self.mark(phase)
+            if not needle.endswith("(s):"):
+                continue
             for line in text.splitlines():
                 if needle in line:
                     for key, value in _PAIR.findall(line.split(needle, 1)[1]):

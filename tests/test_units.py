@@ -172,7 +172,9 @@ async def test_tail_keeps_the_last_n_lines() -> None:
 
 # ----------------------------------------------------------------------------- timeline
 def test_timeline_marks_engine_phases_and_numbers() -> None:
-    t = Timeline([("load_weight", "Load weight begin"), ("engine_ready", "Engine startup timings")])
+    t = Timeline(
+        [("load_weight", "Load weight begin"), ("engine_ready", "Engine startup timings (s):")]
+    )
     t.observe("[x] Load weight begin. avail mem=78.50 GB\n")
     t.observe("[x] Engine startup timings (s): load_weight=12.50, kv_cache_allocation=0.10\n")
     t.mark("serving")

@@ -168,9 +168,9 @@ class FakeSGLang:
             f"max_prefill_tokens={args.max_prefill_tokens}, enable_metrics={args.enable_metrics}, "
             f"watchdog_timeout={args.watchdog_timeout}, " + "x" * args.fake_long_line + ")"
         )
-        for extra in args.unknown:
-            if extra.startswith("--"):
-                log(f"fake: ignoring flag {extra}")
+        ignored = [extra for extra in args.unknown if extra.startswith("--")]
+        if ignored:
+            log(f"fake: accepted and ignored {' '.join(ignored)}")
         self.install_signals()
         self.spawn_schedulers()
         for rank in range(args.tp_size):
@@ -216,6 +216,34 @@ class FakeSGLang:
             self.status = "Up"
         log(READY_LINE)
         self.after_ready()
+
+    def compile(self) -> None:
+        """`sglang.compile_deep_gemm`: load, one request, the success line, exit 0.
+
+        With `crash-loading` its server dies but the script itself keeps polling until its
+        timeout, as the real one does: the supervisor must notice on its own.
+        """
+        args = self.args
+        log("Compile DeepGEMM kernels. It may take a long time and timeout maybe raised")
+        self.spawn_schedulers()
+        log("Load weight begin. avail mem=78.50 GB")
+        if "crash-loading" in self.faults:
+            time.sleep(args.fake_load_time / 2)
+            log("Scheduler hit an exception: Traceback (most recent call last):")
+            log("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.00 GiB.")
+            self.kill_children()
+            time.sleep(args.timeout)
+            log("TimeoutError: DeepGEMM Kernels compilation timeout.")
+            self.die(1)
+        time.sleep(args.fake_load_time)
+        log(
+            "Load weight end. elapsed=1.00 s, type=GlmMoeDsaForCausalLM, avail mem=12.30 GB, mem usage=66.20 GB."
+        )
+        time.sleep(args.fake_warmup_time)
+        log("DeepGEMM Kernels compilation finished successfully.")
+        time.sleep(0.3)  # the real script sleeps 10 s, then kills its server
+        self.kill_children()
+        self.die(0)
 
     def after_ready(self) -> None:
         args = self.args
@@ -814,13 +842,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--fake-grandchildren", action="store_true", help="each scheduler forks one more"
     )
     p.add_argument("--fake-api-key-env", default=None, help="read the API key from this variable")
+    p.add_argument(
+        "--fake-mode",
+        choices=("serve", "compile"),
+        default="serve",
+        help="compile: behave like `python -m sglang.compile_deep_gemm`",
+    )
+    p.add_argument("--timeout", type=int, default=3600, help="compile mode: SGLang's --timeout")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args, unknown = build_parser().parse_known_args(argv)
     args.unknown = unknown
-    FakeSGLang(args).run()
+    server = FakeSGLang(args)
+    if args.fake_mode == "compile":
+        server.compile()
+    else:
+        server.run()
 
 
 if __name__ == "__main__":

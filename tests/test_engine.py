@@ -1,0 +1,440 @@
+"""The SGLang edge: argv against SGLang 0.5.23's own parser, profiles, preflight, crash causes,
+the cold-start timeline and the supervised DeepGEMM compile step."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from supervisor import ConfigError
+from supervisor.engines.deepgemm import compile_deepgemm
+from supervisor.engines.preflight import (
+    check_dg_cache,
+    check_gpus,
+    check_marker,
+    check_port_free,
+    check_weights,
+    marker_matches,
+)
+from supervisor.engines.sglang import (
+    MITIGATIONS,
+    PHASE_MARKERS,
+    SGLANG_VERSION,
+    SGLangLaunch,
+    classify_crash,
+)
+from supervisor.engines.sglang_check import check_argv, parser_available, sglang_args
+from supervisor.profiles import get_profile, profile_names
+from supervisor.profiles._warmups import TOKENS_PER_SENTENCE, long_prompt
+from tests._watch import Watched
+from tests.conftest import ROOT, cli
+
+PARSER = os.environ.get("SGLANG_PARSER_PYTHON") or (
+    str(ROOT / ".venv-sglang/bin/python") if (ROOT / ".venv-sglang/bin/python").exists() else None
+)
+needs_parser = pytest.mark.skipif(
+    not parser_available(PARSER) and not os.environ.get("SGLANG_PARSER_REQUIRED"),
+    reason="no SGLang parser here: run .ci/run, or set SGLANG_PARSER_PYTHON",
+)
+
+
+# ----------------------------------------------------------------------------- parser
+@needs_parser
+@pytest.mark.parametrize("name", profile_names())
+def test_every_profile_serve_and_compile_argv_parse_with_sglang(name: str) -> None:
+    launch = get_profile(name).launch
+    for argv in (launch.serve_argv("some-key"), launch.compile_argv(1800)):
+        verdict = check_argv(argv, python=PARSER)
+        assert verdict.version == SGLANG_VERSION
+        assert verdict.problems == (), verdict.problems
+        assert verdict.warnings == (), verdict.warnings
+
+
+@needs_parser
+def test_parser_check_reports_every_problem_at_once_in_one_line_each() -> None:
+    seed_style = [
+        "python3",
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        "/m",
+        "--tp",
+        "8",
+        "--nsa-decode-backend",
+        "trtllm",
+        "--dsa-prefill-backend",
+        "bogus",
+        "--moe-runner-backend",
+        "nope",
+        "--attention-backend",
+        "nsa",
+    ]
+    verdict = check_argv(seed_style, python=PARSER)
+    problems = "\n".join(verdict.problems)
+    assert "unrecognized argument: --tp; write --tp-size" in problems
+    assert "unrecognized argument: --nsa-decode-backend; write --dsa-decode-backend" in problems
+    assert "argument --dsa-prefill-backend: invalid choice: 'bogus'" in problems
+    assert "argument --moe-runner-backend: invalid choice: 'nope'" in problems
+    assert len(verdict.problems) == 4 and all("\n" not in p for p in verdict.problems)
+    assert verdict.warnings == ("--attention-backend nsa is a deprecated alias; use dsa",)
+
+
+def test_parse_check_never_sees_the_api_key() -> None:
+    flags, compile_step = sglang_args(["python3", "-m", "sglang.launch_server", "--api-key", "k1"])
+    assert flags == ["--api-key", "<api-key>"] and not compile_step
+    flags, compile_step = sglang_args(
+        ["python3", "-m", "sglang.compile_deep_gemm", "--timeout", "5"]
+    )
+    assert compile_step and flags == ["--timeout", "5"]
+
+
+# ----------------------------------------------------------------------------- launch config
+def test_glm_argv_uses_0_5_23_names_and_every_mitigation() -> None:
+    launch = get_profile("glm-5.1-fp8").launch
+    argv = launch.serve_argv("k")
+    joined = " ".join(argv)
+    assert "--tp-size 8" in joined and " --tp " not in joined
+    assert "--dsa-decode-backend trtllm --dsa-prefill-backend trtllm" in joined
+    assert "--nsa" not in joined and "--kv-cache-dtype" not in joined
+    assert "--enable-flashinfer-allreduce-fusion" not in joined
+    assert "--reasoning-parser glm45" in joined and "--tool-call-parser glm47" in joined
+    assert "--watchdog-timeout 1200" in joined and "--enable-metrics" in joined
+    assert argv[-2:] == ["--api-key", "k"]
+    env = launch.environment()
+    assert env["SGLANG_DG_CACHE_DIR"] == "/dg-cache" and env["HF_HUB_OFFLINE"] == "1"
+    assert int(env["SGLANG_WARMUP_TIMEOUT"]) >= 1800
+
+
+def test_compile_argv_has_no_api_key_and_a_timeout() -> None:
+    argv = get_profile("glm-5.1-fp8").launch.compile_argv(1234)
+    assert argv[:3] == ["python3", "-m", "sglang.compile_deep_gemm"]
+    assert "--api-key" not in argv and argv[-2:] == ["--timeout", "1234"]
+
+
+def test_mitigations_have_reasons_and_forbid_what_they_must() -> None:
+    assert all(m.reason and ("#" in m.reason) for m in MITIGATIONS.values())
+    with pytest.raises(
+        ConfigError, match="--kv-cache-dtype is forbidden by mitigation 'bf16-kv-cache'"
+    ):
+        SGLangLaunch(
+            "/m", "m", mitigations=("bf16-kv-cache",), extra_args=("--kv-cache-dtype", "fp8")
+        )
+    with pytest.raises(ConfigError, match="the key comes from the environment"):
+        SGLangLaunch("/m", "m", extra_args=("--api-key", "x"))
+
+
+def test_profiles_have_different_shapes_and_the_glm_warmup_set() -> None:
+    names = profile_names()
+    assert {"glm-5.1-fp8", "deepseek-r1-fp8", "qwen3-8b"} <= set(names)
+    assert {get_profile(n).gpu_count for n in names} >= {1, 8}
+    glm = get_profile("glm-5.1-fp8")
+    expects = {w.name: w.expect for w in glm.warmups}
+    assert expects["chat-thinking"] == ("reasoning_content",)
+    assert expects["chat-no-thinking"] == ("content", "no_reasoning")
+    assert expects["tools"] == ("tool_calls",)
+    long = next(w for w in glm.warmups if w.name == "long-context")
+    estimate = len(long.body["messages"][0]["content"].split()) * 1.3
+    assert 8192 < estimate < glm.launch.max_prefill_tokens  # chunked, yet within the limit
+
+
+def test_long_prompt_is_about_the_size_asked() -> None:
+    sentences = 1000
+    words = len(long_prompt(sentences * TOKENS_PER_SENTENCE).split())
+    assert sentences * 12 <= words <= sentences * 12 + 10
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_dry_run_shows_the_command_env_and_verdict_with_the_key_hidden() -> None:
+    env = {"GLM_KEY": "supersecret-key-1", **({"SGLANG_PARSER_PYTHON": PARSER} if PARSER else {})}
+    w = Watched(
+        cli("serve", "--profile", "glm-5.1-fp8", "--dry-run", "--api-key-env", "GLM_KEY", env=env)
+    )
+    rc, _ = w.wait_exit(120)
+    out = w.output()
+    assert "--dsa-decode-backend trtllm" in out and "SGLANG_DG_CACHE_DIR=/dg-cache" in out
+    assert "supersecret-key-1" not in out and "--api-key ***" in out
+    assert "weights: /model-cache/GLM-5.1-FP8 does not exist" in out
+    assert rc == 2 and "preflight FAILED" in out
+    if PARSER:
+        assert "[ok  ] argv: parses with SGLang 0.5.23" in out
+
+
+def test_serve_glm_on_the_fake_engine_validates_its_whole_warmup_set(port: int) -> None:
+    w = Watched(
+        cli(
+            "serve",
+            "--profile",
+            "glm-5.1-fp8",
+            "--fake",
+            "--port",
+            str(port),
+            "--fake-arg=--fake-load-time=0.3",
+            "--fake-arg=--fake-warmup-time=0.2",
+        )
+    )
+    try:
+        w.wait_for("state=serving", 60)
+        out = w.output()
+        for name in ("chat-thinking", "chat-no-thinking", "long-context", "tools"):
+            assert f"warmup={name} verdict=ok" in out
+        assert (
+            "startup timeline:" in out
+            and "load_weight=" in out
+            and "engine.load_weight=0.30s" in out
+        )
+        assert "engine.mem" not in out
+        w.signal()
+        assert w.wait_exit(30)[0] == 0
+    finally:
+        w.close()
+
+
+def test_serve_refuses_a_busy_port_before_launching(port: int) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        w = Watched(cli("serve", "--profile", "qwen3-8b", "--fake", "--port", str(port)))
+        rc, _ = w.wait_exit(60)
+    assert rc == 2
+    assert f"something already answers on port {port}" in w.output()
+    assert "starting" not in w.output()
+
+
+# ----------------------------------------------------------------------------- preflight
+def make_weights(root: Path, shards: int = 3) -> Path:
+    root.mkdir()
+    (root / "config.json").write_text('{"architectures": ["GlmMoeDsaForCausalLM"]}')
+    names = [f"model-{i:05d}-of-{shards:05d}.safetensors" for i in range(1, shards + 1)]
+    for n in names:
+        (root / n).write_bytes(b"\0" * 128)
+    index = {"weight_map": {f"layer.{i}.weight": names[i % shards] for i in range(10)}}
+    (root / "model.safetensors.index.json").write_text(json.dumps(index))
+    return root
+
+
+def test_weights_check_on_real_files(tmp_path: Path) -> None:
+    root = make_weights(tmp_path / "m")
+    assert check_weights(root).status == "ok"
+    (root / "model-00002-of-00003.safetensors").unlink()
+    c = check_weights(root)
+    assert c.status == "fail" and "1 missing (first: model-00002-of-00003.safetensors)" in c.message
+    (root / "model-00002-of-00003.safetensors").write_bytes(b"")
+    assert "1 empty" in check_weights(root).message
+    (root / "config.json").unlink()
+    assert "config.json is missing" in check_weights(root).message
+    assert "does not exist" in check_weights(tmp_path / "nope").message
+
+
+def test_port_check_finds_a_stale_listener(port: int) -> None:
+    assert check_port_free(port).status == "ok"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        c = check_port_free(port)
+    assert c.status == "fail" and "a stale server?" in c.message
+
+
+def test_dg_cache_check(tmp_path: Path) -> None:
+    assert check_dg_cache(str(tmp_path)).status == "ok"
+    assert "does not exist" in check_dg_cache(str(tmp_path / "missing")).message
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert check_dg_cache(str(blocker)).status == "fail"
+
+
+class FakeNVML:
+    """A unit-test stand-in for pynvml with N GPUs of one name and some memory used."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, names: list[str], used_gib: list[float]) -> None:
+        self.names, self.used = names, used_gib
+
+    def nvmlInit(self) -> None: ...
+
+    def nvmlShutdown(self) -> None: ...
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.names)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetName(self, i: int) -> str:
+        return self.names[i]
+
+    def nvmlDeviceGetMemoryInfo(self, i: int) -> object:
+        return type("Mem", (), {"used": int(self.used[i] * (1 << 30))})()
+
+
+@pytest.mark.parametrize(
+    ("names", "used", "status", "text"),
+    [
+        (["NVIDIA B200"] * 8, [0.5] * 8, "ok", "8x NVIDIA B200"),
+        (["NVIDIA B200"] * 4, [0.5] * 4, "fail", "4 GPUs, tensor parallelism needs 8"),
+        (["NVIDIA H100 80GB HBM3"] * 8, [0.5] * 8, "fail", "expected B200"),
+        (["NVIDIA B200"] * 8, [0.5] * 7 + [95.0], "fail", "GPU 7 has 95.0 GiB in use"),
+    ],
+)
+def test_gpu_check_logic(monkeypatch, names, used, status, text) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNVML(names, used))
+    c = check_gpus(8, "B200")
+    assert c.status == status and text in c.message
+
+
+def test_gpu_check_skips_without_nvml(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert check_gpus(8, "B200").status == "skip"
+
+
+# ----------------------------------------------------------------------------- crash causes
+# Texts as SGLang 0.5.23 and PyTorch print them.
+REAL_TAILS = {
+    "cuda-out-of-memory": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 3 has a total capacity of 178.36 GiB",
+    "nccl-error": "torch.distributed.DistBackendError: NCCL error in: /pytorch/torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp:3356, unhandled cuda error",
+    "address-in-use": "ERROR:    [Errno 98] error while attempting to bind on address ('0.0.0.0', 8000): address already in use",
+    "missing-weights": "OSError: /model-cache/GLM-5.1-FP8 does not appear to have a file named config.json.",
+    "scheduler-killed-during-init": "RuntimeError: Rank 0 scheduler died during initialization (exit code: -9). If exit code is -9 (SIGKILL), a common cause is the OS OOM killer. Run `dmesg -T | grep -i oom` to check.",
+    "watchdog-timeout": "[2026-01-02 10:00:00 TP0] Scheduler watchdog timeout (self.watchdog_timeout=1200, self.soft=False)",
+    "warmup-failed": "[2026-01-02 10:00:00] Initialization failed. warmup error: Traceback (most recent call last):",
+    "scheduler-exception": "[2026-01-02 10:00:00] Received sigquit from a child process. It usually means the child failed.",
+}
+
+
+@pytest.mark.parametrize(("cause", "line"), REAL_TAILS.items())
+def test_crash_causes_from_real_sglang_texts(cause: str, line: str) -> None:
+    tail = ["[2026-01-02 10:00:00] Load weight begin. avail mem=78.50 GB", line, "Killed"]
+    assert classify_crash(tail) == cause
+
+
+def test_unknown_crash_and_priority() -> None:
+    assert classify_crash(["something odd happened"]) == "unknown"
+    both = [REAL_TAILS["scheduler-exception"], REAL_TAILS["cuda-out-of-memory"]]
+    assert classify_crash(both) == "cuda-out-of-memory"  # the root cause wins over its symptom
+
+
+def test_cli_crash_report_names_the_cause(port: int) -> None:
+    w = Watched(
+        cli(
+            "serve",
+            "--profile",
+            "qwen3-8b",
+            "--fake",
+            "--port",
+            str(port),
+            "--no-liveness",
+            "--fake-arg=--fake-load-time=0.3",
+            "--fake-arg=--fake-warmup-time=0.1",
+            "--fake-arg=--fake-fault=crash-after-serving",
+            "--fake-arg=--fake-crash-after=0.3",
+        )
+    )
+    try:
+        rc, _ = w.wait_exit(60)
+        assert rc == 1
+        assert "cause=cuda-out-of-memory" in w.output()
+    finally:
+        w.close()
+
+
+def test_phase_markers_are_sglang_lines() -> None:
+    names = [n for n, _ in PHASE_MARKERS]
+    assert names == ["load_weight", "weights_loaded", "engine_ready", "http_up", "ready_line"]
+
+
+# ----------------------------------------------------------------------------- DeepGEMM
+FAKE_COMPILE = [
+    sys.executable,
+    "-m",
+    "supervisor.testing.fake_sglang",
+    "--fake-mode",
+    "compile",
+    "--fake-load-time",
+    "0.3",
+    "--fake-warmup-time",
+    "0.1",
+]
+
+
+class Quiet:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def child(self, stream: str, text: str) -> None:
+        self.lines.extend(text.splitlines())
+
+    def supervisor(self, line: str) -> None:
+        self.lines.append(line)
+
+
+@pytest.mark.anyio
+async def test_compile_succeeds_writes_marker_and_is_skipped_next_time(
+    tmp_path: Path, port: int
+) -> None:
+    launch = get_profile("glm-5.1-fp8").launch.with_overrides(
+        dg_cache_dir=str(tmp_path), port=port, host="127.0.0.1"
+    )
+    sink = Quiet()
+    result = await compile_deepgemm(launch, timeout_s=60, engine=FAKE_COMPILE, sink=sink)
+    assert result.ok and not result.skipped and result.returncode == 0
+    marker = json.loads((tmp_path / "sglang-supervisor-deepgemm.json").read_text())
+    assert marker["sglang_version"] == SGLANG_VERSION and marker["tp_size"] == 8
+    assert marker["model_path"] == "/model-cache/GLM-5.1-FP8" and marker["compiled_at"] > 0
+    assert marker_matches(launch) and check_marker(launch).status == "ok"
+    assert not any("--api-key" in line for line in sink.lines)
+    again = await compile_deepgemm(launch, timeout_s=60, engine=FAKE_COMPILE, sink=sink)
+    assert again.ok and again.skipped
+    other = launch.with_overrides(tp_size=4)
+    assert not marker_matches(other) and "recompile" in check_marker(other).message
+
+
+@pytest.mark.anyio
+async def test_compile_fails_fast_when_its_server_dies(tmp_path: Path, port: int) -> None:
+    launch = get_profile("glm-5.1-fp8").launch.with_overrides(
+        dg_cache_dir=str(tmp_path), port=port, host="127.0.0.1"
+    )
+    start = anyio.current_time()
+    # The fake compile script keeps polling for its whole --timeout (3600 s) after the crash.
+    result = await compile_deepgemm(
+        launch,
+        timeout_s=3600,
+        engine=[*FAKE_COMPILE, "--fake-fault", "crash-loading"],
+        sink=Quiet(),
+    )
+    assert not result.ok and "cause: cuda-out-of-memory" in result.reason
+    assert anyio.current_time() - start < 20
+    assert not (tmp_path / "sglang-supervisor-deepgemm.json").exists()
+
+
+def test_compile_cli_on_the_fake(tmp_path: Path, port: int) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "compile",
+            "--profile",
+            "glm-5.1-fp8",
+            "--fake",
+            "--dg-cache-dir",
+            str(tmp_path),
+            "--timeout",
+            "60",
+            "--fake-arg=--fake-load-time=0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "DeepGEMM Kernels compilation finished successfully." in done.stdout
+    assert (tmp_path / "sglang-supervisor-deepgemm.json").exists()
