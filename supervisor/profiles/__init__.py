@@ -28,6 +28,8 @@ class Profile:
     app_name: str
     weights_volume: str
     dg_cache_volume: str
+    api_key_secret: str  # a secret that provides API_KEY
+    hf_secret: str = "huggingface-secret"  # a secret that provides HF_TOKEN
     startup_timeout_s: float = 3600.0
     uses_deepgemm: bool = True
     weights_gb: int = 0

@@ -49,6 +49,7 @@ PROFILE = Profile(
     app_name="deepseek-r1-sglang",
     weights_volume="deepseek-r1-model-weights",
     dg_cache_volume="deepseek-r1-deepgemm-cache",
+    api_key_secret="deepseek-r1-api-key",
     startup_timeout_s=3600.0,
     weights_gb=690,
 )

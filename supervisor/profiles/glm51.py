@@ -62,6 +62,7 @@ PROFILE = Profile(
     app_name="glm51-sglang",
     weights_volume="glm51-model-weights",
     dg_cache_volume="glm51-deepgemm-cache",
+    api_key_secret="glm51-api-key",
     startup_timeout_s=3600.0,
     weights_gb=700,
 )

@@ -44,6 +44,7 @@ PROFILE = Profile(
     app_name="qwen3-8b-sglang",
     weights_volume="qwen3-8b-model-weights",
     dg_cache_volume="qwen3-8b-deepgemm-cache",
+    api_key_secret="qwen3-8b-api-key",
     startup_timeout_s=1200.0,
     uses_deepgemm=False,
     weights_gb=16,
