@@ -14,6 +14,7 @@ other code in this process, such as the Modal runtime's own children.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import signal
 import subprocess
@@ -35,11 +36,24 @@ TREE_TOKEN_ENV = "SGLANG_SUPERVISOR_TREE"
 _POLL_S = 0.02  # only where pidfds are missing (not Linux) and while waiting for SIGKILL to land
 
 
+_F_SETPIPE_SZ = 1031  # Linux: grow a pipe's buffer
+_PIPE_BYTES = 1 << 20  # the unprivileged maximum by default (/proc/sys/fs/pipe-max-size)
+
+
 class _PipeReader:
-    """Non-blocking reads from one pipe, awaited through the event loop (never a thread)."""
+    """Non-blocking reads from one pipe, awaited through the event loop (never a thread).
+
+    The pipe is grown to 1 MiB where Linux allows, so a burst of SGLang log lines (a decode
+    storm, a traceback) fits while the supervisor is busy elsewhere, instead of blocking the
+    scheduler that writes it.
+    """
 
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
+        try:
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
+        except OSError:
+            pass  # not Linux, or a lower pipe-max-size: the default 64 KiB still works
         self._fd: int | None = fd
 
     async def receive(self, max_bytes: int = 65536) -> bytes:

@@ -214,6 +214,7 @@ class FakeSGLang:
                 self.sigkill_tree()
         if "health-503" not in self.faults:
             self.status = "Up"
+            log(f"fake: status Up at epoch={time.time():.6f}")
         log(READY_LINE)
         self.after_ready()
 
