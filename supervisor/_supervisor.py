@@ -359,8 +359,11 @@ class Supervisor:
 
     # ----------------------------------------------------------------- hooks
     def _on_probe(self, kind: str, result: ProbeResult) -> None:
-        self._last_probe = result
+        previous, self._last_probe = self._last_probe, result
         self.metrics.on_probe(kind, result.ok, result.latency_s)
+        if kind == "startup" and (previous is None or previous.describe() != result.describe()):
+            # One line per change (refused -> 503 -> 200), not one per probe.
+            self.say(f"health probe: {result.describe()}")
         if result.error != "connection refused":
             self.timeline.mark("port_open")
         if kind == "liveness" and not result.ok:

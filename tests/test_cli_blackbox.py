@@ -350,3 +350,68 @@ def test_log_flood_is_forwarded_whole_without_slowing_the_child(port: int, tmp_p
     # benchmarks/ against `cat > /dev/null` in the same run.
     took = float(text.split("flood done lines=")[1].split("seconds=")[1].split()[0])
     assert took < 60
+
+
+def test_sglang_warmup_error_is_a_startup_failure_with_its_cause(port: int) -> None:
+    args = [
+        "serve",
+        "--profile",
+        "qwen3-8b",
+        "--fake",
+        "--port",
+        str(port),
+        "--fake-arg=--fake-load-time=0.2",
+        "--fake-arg=--fake-warmup-time=0.2",
+        "--fake-arg=--fake-fault=warmup-error",
+    ]
+    w = Watched(cli(*args))
+    try:
+        rc, _ = w.wait_exit(60)
+        assert rc == 3
+        assert "signal SIGKILL (cause: warmup-failed)" in w.output()
+    finally:
+        w.close()
+
+
+def test_slow_sglang_warmup_is_waited_out_through_503(port: int) -> None:
+    # SGLang's own warmup: the port is open and /health says 503 for 20 x 0.1 s.
+    w = run_cli(
+        port,
+        ["--fake-load-time", "0.2", "--fake-warmup-time", "0.1", "--fake-fault", "slow-warmup"],
+    )
+    try:
+        w.wait_for("state=serving", 30)
+        probes = [line for line in w.output().splitlines() if "health probe:" in line]
+        assert [p.split("health probe: ")[1] for p in probes] == [
+            "connection refused",
+            "HTTP 503",
+            "HTTP 200",
+        ]
+        w.signal()
+        assert w.wait_exit(30)[0] == 0
+    finally:
+        w.close()
+
+
+def test_metrics_port_serves_the_supervisor_metrics(port: int) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from supervisor.testing import free_port
+
+    mport = free_port()
+    w = run_cli(port, FAST, "--metrics-port", str(mport))
+    try:
+        w.wait_for("state=serving", 30)
+        text = httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=5).text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        state = {
+            s.labels["supervisor_state"]: s.value for s in families["supervisor_state"].samples
+        }
+        assert state["serving"] == 1.0 and state["starting"] == 0.0
+        phases = {s.labels["phase"] for s in families["supervisor_startup_phase_seconds"].samples}
+        assert {"spawn", "healthy", "total"} <= phases
+        assert any(s.value > 0 for s in families["supervisor_log_lines"].samples)
+        w.signal()
+        assert w.wait_exit(30)[0] == 0
+    finally:
+        w.close()

@@ -348,3 +348,26 @@ async def test_a_line_past_the_cap_is_passed_on_in_pieces_without_loss() -> None
     )
     assert sink.text.replace("\n", "") == "y" * 300_000
     assert t.lines_total >= 2
+
+
+def test_logging_sink_hands_every_line_to_logging(caplog) -> None:
+    import logging
+
+    from supervisor import LoggingSink
+
+    sink = LoggingSink("supervisor-test")
+    with caplog.at_level(logging.INFO, logger="supervisor-test"):
+        sink.child("stderr", "one\ntwo\n")
+        sink.supervisor("state=serving")
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("supervisor-test.child", "one"),
+        ("supervisor-test.child", "two"),
+        ("supervisor-test", "state=serving"),
+    ]
+    assert caplog.records[0].stream == "stderr"
+
+
+def test_timeline_reads_numbers_only_from_a_timings_line() -> None:
+    t = Timeline([("load_weight", "Load weight begin")])
+    t.observe("[x] Load weight begin. avail mem=78.50 GB\n")
+    assert "load_weight" in t.marks and t.engine == {}
