@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ConfigError as exc:
-        secrets = [os.environ.get(args.api_key_env or "", "")]
+        secrets = [os.environ.get(getattr(args, "api_key_env", None) or "", "")]
         print(f"sglang-supervisor: error: {Redactor(secrets)(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:  # a signal before the supervisor's own handler was installed

@@ -438,3 +438,17 @@ def test_compile_cli_on_the_fake(tmp_path: Path, port: int) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "DeepGEMM Kernels compilation finished successfully." in done.stdout
     assert (tmp_path / "sglang-supervisor-deepgemm.json").exists()
+
+
+def test_compile_of_a_profile_without_deepgemm_is_a_one_line_usage_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor", "compile", "--profile", "qwen3-8b", "--fake"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "sglang-supervisor: error: profile qwen3-8b does not use DeepGEMM: nothing to compile"
+    )

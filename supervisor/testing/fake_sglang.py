@@ -761,29 +761,20 @@ def _handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
             usage = server.usage(str(prompt), text)
             if body.get("stream"):
                 self.start_sse()
-                for piece in re.findall(r"\S+\s*|\s+", text):
-                    self.event(
-                        {
-                            "id": rid,
-                            "object": "text_completion",
-                            "created": created,
-                            "model": model,
-                            "choices": [
-                                {"index": 0, "text": piece, "logprobs": None, "finish_reason": None}
-                            ],
-                        }
-                    )
-                self.event(
-                    {
+
+                def chunk(piece: str, finish: str | None) -> dict[str, Any]:
+                    choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
+                    return {
                         "id": rid,
                         "object": "text_completion",
                         "created": created,
                         "model": model,
-                        "choices": [
-                            {"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}
-                        ],
+                        "choices": [choice],
                     }
-                )
+
+                for piece in re.findall(r"\S+\s*|\s+", text):
+                    self.event(chunk(piece, None))
+                self.event(chunk("", "stop"))
                 self.event("[DONE]")
                 self.access(200)
                 return
