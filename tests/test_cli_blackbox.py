@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from tests._watch import Watched
-from tests.conftest import cli, fake_argv
+from tests.conftest import ROOT, cli, fake_argv
 
 FAST = ["--fake-load-time", "0.3", "--fake-warmup-time", "0.2"]
 
@@ -328,8 +329,6 @@ def test_log_flood_is_forwarded_whole_without_slowing_the_child(port: int, tmp_p
         "--",
         *fake_argv(port, *FAST, "--fake-fault", "log-flood", "--fake-flood-lines", str(lines)),
     ]
-    import subprocess
-
     with out.open("w") as sink:
         popen = subprocess.Popen(
             [sys.executable, "-m", "supervisor", *args], stdout=sink, stderr=subprocess.STDOUT
@@ -346,10 +345,23 @@ def test_log_flood_is_forwarded_whole_without_slowing_the_child(port: int, tmp_p
                 popen.wait()
     text = out.read_text()
     assert text.count("Decode batch, #running-req: 1") == lines
-    # A generous bound only a pipe left undrained would break; the 1.5x goal is measured in
-    # benchmarks/ against `cat > /dev/null` in the same run.
     took = float(text.split("flood done lines=")[1].split("seconds=")[1].split()[0])
-    assert took < 60
+    # The same child writing into `cat > /dev/null`, measured now on this machine. The goal
+    # (1.5x) is measured in benchmarks/; this bound is generous so that only a real regression
+    # (a pump that lets the pipe fill, as a slow redaction once did at 13x) breaks it.
+    baselines = []
+    for _ in range(3):
+        cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        result = tmp_path / "cat.json"
+        subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "flood_child.py"), str(lines), str(result)],
+            stderr=cat.stdin,
+            check=True,
+        )
+        cat.stdin.close()
+        cat.wait()
+        baselines.append(json.loads(result.read_text())["seconds"])
+    assert took < max(4 * min(baselines), min(baselines) + 2.0), (took, baselines)
 
 
 def test_sglang_warmup_error_is_a_startup_failure_with_its_cause(port: int) -> None:
