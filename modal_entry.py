@@ -40,7 +40,12 @@ MAX_INPUTS = 20
 # Modal waits this long for the port: a cold start loads ~700 GB, runs SGLang's own warmup and
 # ours. The supervisor's own startup deadline is the profile's; Modal's must not cut it short.
 WEB_STARTUP_TIMEOUT_S = int(PROFILE.startup_timeout_s) + 600
-SUPERVISOR_DEPS = ["anyio>=4.4", "httpx>=0.27", "tenacity>=8.2", "prometheus-client>=0.20"]
+SUPERVISOR_DEPS = ["anyio>=4.7", "httpx>=0.27", "tenacity>=8.2", "prometheus-client>=0.20"]
+
+if modal.__version__ != MODAL_VERSION:
+    print(
+        f"warning: modal {modal.__version__} is installed; this entry is made for {MODAL_VERSION}"
+    )
 
 app = modal.App(PROFILE.app_name)
 

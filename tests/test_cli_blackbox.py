@@ -427,3 +427,24 @@ def test_metrics_port_serves_the_supervisor_metrics(port: int) -> None:
         assert w.wait_exit(30)[0] == 0
     finally:
         w.close()
+
+
+def test_a_200kb_log_line_passes_whole_and_redacted(port: int, tmp_path: Path) -> None:
+    # asyncio's StreamReader.readline gives up at 64 KiB; SGLang's server_args line can be longer.
+    key = "k-long-line-secret"
+    w = run_cli(
+        port,
+        [*FAST, "--api-key", key, "--fake-long-line", "200000"],
+        "--api-key-env",
+        "LL_KEY",
+        env={"LL_KEY": key},
+    )
+    try:
+        w.wait_for("state=serving", 30)
+        line = next(line for line in w.output().splitlines() if "server_args=ServerArgs(" in line)
+        assert len(line) > 200_000 and line.endswith("x)")
+        assert key not in w.output() and "api_key='***'" in line
+        w.signal()
+        assert w.wait_exit(30)[0] == 0
+    finally:
+        w.close()

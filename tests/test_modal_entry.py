@@ -166,8 +166,11 @@ def test_lifecycle_startup_failure_raises_with_the_cause(monkeypatch) -> None:
     server, _, recycled = local_server(monkeypatch, "--fake-fault", "crash-loading")
     server.setup()
     try:
-        with pytest.raises(ChildExited, match=r"exit code 1.*cause: scheduler-killed-during-init"):
+        with pytest.raises(
+            ChildExited, match=r"exit code 1.*cause: scheduler-killed-during-init"
+        ) as info:
             server.serve()
+        assert "last " in str(info.value) and "OOM killer" in str(info.value)  # the report, whole
         assert recycled == []
     finally:
         server.shutdown()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from supervisor._config import LivenessPolicy, StopPolicy
-from supervisor._errors import ConfigError
+from supervisor._errors import ConfigError, StartupError
 from supervisor._report import CrashReport
 from supervisor._supervisor import Supervisor
 from supervisor.blocking import BlockingSupervisor
@@ -211,7 +211,18 @@ class ServerLifecycle:
         self.supervisor = BlockingSupervisor(
             config, classify=classify_crash, on_death=lambda report: self.recycle(report)
         )
-        return self.supervisor.start()
+        try:
+            return self.supervisor.start()
+        except StartupError as exc:
+            # The platform shows this exception as the reason the container failed to start:
+            # make it carry the report, not just the first line.
+            tail = "\n".join(f"  | {line}" for line in exc.tail[-30:])
+            raise type(exc)(
+                f"{exc}\nlast {min(len(exc.tail), 30)} log lines:\n{tail}",
+                returncode=exc.returncode,
+                tail=exc.tail,
+                cause=exc.cause,
+            ) from exc
 
     def exit(self) -> None:
         if self.supervisor is not None:
