@@ -34,6 +34,7 @@ __all__ = ["TREE_TOKEN_ENV", "LocalChild", "LocalProcessManager"]
 TREE_TOKEN_ENV = "SGLANG_SUPERVISOR_TREE"
 
 _POLL_S = 0.02  # only where pidfds are missing (not Linux) and while waiting for SIGKILL to land
+_PIDFD_BACKSTOP_S = 1.0
 
 
 _F_SETPIPE_SZ = 1031  # Linux: grow a pipe's buffer
@@ -140,7 +141,10 @@ class LocalChild:
     async def _wait_exit(self) -> None:
         while self._popen.poll() is None:  # poll() reaps exactly this pid, our own child
             if self._pidfd is not None:
-                await anyio.wait_readable(self._pidfd)
+                # The pidfd wakes us the instant the process exits. The periodic poll() is a
+                # backstop for sandboxes (gVisor) whose pidfd support may not reach epoll.
+                with anyio.move_on_after(_PIDFD_BACKSTOP_S):
+                    await anyio.wait_readable(self._pidfd)
             else:
                 await anyio.sleep(_POLL_S)
 

@@ -132,3 +132,17 @@ async def test_environment_is_added_and_tagged() -> None:
     assert out.startswith(b"1 ")
     assert await child.wait() == 0
     await child.aclose()
+
+
+async def test_exit_is_seen_without_pidfds(monkeypatch) -> None:
+    # Sandboxes without pidfd_open fall back to polling; the exit must still be seen promptly.
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    child = await LocalProcessManager().start(
+        LaunchSpec(argv=(sys.executable, "-c", "import time; time.sleep(0.2); raise SystemExit(3)"))
+    )
+    with anyio.fail_after(5):
+        assert await child.wait() == 3
+    await child.aclose()
