@@ -14,6 +14,7 @@ into the image so that containers resolve the same one:
 from __future__ import annotations
 
 import os
+from pathlib import PurePosixPath
 
 import modal
 
@@ -51,7 +52,10 @@ app = modal.App(PROFILE.app_name)
 
 model_volume = modal.Volume.from_name(PROFILE.weights_volume, create_if_missing=True)
 dg_volume = modal.Volume.from_name(PROFILE.dg_cache_volume, create_if_missing=True)
-VOLUMES = {MODEL_MOUNT: model_volume, DG_MOUNT: dg_volume}
+VOLUMES: dict[str | PurePosixPath, modal.Volume | modal.CloudBucketMount] = {
+    MODEL_MOUNT: model_volume,
+    DG_MOUNT: dg_volume,
+}
 api_key_secret = modal.Secret.from_name(PROFILE.api_key_secret)
 hf_secret = modal.Secret.from_name(PROFILE.hf_secret)
 

@@ -40,7 +40,7 @@ from ._health import Nudge, ProbeResult, wait_healthy, watch_liveness
 from ._local import LocalProcessManager
 from ._logs import LogSink, LogTail, Redactor, StreamSink, pump
 from ._metrics import SupervisorMetrics
-from ._process import ChildProcess, ProcessManager
+from ._process import ByteSource, ChildProcess, ProcessManager
 from ._report import Classifier, CrashReport, unknown_cause
 from ._states import Event, State, StateMachine, Transition
 from ._timeline import Timeline
@@ -335,20 +335,22 @@ class Supervisor:
                     self._nudge.fire()
 
             observers.append(on_ready)
+
+        async def pump_one(name: str, source: ByteSource) -> None:
+            await pump(
+                source,
+                stream=name,
+                sink=self._sink,
+                tail=self.tail,
+                redact=self.redact,
+                observers=[*observers, counter(name)],
+                max_line_bytes=self.config.logs.max_line_bytes,
+            )
+
         try:
             async with anyio.create_task_group() as tg:
-                for name, source in (("stdout", child.stdout), ("stderr", child.stderr)):
-                    tg.start_soon(
-                        lambda n=name, s=source: pump(
-                            s,
-                            stream=n,
-                            sink=self._sink,
-                            tail=self.tail,
-                            redact=self.redact,
-                            observers=[*observers, counter(n)],
-                            max_line_bytes=self.config.logs.max_line_bytes,
-                        )
-                    )
+                tg.start_soon(pump_one, "stdout", child.stdout)
+                tg.start_soon(pump_one, "stderr", child.stderr)
         finally:
             self._pumps_done.set()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["Timeline"]
 
@@ -21,16 +21,21 @@ _PAIR = re.compile(r"\b([a-z_][a-z0-9_]*)=([0-9]+(?:\.[0-9]+)?)\b")
 
 
 class Timeline:
-    def __init__(self, markers: Sequence[tuple[str, str]] = (), *, clock: type = time) -> None:
+    def __init__(
+        self,
+        markers: Sequence[tuple[str, str]] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._markers = tuple(markers)
         self._clock = clock
-        self._t0 = clock.monotonic()
+        self._t0 = clock()
         self._marks: dict[str, float] = {"spawn": 0.0}
         self.engine: dict[str, float] = {}
 
     def mark(self, phase: str) -> None:
         """Record the first time `phase` is reached; later marks of it are ignored."""
-        self._marks.setdefault(phase, self._clock.monotonic() - self._t0)
+        self._marks.setdefault(phase, self._clock() - self._t0)
 
     def observe(self, text: str) -> None:
         """A log-block observer: cheap `in` tests first, per-line work only on a hit."""

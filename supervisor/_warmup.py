@@ -60,7 +60,8 @@ def judge(payload: WarmupPayload, status: int, text: str) -> tuple[bool, str]:
         choice = _first_choice(json.loads(text))
     except (ValueError, json.JSONDecodeError) as exc:
         return False, f"unreadable answer: {exc}"
-    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    raw = choice.get("message")
+    message: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     problems: list[str] = []
     for need in needs_body:
         if need == "content" and not str(message.get("content") or "").strip():

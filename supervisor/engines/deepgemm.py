@@ -20,7 +20,7 @@ import anyio
 from supervisor._config import LaunchSpec
 from supervisor._local import LocalProcessManager
 from supervisor._logs import LogSink, LogTail, Redactor, StreamSink, pump
-from supervisor._process import ChildProcess, ProcessManager
+from supervisor._process import ByteSource, ChildProcess, ProcessManager
 from supervisor.engines.preflight import marker_matches, write_marker
 from supervisor.engines.sglang import COMPILE_SUCCESS_LINE, SGLangLaunch, classify_crash
 
@@ -90,14 +90,15 @@ async def compile_deepgemm(
     returncode: int | None = None
     pumps_done = anyio.Event()
 
+    async def pump_one(name: str, source: ByteSource) -> None:
+        await pump(
+            source, stream=name, sink=sink, tail=tail, redact=Redactor(), observers=[observe]
+        )
+
     async def pumps() -> None:
         async with anyio.create_task_group() as tg:
-            for name, source in (("stdout", child.stdout), ("stderr", child.stderr)):
-                tg.start_soon(
-                    lambda n=name, s=source: pump(
-                        s, stream=n, sink=sink, tail=tail, redact=Redactor(), observers=[observe]
-                    )
-                )
+            tg.start_soon(pump_one, "stdout", child.stdout)
+            tg.start_soon(pump_one, "stderr", child.stderr)
         pumps_done.set()
 
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 from supervisor._config import (
     HealthPolicy,
@@ -246,8 +247,10 @@ class SGLangLaunch:
         env.update(self.env)
         return env
 
-    def with_overrides(self, **changes: object) -> SGLangLaunch:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def with_overrides(self, **changes: Any) -> SGLangLaunch:
+        """A copy with the given fields changed; a None leaves a field as it is."""
+        kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **kept)
 
     def supervisor_config(
         self,

@@ -43,7 +43,8 @@ class InMemoryChild:
         self._exited = anyio.Event()
         self.signals: list[int] = []
         self.tree_killed = 0
-        self.exit_on = {signal.SIGTERM: -signal.SIGTERM} if exit_on is None else exit_on
+        sigterm = int(signal.SIGTERM)
+        self.exit_on: dict[int, int] = {sigterm: -sigterm} if exit_on is None else exit_on
         self._out: dict[str, MemoryObjectSendStream[bytes]] = {}
         self._src: dict[str, ByteSource] = {}
         for name in ("stdout", "stderr"):
