@@ -447,12 +447,12 @@ class Supervisor:
         else:
             # Cancelled or crashed mid-flight: stop as gracefully as the policy allows.
             policy = self.config.stop
-            with anyio.move_on_after(policy.stop_timeout + policy.kill_timeout + _DRAIN_LOGS_S):
-                if self.machine.allows(Event.STOP):
-                    self.machine.fire(Event.STOP, "supervisor cancelled")
-                child.send_signal(signal.SIGTERM)
-                with anyio.move_on_after(policy.stop_timeout):
-                    await self._exited.wait()
+            if self.machine.allows(Event.STOP):
+                self.machine.fire(Event.STOP, "supervisor cancelled")
+            child.send_signal(signal.SIGTERM)
+            # The exit watcher may itself have been cancelled: wait on the child directly.
+            with anyio.move_on_after(policy.stop_timeout):
+                await child.wait()
             await self._kill(child)
         for event in (Event.STOPPED, Event.EXITED):
             if self.machine.allows(event):

@@ -80,3 +80,33 @@ def test_core_never_imports_modal_or_sglang() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok []"
+
+
+def test_cancelling_a_serving_supervisor_stops_the_real_tree_promptly(port: int) -> None:
+    import anyio
+
+    from supervisor import Supervisor
+
+    cfg = config(port, "--tp-size", "2")
+    cfg = SupervisorConfig(**{**cfg.__dict__, "stop": StopPolicy(stop_timeout=20)})
+
+    async def main() -> float:
+        sup = Supervisor(cfg, sink=Quiet())
+        async with anyio.create_task_group() as tg:
+            await tg.start(sup.run)
+            # a request first, so the fake drains on SIGTERM instead of dying of it
+            async with httpx.AsyncClient() as client:
+                await client.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "x"})
+            start = anyio.current_time()
+            tg.cancel_scope.cancel()
+        assert sup.state is State.DEAD
+        return anyio.current_time() - start
+
+    took = anyio.run(main)
+    assert took < 10, f"cancellation waited {took:.1f} s: the exit was not seen"
+
+
+class Quiet:
+    def child(self, stream: str, text: str) -> None: ...
+
+    def supervisor(self, line: str) -> None: ...
