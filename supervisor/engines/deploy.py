@@ -156,7 +156,7 @@ class ServerLifecycle:
     profile: Profile
     recycle: Callable[[CrashReport], None]
     reloads: Sequence[Callable[[], None]] = ()
-    stop_timeout_s: float = 25.0  # inside Modal's exit grace period
+    stop_timeout_s: float = 20.0  # drain + SIGKILL + reap stay inside Modal's 30 s exit grace
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     supervisor: BlockingSupervisor | None = None
     preflight: PreflightReport | None = None
