@@ -14,7 +14,7 @@ import pytest
 
 from supervisor._local import TREE_TOKEN_ENV
 from supervisor._proctree import proc_info
-from supervisor.testing import free_port
+from supervisor.testing import fake_command, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +87,7 @@ def python() -> str:
 
 
 def fake_argv(port: int, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "supervisor.testing.fake_sglang", "--port", str(port), *flags]
+    return fake_command(port, *flags)
 
 
 def cli(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen[str]:
