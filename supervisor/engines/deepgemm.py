@@ -27,6 +27,7 @@ from supervisor.engines.sglang import COMPILE_SUCCESS_LINE, SGLangLaunch, classi
 __all__ = ["CompileResult", "compile_deepgemm"]
 
 _LOST_CHILD_GRACE_S = 5.0  # the server child may be restarting between phases
+_CRASH_SETTLE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,8 @@ async def compile_deepgemm(
         nonlocal reason
         if COMPILE_SUCCESS_LINE in text:
             succeeded.set()
-        cause = classify_crash(text.splitlines())
-        if cause != "unknown" and not failed.is_set():
-            reason = f"the compile server crashed (cause: {cause})"
+        if classify_crash(text.splitlines()) != "unknown" and not failed.is_set():
+            reason = "crashed"  # the cause is named from the whole tail once the logs are drained
             failed.set()
 
     async def watch_tree() -> None:
@@ -105,6 +105,10 @@ async def compile_deepgemm(
         async with anyio.create_task_group() as tg:
             tg.start_soon(pumps)
             returncode = await _until_done(child, succeeded, failed, timeout_s, watch_tree)
+            if failed.is_set() and returncode is None:
+                # A crash line is the first of several (a traceback): let it finish writing.
+                with anyio.move_on_after(_CRASH_SETTLE_S):
+                    returncode = await child.wait()
             # Kill what is left so the pipes close, then let the pumps read the last lines.
             with anyio.CancelScope(shield=True):
                 await child.kill_tree(5.0)
@@ -120,6 +124,8 @@ async def compile_deepgemm(
         marker = write_marker(launch, time.time()) if launch.dg_cache_dir else None
         sink.supervisor(f"DeepGEMM compile finished in {seconds:.0f} s; marker {marker}")
         return CompileResult(True, False, seconds, "compiled", returncode, tuple(tail.lines()))
+    if reason == "crashed":
+        reason = f"the compile server crashed (cause: {classify_crash(tail.lines())})"
     if not reason:
         if returncode is None:
             reason = f"no success line within {timeout_s} s"
