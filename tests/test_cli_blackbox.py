@@ -386,10 +386,11 @@ def test_sglang_warmup_error_is_a_startup_failure_with_its_cause(port: int) -> N
 
 
 def test_slow_sglang_warmup_is_waited_out_through_503(port: int) -> None:
-    # SGLang's own warmup: the port is open and /health says 503 for 20 x 0.1 s.
+    # SGLang's own warmup: the port is open and /health says 503 for 20 x 0.25 s, long enough
+    # for a backoff probe to land in it even on a loaded machine.
     w = run_cli(
         port,
-        ["--fake-load-time", "0.2", "--fake-warmup-time", "0.1", "--fake-fault", "slow-warmup"],
+        ["--fake-load-time", "0.2", "--fake-warmup-time", "0.25", "--fake-fault", "slow-warmup"],
     )
     try:
         w.wait_for("state=serving", 30)
