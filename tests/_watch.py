@@ -60,6 +60,12 @@ class Watched:
     def signal(self, signum: int = signal.SIGTERM) -> None:
         os.kill(self.popen.pid, signum)
 
+    def __enter__(self) -> Watched:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Last resort for a failed test: kill the CLI (its own handlers then clean the tree)."""
         if self.popen.poll() is None:

@@ -39,8 +39,7 @@ def run_cli(
 
 
 def test_demo_reaches_serving_answers_and_stops_with_exit_0(port: int) -> None:
-    w = run_cli(port, [*FAST, "--tp-size", "2", "--fake-grandchildren"])
-    try:
+    with run_cli(port, [*FAST, "--tp-size", "2", "--fake-grandchildren"]) as w:
         w.wait_for("state=serving", 30)
         r = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
         assert r.status_code == 200 and r.json()["data"][0]["id"] == "fake/model"
@@ -48,12 +47,10 @@ def test_demo_reaches_serving_answers_and_stops_with_exit_0(port: int) -> None:
         rc, _ = w.wait_exit(30)
         assert rc == 0, w.output()
         assert "state=stopping" in w.output() and "state=dead" in w.output()
-    finally:
-        w.close()
 
 
 def test_death_after_serving_exits_1_within_1s_and_leaves_no_process(port: int) -> None:
-    w = run_cli(
+    with run_cli(
         port,
         [
             *FAST,
@@ -65,8 +62,7 @@ def test_death_after_serving_exits_1_within_1s_and_leaves_no_process(port: int) 
             "--fake-crash-after",
             "0.5",
         ],
-    )
-    try:
+    ) as w:
         w.wait_for("state=serving", 30)
         died = w.wait_for("Received sigquit from a child process", 10)
         rc, exited = w.wait_exit(10)
@@ -75,22 +71,19 @@ def test_death_after_serving_exits_1_within_1s_and_leaves_no_process(port: int) 
         out = w.output()
         assert "CRASH REPORT" in out and "signal SIGKILL" in out
         assert out.count("CRASH REPORT") == 1
-    finally:
-        w.close()
     # the autouse fixture fails the test if any scheduler or grandchild is still alive
 
 
 def test_death_while_loading_exits_3_within_2s_with_cause(port: int) -> None:
-    w = run_cli(port, ["--fake-load-time", "1", "--fake-fault", "crash-loading", "--tp-size", "2"])
-    try:
+    with run_cli(
+        port, ["--fake-load-time", "1", "--fake-fault", "crash-loading", "--tp-size", "2"]
+    ) as w:
         died = w.wait_for("scheduler died during initialization", 30)
         rc, exited = w.wait_exit(10)
         assert rc == 3, w.output()
         assert exited - died < 2.0
         assert "startup failed" in w.output() and "exit code 1" in w.output()
         assert "OOM killer" in w.output()  # the cause, from its own output
-    finally:
-        w.close()
 
 
 def test_port_that_never_answers_exits_3_at_startup_timeout(port: int) -> None:
@@ -106,29 +99,23 @@ def test_port_that_never_answers_exits_3_at_startup_timeout(port: int) -> None:
         "import time; time.sleep(60)",
     ]
     start = time.monotonic()
-    w = Watched(cli(*args))
-    try:
+    with Watched(cli(*args)) as w:
         rc, exited = w.wait_exit(20)
         assert rc == 3, w.output()
         assert 2.0 <= exited - start < 10.0
         assert "did not answer 200 within 2 s" in w.output()
         assert "connection refused" in w.output()
-    finally:
-        w.close()
 
 
 def test_health_503_forever_times_out_with_last_status(port: int) -> None:
-    w = run_cli(port, [*FAST, "--fake-fault", "health-503"], "--startup-timeout", "3")
-    try:
+    with run_cli(port, [*FAST, "--fake-fault", "health-503"], "--startup-timeout", "3") as w:
         rc, _ = w.wait_exit(20)
         assert rc == 3
         assert "last probe: HTTP 503" in w.output()
-    finally:
-        w.close()
 
 
 def test_hung_server_is_recycled_once_liveness_budget_is_spent(port: int) -> None:
-    w = run_cli(
+    with run_cli(
         port,
         [*FAST, "--fake-fault", "hang", "--fake-crash-after", "0.5"],
         "--liveness-interval",
@@ -137,8 +124,7 @@ def test_hung_server_is_recycled_once_liveness_budget_is_spent(port: int) -> Non
         "0.5",
         "--liveness-failures",
         "3",
-    )
-    try:
+    ) as w:
         w.wait_for("state=serving", 30)
         hung = w.wait_for("hanging with the port open", 10)
         rc, exited = w.wait_exit(15)
@@ -146,18 +132,15 @@ def test_hung_server_is_recycled_once_liveness_budget_is_spent(port: int) -> Non
         # 3 probes of at most 0.3 s wait + 0.5 s timeout each, plus the kill
         assert exited - hung < 6.0
         assert "stopped answering" in w.output() and "3 liveness probes failed" in w.output()
-    finally:
-        w.close()
 
 
 def test_sigterm_exits_0_within_stop_timeout_even_when_the_tree_resists(port: int) -> None:
-    w = run_cli(
+    with run_cli(
         port,
         [*FAST, "--tp-size", "2", "--fake-grandchildren", "--fake-fault", "ignore-sigterm"],
         "--stop-timeout",
         "1.5",
-    )
-    try:
+    ) as w:
         w.wait_for("state=serving", 30)
         t0 = time.monotonic()
         w.signal(signal.SIGTERM)
@@ -165,12 +148,10 @@ def test_sigterm_exits_0_within_stop_timeout_even_when_the_tree_resists(port: in
         assert rc == 0, w.output()
         assert exited - t0 < 1.5 + 2.0
         assert "still running after 1.5 s; SIGKILL" in w.output()
-    finally:
-        w.close()
 
 
 def test_escaped_scheduler_is_killed_when_main_dies(port: int) -> None:
-    w = run_cli(
+    with run_cli(
         port,
         [
             *FAST,
@@ -183,13 +164,10 @@ def test_escaped_scheduler_is_killed_when_main_dies(port: int) -> None:
             "--fake-crash-after",
             "0.3",
         ],
-    )
-    try:
+    ) as w:
         w.wait_for("state=serving", 30)
         rc, _ = w.wait_exit(10)
         assert rc == 1, w.output()
-    finally:
-        w.close()
 
 
 def test_four_warmups_of_1s_run_concurrently_under_2s(port: int, tmp_path: Path) -> None:
@@ -204,16 +182,13 @@ def test_four_warmups_of_1s_run_concurrently_under_2s(port: int, tmp_path: Path)
     ]
     warmup = tmp_path / "warmup.json"
     warmup.write_text(json.dumps(payloads))
-    w = run_cli(port, [*FAST, "--fake-gen-time", "1.0"], "--warmup", str(warmup))
-    try:
+    with run_cli(port, [*FAST, "--fake-gen-time", "1.0"], "--warmup", str(warmup)) as w:
         warm = w.wait_for("state=warm", 30)
         serving = w.wait_for("state=serving", 30)
         assert serving - warm < 2.0, f"warmup took {serving - warm:.2f} s"
         assert w.output().count("verdict=ok") == 4
         w.signal(signal.SIGTERM)
         assert w.wait_exit(30)[0] == 0
-    finally:
-        w.close()
 
 
 def test_failed_warmup_exits_3_and_says_which(port: int, tmp_path: Path) -> None:
@@ -230,13 +205,10 @@ def test_failed_warmup_exits_3_and_says_which(port: int, tmp_path: Path) -> None
             ]
         )
     )
-    w = run_cli(port, FAST, "--warmup", str(warmup))
-    try:
+    with run_cli(port, FAST, "--warmup", str(warmup)) as w:
         rc, _ = w.wait_exit(30)
         assert rc == 3
         assert "warmup failed: tools: tool_calls is missing" in w.output()
-    finally:
-        w.close()
 
 
 def test_api_key_never_appears_in_output(port: int, tmp_path: Path) -> None:
@@ -254,7 +226,7 @@ def test_api_key_never_appears_in_output(port: int, tmp_path: Path) -> None:
             ]
         )
     )
-    w = run_cli(
+    with run_cli(
         port,
         [
             *FAST,
@@ -270,16 +242,13 @@ def test_api_key_never_appears_in_output(port: int, tmp_path: Path) -> None:
         "--warmup",
         str(warmup),
         env={"TEST_KEY": key},
-    )
-    try:
+    ) as w:
         rc, _ = w.wait_exit(30)
         assert rc == 1
         out = w.output()
         assert "verdict=ok" in out  # the key was used: the warmup passed the 401 check
         assert key not in out
         assert "api_key='***'" in out and "--api-key ***" in out
-    finally:
-        w.close()
 
 
 def test_missing_api_key_variable_is_a_usage_error(port: int) -> None:
@@ -376,23 +345,19 @@ def test_sglang_warmup_error_is_a_startup_failure_with_its_cause(port: int) -> N
         "--fake-arg=--fake-warmup-time=0.2",
         "--fake-arg=--fake-fault=warmup-error",
     ]
-    w = Watched(cli(*args))
-    try:
+    with Watched(cli(*args)) as w:
         rc, _ = w.wait_exit(60)
         assert rc == 3
         assert "signal SIGKILL (cause: warmup-failed)" in w.output()
-    finally:
-        w.close()
 
 
 def test_slow_sglang_warmup_is_waited_out_through_503(port: int) -> None:
     # SGLang's own warmup: the port is open and /health says 503 for 20 x 0.25 s, long enough
     # for a backoff probe to land in it even on a loaded machine.
-    w = run_cli(
+    with run_cli(
         port,
         ["--fake-load-time", "0.2", "--fake-warmup-time", "0.25", "--fake-fault", "slow-warmup"],
-    )
-    try:
+    ) as w:
         w.wait_for("state=serving", 30)
         probes = [line for line in w.output().splitlines() if "health probe:" in line]
         assert [p.split("health probe: ")[1] for p in probes] == [
@@ -402,8 +367,6 @@ def test_slow_sglang_warmup_is_waited_out_through_503(port: int) -> None:
         ]
         w.signal()
         assert w.wait_exit(30)[0] == 0
-    finally:
-        w.close()
 
 
 def test_metrics_port_serves_the_supervisor_metrics(port: int) -> None:
@@ -412,8 +375,7 @@ def test_metrics_port_serves_the_supervisor_metrics(port: int) -> None:
     from supervisor.testing import free_port
 
     mport = free_port()
-    w = run_cli(port, FAST, "--metrics-port", str(mport))
-    try:
+    with run_cli(port, FAST, "--metrics-port", str(mport)) as w:
         w.wait_for("state=serving", 30)
         text = httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=5).text
         families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -426,26 +388,21 @@ def test_metrics_port_serves_the_supervisor_metrics(port: int) -> None:
         assert any(s.value > 0 for s in families["supervisor_log_lines"].samples)
         w.signal()
         assert w.wait_exit(30)[0] == 0
-    finally:
-        w.close()
 
 
 def test_a_200kb_log_line_passes_whole_and_redacted(port: int, tmp_path: Path) -> None:
     # asyncio's StreamReader.readline gives up at 64 KiB; SGLang's server_args line can be longer.
     key = "k-long-line-secret"
-    w = run_cli(
+    with run_cli(
         port,
         [*FAST, "--api-key", key, "--fake-long-line", "200000"],
         "--api-key-env",
         "LL_KEY",
         env={"LL_KEY": key},
-    )
-    try:
+    ) as w:
         w.wait_for("state=serving", 30)
         line = next(line for line in w.output().splitlines() if "server_args=ServerArgs(" in line)
         assert len(line) > 200_000 and line.endswith("x)")
         assert key not in w.output() and "api_key='***'" in line
         w.signal()
         assert w.wait_exit(30)[0] == 0
-    finally:
-        w.close()

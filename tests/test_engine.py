@@ -167,7 +167,7 @@ def test_dry_run_shows_the_command_env_and_verdict_with_the_key_hidden() -> None
 
 
 def test_serve_glm_on_the_fake_engine_validates_its_whole_warmup_set(port: int) -> None:
-    w = Watched(
+    with Watched(
         cli(
             "serve",
             "--profile",
@@ -178,8 +178,7 @@ def test_serve_glm_on_the_fake_engine_validates_its_whole_warmup_set(port: int) 
             "--fake-arg=--fake-load-time=0.3",
             "--fake-arg=--fake-warmup-time=0.2",
         )
-    )
-    try:
+    ) as w:
         w.wait_for("state=serving", 60)
         out = w.output()
         for name in ("chat-thinking", "chat-no-thinking", "long-context", "tools"):
@@ -192,8 +191,6 @@ def test_serve_glm_on_the_fake_engine_validates_its_whole_warmup_set(port: int) 
         assert "engine.mem" not in out
         w.signal()
         assert w.wait_exit(30)[0] == 0
-    finally:
-        w.close()
 
 
 def test_serve_refuses_a_busy_port_before_launching(port: int) -> None:
@@ -322,7 +319,7 @@ def test_unknown_crash_and_priority() -> None:
 
 
 def test_cli_crash_report_names_the_cause(port: int) -> None:
-    w = Watched(
+    with Watched(
         cli(
             "serve",
             "--profile",
@@ -336,13 +333,10 @@ def test_cli_crash_report_names_the_cause(port: int) -> None:
             "--fake-arg=--fake-fault=crash-after-serving",
             "--fake-arg=--fake-crash-after=0.3",
         )
-    )
-    try:
+    ) as w:
         rc, _ = w.wait_exit(60)
         assert rc == 1
         assert "cause=cuda-out-of-memory" in w.output()
-    finally:
-        w.close()
 
 
 def test_phase_markers_are_sglang_lines() -> None:

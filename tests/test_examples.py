@@ -20,7 +20,7 @@ KEY = "examples-secret-key"
 @pytest.fixture(scope="module")
 def endpoint():
     port = free_port()
-    w = Watched(
+    with Watched(
         cli(
             "demo",
             "--port",
@@ -31,15 +31,12 @@ def endpoint():
             "--fake-arg=--fake-warmup-time=0.2",
             env={"EXAMPLES_KEY": KEY},
         )
-    )
-    try:
+    ) as w:
         w.wait_for("state=serving", 60)
         yield f"http://127.0.0.1:{port}/v1"
         w.signal()
         assert w.wait_exit(30)[0] == 0
         assert KEY not in w.output()
-    finally:
-        w.close()
 
 
 def run_example(name: str, base: str, key: str = KEY) -> str:
