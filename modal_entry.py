@@ -68,8 +68,9 @@ gpu_image = (
 )
 download_image = (
     modal.Image.debian_slim(python_version="3.12")
-    .pip_install(*SUPERVISOR_DEPS, "huggingface_hub[hf_transfer]>=0.24")
-    .env({**_profile_env, "HF_HUB_ENABLE_HF_TRANSFER": "1"})
+    # huggingface_hub downloads through hf-xet (chunked, parallel, resumable) by default now.
+    .pip_install(*SUPERVISOR_DEPS, "huggingface_hub>=1.0")
+    .env(_profile_env)
     .add_local_python_source("supervisor")
 )
 
