@@ -213,3 +213,13 @@ def test_download_is_idempotent_and_verified(tmp_path) -> None:
             snapshot_download=broken_snapshot,
             log=lambda s: None,
         )
+
+
+def test_download_calls_the_real_snapshot_download_signature() -> None:
+    import inspect
+
+    from huggingface_hub import snapshot_download
+
+    inspect.signature(snapshot_download).bind(
+        repo_id="zai-org/GLM-5.1-FP8", local_dir="/model-cache/x", max_workers=8, token=None
+    )
