@@ -73,3 +73,24 @@ def tools(model: str, *, thinking_switch: bool) -> WarmupPayload:
     if thinking_switch:
         body["chat_template_kwargs"] = _NO_THINKING
     return WarmupPayload("tools", CHAT, body, expect=("tool_calls",))
+
+
+def warmup_set(
+    model: str, *, max_prefill_tokens: int, thinking_switch: bool
+) -> tuple[WarmupPayload, ...]:
+    """The paths a reasoning model with tools must have captured before the first customer.
+
+    Thinking on must yield reasoning. Where `enable_thinking` switches it off, thinking off must
+    yield content with no reasoning, and the long and tool prompts run without thinking (faster,
+    and the tool call comes first). The long prompt is three quarters of --max-prefill-tokens.
+    """
+    sets = [chat(model, thinking=True, max_tokens=256)]
+    if thinking_switch:
+        sets.append(chat(model, thinking=False, max_tokens=64))
+    sets.append(
+        long_context(
+            model, prompt_tokens=max_prefill_tokens * 3 // 4, thinking_switch=thinking_switch
+        )
+    )
+    sets.append(tools(model, thinking_switch=thinking_switch))
+    return tuple(sets)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from supervisor.engines.sglang import SGLangLaunch, Speculative
 
 from . import Profile
-from ._warmups import chat, long_context, tools
+from ._warmups import warmup_set
 
 MODEL = "deepseek-r1"
 MAX_PREFILL_TOKENS = 16384
@@ -39,11 +39,7 @@ PROFILE = Profile(
     description="DeepSeek-R1-0528 FP8 on 8x H200, MTP speculative decoding, reasoning and tools",
     hf_repo="deepseek-ai/DeepSeek-R1-0528",
     launch=LAUNCH,
-    warmups=(
-        chat(MODEL, thinking=True, max_tokens=256),
-        long_context(MODEL, prompt_tokens=MAX_PREFILL_TOKENS * 3 // 4, thinking_switch=False),
-        tools(MODEL, thinking_switch=False),
-    ),
+    warmups=warmup_set(MODEL, max_prefill_tokens=MAX_PREFILL_TOKENS, thinking_switch=False),
     gpu="H200",
     gpu_count=8,
     app_name="deepseek-r1-sglang",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from supervisor.engines.sglang import SGLangLaunch, Speculative
 
 from . import Profile
-from ._warmups import chat, long_context, tools
+from ._warmups import warmup_set
 
 MODEL = "glm-5.1"
 MAX_PREFILL_TOKENS = 32768
@@ -51,12 +51,7 @@ PROFILE = Profile(
     description="GLM-5.1 FP8 (~700 GB) on 8x B200, EAGLE speculative decoding, thinking and tools",
     hf_repo="zai-org/GLM-5.1-FP8",
     launch=LAUNCH,
-    warmups=(
-        chat(MODEL, thinking=True, max_tokens=256),
-        chat(MODEL, thinking=False, max_tokens=64),
-        long_context(MODEL, prompt_tokens=MAX_PREFILL_TOKENS * 3 // 4, thinking_switch=True),
-        tools(MODEL, thinking_switch=True),
-    ),
+    warmups=warmup_set(MODEL, max_prefill_tokens=MAX_PREFILL_TOKENS, thinking_switch=True),
     gpu="B200",
     gpu_count=8,
     app_name="glm51-sglang",

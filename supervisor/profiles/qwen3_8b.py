@@ -9,7 +9,7 @@ from __future__ import annotations
 from supervisor.engines.sglang import SGLangLaunch
 
 from . import Profile
-from ._warmups import chat, long_context, tools
+from ._warmups import warmup_set
 
 MODEL = "qwen3-8b"
 MAX_PREFILL_TOKENS = 16384
@@ -33,12 +33,7 @@ PROFILE = Profile(
     description="Qwen3-8B BF16 on 1x H100, thinking switchable, tools",
     hf_repo="Qwen/Qwen3-8B",
     launch=LAUNCH,
-    warmups=(
-        chat(MODEL, thinking=True, max_tokens=256),
-        chat(MODEL, thinking=False, max_tokens=64),
-        long_context(MODEL, prompt_tokens=MAX_PREFILL_TOKENS * 3 // 4, thinking_switch=True),
-        tools(MODEL, thinking_switch=True),
-    ),
+    warmups=warmup_set(MODEL, max_prefill_tokens=MAX_PREFILL_TOKENS, thinking_switch=True),
     gpu="H100",
     gpu_count=1,
     app_name="qwen3-8b-sglang",
