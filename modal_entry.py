@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 import modal
 
 from supervisor import CrashReport, force_exit
-from supervisor.engines.deploy import (
+from supervisor.deploy.lifecycle import (
     ENV_PROFILE,
     ServerLifecycle,
     download_weights,

@@ -1,5 +1,22 @@
+"""The entry point: composes the core's `run` with the deployment commands built on profiles.
+
+The core's command line (`supervisor._cli`) knows no engine; the deployment room adds `serve`,
+`demo`, `compile` and `preflight`, which know SGLang through the profiles. Composing them here,
+at the top of the house, keeps every import arrow pointing down.
+"""
+
+from __future__ import annotations
+
 import sys
+from collections.abc import Sequence
 
-from ._cli import main
+from supervisor._cli import main as core_main
+from supervisor.deploy.commands import add_commands
 
-sys.exit(main())
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return core_main(argv, extra=[add_commands])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

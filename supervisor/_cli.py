@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -37,7 +38,15 @@ from ._metrics import serve_metrics
 from ._report import Classifier, unknown_cause
 from ._supervisor import OutcomeKind, Supervisor
 
-__all__ = ["EXIT_CONFIG", "EXIT_DIED", "EXIT_STARTUP", "EXIT_STOPPED", "main"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_DIED",
+    "EXIT_STARTUP",
+    "EXIT_STOPPED",
+    "CommandAdder",
+    "build_parser",
+    "main",
+]
 
 EXIT_STOPPED, EXIT_DIED, EXIT_CONFIG, EXIT_STARTUP = 0, 1, 2, 3
 
@@ -98,8 +107,16 @@ def _add_supervision_flags(p: argparse.ArgumentParser, *, port_required: bool) -
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sglang-supervisor", description=__doc__.split("\n\n")[0])
+#: Adds subcommands to the parser; called with the subparsers and `add_supervision_flags`.
+CommandAdder = Callable[[Any, Callable[..., None]], None]
+
+
+def build_parser(extra: Sequence[CommandAdder] = ()) -> argparse.ArgumentParser:
+    """The `run` command, plus whatever commands the entry point composes in (`extra`)."""
+    parser = _Parser(
+        prog="sglang-supervisor",
+        description="Supervise a model server: logs, health, warmup, liveness, graceful stop.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser(
         "run",
@@ -108,9 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_supervision_flags(run, port_required=True)
     run.add_argument("argv", nargs=argparse.REMAINDER, help="the server's command, after --")
-    from .engines import cli as engine_cli  # the SGLang edge adds `serve` and `demo`
-
-    engine_cli.add_commands(sub, _add_supervision_flags)
+    for add in extra:
+        add(sub, _add_supervision_flags)
     return parser
 
 
@@ -234,8 +250,9 @@ def _run_command(args: argparse.Namespace) -> int:
     return anyio.run(lambda: supervise(config, metrics_port=args.metrics_port))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, extra: Sequence[CommandAdder] = ()) -> int:
+    """Parse `argv` and run the chosen command; returns the exit code (see the module docstring)."""
+    parser = build_parser(extra)
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = getattr(args, "handler", _run_command)
     try:
@@ -246,7 +263,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:  # a signal before the supervisor's own handler was installed
         return EXIT_STOPPED
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from supervisor import ChildExited, ConfigError, State
-from supervisor.engines.deploy import download_weights, validate_deployment
+from supervisor.deploy.lifecycle import download_weights, validate_deployment
 from supervisor.profiles import get_profile
 from tests.conftest import ROOT
 from tests.modal_private import class_settings

@@ -1,4 +1,4 @@
-"""The SGLang edge's subcommands: `serve`, `demo`, `compile` and `preflight`, all by profile.
+"""The profile-based subcommands: `serve`, `demo`, `compile` and `preflight`, all by profile.
 
 `--fake` (or `--engine-command`) swaps `python3 -m sglang.launch_server` for another program that
 takes the same flags, such as the built-in fake server, so a whole deployment runs on a laptop.

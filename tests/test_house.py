@@ -1,0 +1,137 @@
+"""The house runs one way: core -> engines -> profiles -> deploy -> entry points.
+
+Read statically from the source (every `import`, at module level or inside a function), so a lazy
+import cannot hide an arrow pointing up. Each room's opening docstring must say its job.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "supervisor"
+
+# Rank of each room: a module may import only from rooms of equal or lower rank.
+RANKS = {"core": 0, "testing": 0, "engines": 1, "profiles": 2, "deploy": 3, "entry": 4}
+PLATFORMS = ("modal", "sglang")
+
+
+def room_of(module: str) -> str:
+    parts = module.split(".")
+    if module in ("supervisor.__main__", "modal_entry"):
+        return "entry"
+    if len(parts) > 1 and parts[1] in ("engines", "profiles", "deploy", "testing"):
+        return parts[1]
+    return "core"
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            found.add(target)
+            # `from . import x` imports the submodule x
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                if (ROOT / Path(*candidate.split("."))).with_suffix(".py").exists() or (
+                    ROOT / Path(*candidate.split(".")) / "__init__.py"
+                ).exists():
+                    found.add(candidate)
+    return found
+
+
+def all_modules() -> dict[str, Path]:
+    mods = {module_name(p): p for p in PKG.rglob("*.py")}
+    mods["modal_entry"] = ROOT / "modal_entry.py"
+    return mods
+
+
+MODULES = all_modules()
+
+
+def violations(name: str, targets: set[str]) -> list[str]:
+    """Every upward arrow from module `name` to the modules it imports."""
+    me, found = room_of(name), []
+    for target in sorted(targets):
+        top = target.split(".")[0]
+        if top == "modal" and me != "entry":
+            found.append(f"{name} imports the platform {target}; only entry points may")
+        if top == "sglang" and me not in ("engines", "entry"):
+            found.append(f"{name} imports {target}; only the SGLang edge (engines) may")
+        if top not in ("supervisor", "modal_entry"):
+            continue
+        there = room_of(target)
+        if RANKS[there] > RANKS[me] or (me == "testing" and there not in ("core", "testing")):
+            found.append(f"{name} ({me}) imports {target} ({there}): an arrow pointing up")
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_point_down(name: str) -> None:
+    assert violations(name, imports_of(MODULES[name])) == []
+
+
+def test_the_rule_catches_upward_arrows() -> None:
+    assert violations("supervisor._cli", {"supervisor.deploy.commands"})
+    assert violations("supervisor.engines.sglang", {"supervisor.profiles"})
+    assert violations("supervisor._supervisor", {"sglang"})
+    assert violations("supervisor.deploy.lifecycle", {"modal"})
+    assert violations("supervisor.testing.fake_sglang", {"supervisor.engines.sglang"})
+    assert not violations("supervisor.deploy.lifecycle", {"supervisor.profiles", "anyio"})
+
+
+def test_no_import_cycles_between_modules() -> None:
+    graph = {
+        name: {t for t in imports_of(path) if t in MODULES and t != name}
+        for name, path in MODULES.items()
+    }
+    # A package's __init__ importing its own submodules is how a package works: not a cycle.
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not t.startswith(name + ".")}
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_module_opens_with_a_docstring(name: str) -> None:
+    tree = ast.parse(MODULES[name].read_text())
+    doc = ast.get_docstring(tree)
+    assert doc and len(doc) > 20, f"{name} has no opening docstring saying its job"
