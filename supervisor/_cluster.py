@@ -1,0 +1,237 @@
+"""A multi-node cluster, one supervisor per SGLang rank: where the ranks are and how they watch.
+
+SGLang's ranks >= 1 cannot speak for themselves: their `/health` is a dummy that always answers
+200, they ignore SIGTERM, and a lost rank leaves the others blocked in a collective with no error
+and no log line. So every rank's supervisor publishes a small status document on a side port and
+polls its peers'; when any rank's engine dies, every supervisor learns it within seconds and ends
+its container, and the platform replaces the cluster whole. docs/CLUSTER.md tells the story.
+
+Three modules, one job each: this one holds the settings (`ClusterSpec`, validated on creation)
+and the choice of a status port that cannot collide with the ports SGLang derives; `_cluster_peers`
+the status document and the decisions, without I/O; `_cluster_status` the wire (server, polls).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeGuard
+
+from ._errors import ConfigError
+
+__all__ = [
+    "STATUS_PORT_BASE",
+    "ClusterSpec",
+    "check_status_port",
+    "default_status_port",
+    "format_address",
+    "parse_address",
+    "sglang_derived_ports",
+]
+
+
+# ----------------------------------------------------------------------------- addresses
+def parse_address(address: str) -> tuple[str, int]:
+    """Split `host:port` (IPv6 in brackets, as SGLang's `--dist-init-addr`); ValueError if not."""
+    if address.startswith("["):
+        host, sep, port = address[1:].partition("]:")
+        if not sep:
+            raise ValueError("an IPv6 address needs brackets and a port: [fd00::1]:21000")
+        ipaddress.IPv6Address(host)  # raises ValueError
+    else:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or ":" in host:
+            raise ValueError("expected host:port (IPv6 in brackets: [fd00::1]:21000)")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port!r} is not in 1-65535")
+    return host, int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    """`host:port`, bracketing an IPv6 literal (Modal's `container_ips()` are IPv6 by default)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"cluster {name} must be a positive number of seconds, got {value!r}")
+
+
+# ----------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where this rank stands in the cluster and how it watches the others (validated on creation).
+
+    `peers` holds the status address of every rank, index = rank, this rank's included (the same
+    list on every rank). Defaults, argued in docs/CLUSTER.md: a poll a second; a peer seen before
+    and silent for `peer_timeout` (10 s) is lost; a peer never seen within `join_timeout` (600 s,
+    the spread between ranks reaching their supervisor: downloads and compiles run before it) is
+    a startup failure; one poll waits at most `request_timeout` (2 s).
+    """
+
+    rank: int
+    size: int
+    peers: tuple[str, ...]
+    status_port: int
+    poll_interval: float = 1.0
+    peer_timeout: float = 10.0
+    join_timeout: float = 600.0
+    request_timeout: float = 2.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "peers", tuple(self.peers))
+        if not _is_int(self.size) or self.size < 2:
+            raise ConfigError(
+                f"a cluster needs at least 2 ranks, got size={self.size!r}; "
+                "one node runs the plain supervisor"
+            )
+        if not _is_int(self.rank) or not 0 <= self.rank < self.size:
+            raise ConfigError(
+                f"rank {self.rank!r} is outside a cluster of {self.size} (ranks 0-{self.size - 1})"
+            )
+        if len(self.peers) != self.size:
+            raise ConfigError(
+                f"peers lists {len(self.peers)} addresses for a cluster of {self.size}; "
+                "give one host:port per rank, in rank order"
+            )
+        seen: dict[tuple[str, int], int] = {}
+        for rank, address in enumerate(self.peers):
+            try:
+                parsed = parse_address(str(address))
+            except ValueError as exc:
+                raise ConfigError(f"peer {rank} address {address!r} is invalid: {exc}") from None
+            if parsed in seen:
+                raise ConfigError(
+                    f"ranks {seen[parsed]} and {rank} share the status address {address}; "
+                    "every rank needs its own"
+                )
+            seen[parsed] = rank
+        own_port = parse_address(self.peers[self.rank])[1]
+        if self.status_port != own_port:
+            raise ConfigError(
+                f"status_port {self.status_port!r} differs from this rank's peer address "
+                f"{self.peers[self.rank]}; peers poll the port listed in peers[{self.rank}]"
+            )
+        for name in ("poll_interval", "peer_timeout", "join_timeout", "request_timeout"):
+            _positive(name, getattr(self, name))
+        if self.request_timeout >= self.peer_timeout:
+            raise ConfigError(
+                f"cluster request_timeout ({self.request_timeout:g} s) must be shorter than "
+                f"peer_timeout ({self.peer_timeout:g} s): one slow poll must not decide a death"
+            )
+        if self.peer_timeout < 2 * self.poll_interval:
+            raise ConfigError(
+                f"cluster peer_timeout ({self.peer_timeout:g} s) must cover at least two polls "
+                f"(poll_interval {self.poll_interval:g} s)"
+            )
+        if self.join_timeout < self.peer_timeout:
+            raise ConfigError(
+                f"cluster join_timeout ({self.join_timeout:g} s) must be at least "
+                f"peer_timeout ({self.peer_timeout:g} s)"
+            )
+
+    @classmethod
+    def from_hosts(
+        cls, rank: int, hosts: Sequence[str], status_port: int, **timing: float
+    ) -> ClusterSpec:
+        """Build the spec from one host per rank (say, Modal's `Cluster.container_ips()`)."""
+        return cls(
+            rank=rank,
+            size=len(hosts),
+            peers=tuple(format_address(h, status_port) for h in hosts),
+            status_port=status_port,
+            **timing,
+        )
+
+    @property
+    def peer_ranks(self) -> tuple[int, ...]:
+        """Every rank but this one: the ones this supervisor watches."""
+        return tuple(r for r in range(self.size) if r != self.rank)
+
+    @property
+    def linger(self) -> float:
+        """How long a dying rank keeps publishing `dead` before its container exits.
+
+        Long enough for every peer to finish one poll that started after the failure was
+        published (one interval, plus one request, plus an interval of slack), so the peers learn
+        the original failed rank and its reason instead of finding a closed port 10 s later.
+        """
+        return 2 * self.poll_interval + self.request_timeout
+
+
+# ----------------------------------------------------------------------------- the status port
+# 21000-21999: below the window SGLang draws its NCCL port from at random (22000-29999,
+# `get_free_port_below_ephemeral`) and below Linux's ephemeral range (32768+, where bind(0),
+# `get_open_port` and outgoing connections land), above the well-known ports.
+STATUS_PORT_BASE = 21000
+_STATUS_PORT_LAST = 21999
+
+# SGLang 0.5.23 `server_args.py`: ZMQ_TCP_PORT_DELTA, DP_ATTENTION_HANDSHAKE_PORT_DELTA and the
+# six fixed ports of `PortArgs.init_new` (NUM_DERIVED_PORTS; one more per DP rank with the Rust
+# server, covered here by `rust_slots`).
+_ZMQ_DELTA = 233
+_HANDSHAKE_DELTA = 13
+_NUM_DERIVED = 6
+
+
+def sglang_derived_ports(
+    http_port: int, dist_init_port: int, *, rust_slots: int = 32
+) -> dict[int, str]:
+    """Every fixed port SGLang 0.5.23 derives from `--port` and `--dist-init-addr`, and why.
+
+    Random ports (the NCCL port, ZMQ sockets bound with `bind_to_random_port`) are probed by
+    bind, so a status port bound before the engine starts is skipped by them; only these fixed
+    ones can collide.
+    """
+    for name, port in (("--port", http_port), ("--dist-init-addr port", dist_init_port)):
+        if not _is_int(port) or not 1 <= port <= 65535:
+            raise ConfigError(f"{name} {port!r} is not in 1-65535")
+    num = _NUM_DERIVED + rust_slots
+    ports: dict[int, str] = {}
+
+    def add(first: int, count: int, why: str) -> None:
+        for p in range(first, first + count):
+            if 1 <= p <= 65535:
+                ports.setdefault(p, why)
+
+    add(http_port, 1, "--port (HTTP server on rank 0, dummy health server on ranks >= 1)")
+    add(http_port + 1, 1, "--port + 1 (HTTP sidecar in gRPC mode)")
+    add(http_port + 10000, 1, "--port + 10000 (legacy gRPC port)")
+    add(http_port + _HANDSHAKE_DELTA, 1, "--port + 13 (DP-attention handshake, no dist-init)")
+    # Near 65535 SGLang counts down instead of up; reserving both directions is harmless.
+    add(http_port + _ZMQ_DELTA, num + 1, "--port + 233 (ZMQ ports without --dist-init-addr)")
+    if http_port + _ZMQ_DELTA + num > 65535:
+        add(http_port - _ZMQ_DELTA, num + 1, "--port - 233 (ZMQ ports without --dist-init-addr)")
+    add(dist_init_port, 1, "the dist-init port (torch rendezvous store)")
+    add(dist_init_port + _HANDSHAKE_DELTA, 1, "dist-init port + 13 (DP-attention handshake)")
+    add(dist_init_port + 1, num, "the dist-init port's ZMQ block (PortArgs.init_new)")
+    if dist_init_port + num > 65535:
+        add(dist_init_port - num - 1, num, "the dist-init port's ZMQ block (PortArgs.init_new)")
+    return ports
+
+
+def default_status_port(http_port: int, dist_init_port: int) -> int:
+    """The first port from 21000 that SGLang does not derive; the same on every rank."""
+    taken = sglang_derived_ports(http_port, dist_init_port)
+    for port in range(STATUS_PORT_BASE, _STATUS_PORT_LAST + 1):
+        if port not in taken:
+            return port
+    raise ConfigError(  # pragma: no cover - SGLang derives far fewer than 1000 ports
+        f"no free status port in {STATUS_PORT_BASE}-{_STATUS_PORT_LAST}; pass one explicitly"
+    )
+
+
+def check_status_port(status_port: int, http_port: int, dist_init_port: int) -> None:
+    """Raise ConfigError if `status_port` is one SGLang will bind itself."""
+    why = sglang_derived_ports(http_port, dist_init_port).get(status_port)
+    if why is not None:
+        raise ConfigError(
+            f"status port {status_port} collides with SGLang's {why}; "
+            f"use {default_status_port(http_port, dist_init_port)}"
+        )

@@ -1,0 +1,267 @@
+"""The cluster's wire: each supervisor serves `GET /status` on a side port and polls its peers'.
+
+The server is a few dozen lines on an anyio listener, not a web framework: it must stay up
+whatever connects to it (a port scanner, a stuck client, garbage), so every connection gets a
+slot out of a fixed number (the rest are closed at once), a deadline and a request-size cap, and
+no client can raise into the caller. The client side polls each peer one request at a time, each
+request under a hard deadline and a body cap, and hands the answers to the pure `PeerTracker`.
+The HTTP client must not use proxies from the environment (`trust_env=False`): peers are on the
+cluster's private network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import anyio.abc
+import httpx
+
+from ._cluster import ClusterSpec
+from ._cluster_peers import ClusterStatus, FailureKind, PeerFailure, PeerTracker, PeerView
+from ._errors import ConfigError
+
+__all__ = [
+    "MAX_STATUS_BYTES",
+    "StatusUnavailable",
+    "fetch_status",
+    "serve_status",
+    "wait_peer_state",
+    "watch_peers",
+]
+
+MAX_STATUS_BYTES = 16384  # a status document is ~200 bytes; anything larger is not a peer
+_ACCEPT_BACKOFF_S = 0.1  # after a failed accept (EMFILE, ECONNABORTED), before the next one
+_CLOSE_TIMEOUT_S = 1.0
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS[431] = "Request Header Fields Too Large"
+
+ChangeHook = Callable[[PeerView], None]
+
+
+# ----------------------------------------------------------------------------- server
+def _response(code: int, body: bytes) -> bytes:
+    head = (
+        f"HTTP/1.1 {code} {_REASONS[code]}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _route(head: bytes, get_status: Callable[[], ClusterStatus]) -> bytes:
+    parts = head.split(b"\r\n", 1)[0].split(b"\n", 1)[0].split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        return _response(400, b'{"error":"bad request"}')
+    method, target = parts[0], parts[1].split(b"?", 1)[0]
+    if target != b"/status":
+        return _response(404, b'{"error":"not found; try GET /status"}')
+    if method != b"GET":
+        return _response(405, b'{"error":"GET only"}')
+    return _response(200, get_status().to_json())
+
+
+async def _close(stream: anyio.abc.SocketStream) -> None:
+    with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):
+        try:
+            await stream.aclose()
+        except OSError:  # the peer reset the connection first: closed either way
+            pass
+
+
+async def serve_status(
+    get_status: Callable[[], ClusterStatus],
+    port: int,
+    host: str | None = None,
+    *,
+    max_connections: int = 32,
+    read_timeout: float = 2.0,
+    max_request_bytes: int = 4096,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `GET /status` (the JSON of `get_status()`) until cancelled; reports the bound port.
+
+    `host=None` listens on every interface, IPv6 and IPv4 (Modal's cluster addresses are IPv6).
+    A connection beyond `max_connections` is closed at once, so idle clients cost at most that
+    many descriptors; each connection has `read_timeout` seconds in all and `max_request_bytes`
+    of request head. A port already taken raises `ConfigError`. Only `get_status` raising (a bug
+    of the caller, not of a client) can end the server early.
+    """
+    if not 0 <= port <= 65535 or max_connections < 1 or read_timeout <= 0:
+        raise ConfigError(
+            f"cluster status server: port {port} must be 0-65535, max_connections "
+            f"{max_connections} at least 1, read_timeout {read_timeout:g} s positive"
+        )
+    if max_request_bytes < 64:
+        raise ConfigError(f"cluster status server: max_request_bytes {max_request_bytes} < 64")
+    try:
+        listener = await anyio.create_tcp_listener(
+            local_host=host, local_port=port, reuse_port=False
+        )
+    except OSError as exc:
+        where = f"{host}:{port}" if host else f"port {port}"
+        raise ConfigError(
+            f"cannot serve the cluster status on {where}: {exc.strerror or exc}"
+        ) from None
+    active = 0
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        nonlocal active
+        try:
+            with anyio.move_on_after(read_timeout):
+                head = b""
+                while b"\r\n\r\n" not in head and b"\n\n" not in head:
+                    if len(head) > max_request_bytes:
+                        await stream.send(_response(431, b'{"error":"request too large"}'))
+                        return
+                    head += await stream.receive(4096)
+                await stream.send(_route(head, get_status))
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # the client left, reset or misbehaved: its problem, never the server's
+        finally:
+            active -= 1
+            await _close(stream)
+
+    async def accept_loop(sub: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup) -> None:
+        nonlocal active
+        while True:
+            try:
+                stream = await sub.accept()
+            except OSError:  # out of descriptors, or a client reset before accept: transient
+                await anyio.sleep(_ACCEPT_BACKOFF_S)
+                continue
+            if active >= max_connections:
+                await _close(stream)  # shed at once: a slot is only for a live request
+                continue
+            active += 1
+            tg.start_soon(handle, stream)
+
+    async with listener:
+        bound: int = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with anyio.create_task_group() as tg:
+            for sub in listener.listeners:
+                assert isinstance(sub, anyio.abc.SocketListener)
+                tg.start_soon(accept_loop, sub, tg)
+            task_status.started(bound)
+
+
+# ----------------------------------------------------------------------------- client
+class StatusUnavailable(Exception):
+    """One poll of a peer got no usable status; the message is one line that says why."""
+
+
+async def fetch_status(
+    client: httpx.AsyncClient, address: str, *, timeout: float, max_bytes: int = MAX_STATUS_BYTES
+) -> ClusterStatus:
+    """One `GET /status` under a hard deadline (a slow drip included) and a body cap."""
+    body = bytearray()
+    try:
+        with anyio.fail_after(timeout):
+            async with client.stream("GET", f"http://{address}/status", timeout=timeout) as r:
+                if r.status_code != 200:
+                    raise StatusUnavailable(f"HTTP {r.status_code}")
+                async for chunk in r.aiter_raw():  # raw: no decompression bomb
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise StatusUnavailable(f"answer longer than {max_bytes} bytes")
+    except (TimeoutError, httpx.TimeoutException):
+        raise StatusUnavailable(f"no answer within {timeout:g} s") from None
+    except httpx.ConnectError as exc:
+        raise StatusUnavailable(f"cannot connect: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise StatusUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+    try:
+        return ClusterStatus.from_json(bytes(body))
+    except ValueError as exc:
+        raise StatusUnavailable(f"invalid status: {exc}") from None
+
+
+async def _poll(
+    client: httpx.AsyncClient,
+    spec: ClusterSpec,
+    tracker: PeerTracker,
+    rank: int,
+    on_change: ChangeHook | None,
+) -> tuple[PeerFailure | None, ClusterStatus | None]:
+    """One poll of `rank`, fed to the tracker; tells `on_change` when the peer's view changed."""
+    before = tracker.view(rank)
+    status: ClusterStatus | None = None
+    try:
+        status = await fetch_status(client, spec.peers[rank], timeout=spec.request_timeout)
+    except StatusUnavailable as exc:
+        failure = tracker.unreachable(rank, str(exc), anyio.current_time())
+    else:
+        failure = tracker.observe(rank, status, anyio.current_time())
+    after = tracker.view(rank)
+    if on_change is not None and (after.state, after.reachable) != (before.state, before.reachable):
+        on_change(after)
+    return failure, status
+
+
+async def watch_peers(
+    client: httpx.AsyncClient, spec: ClusterSpec, *, on_change: ChangeHook | None = None
+) -> PeerFailure:
+    """Poll every peer until one fails; return why (see `PeerTracker` for the rules).
+
+    Each peer is polled by its own task, one request at a time, every `spec.poll_interval`; a
+    peer's hang costs at most `spec.request_timeout` per poll and delays no other peer.
+    """
+    tracker = PeerTracker(spec, anyio.current_time())
+    found: list[PeerFailure] = []
+
+    async with anyio.create_task_group() as tg:
+
+        async def poll_forever(rank: int) -> None:
+            while True:
+                started = anyio.current_time()
+                failure, _ = await _poll(client, spec, tracker, rank, on_change)
+                if failure is not None:
+                    found.append(failure)
+                    tg.cancel_scope.cancel()
+                    return
+                await anyio.sleep(max(0.0, started + spec.poll_interval - anyio.current_time()))
+
+        for rank in spec.peer_ranks:
+            tg.start_soon(poll_forever, rank)
+    return found[0]
+
+
+async def wait_peer_state(
+    client: httpx.AsyncClient,
+    spec: ClusterSpec,
+    rank: int,
+    state: str,
+    *,
+    timeout: float,
+    on_change: ChangeHook | None = None,
+) -> ClusterStatus | PeerFailure:
+    """Poll one peer until it reports `state`; return that status, or the failure that came first.
+
+    A worker waits for rank 0 to be `serving` this way. Besides the tracker's verdicts (the peer
+    died, restarted, stopped, vanished or never joined), the peer not reaching `state` within
+    `timeout` seconds is a failure of kind NOT_READY.
+    """
+    if rank not in spec.peer_ranks:
+        raise ValueError(f"rank {rank} is not a peer of rank {spec.rank}")
+    tracker = PeerTracker(spec, anyio.current_time(), ranks=[rank])
+    deadline = anyio.current_time() + timeout
+    while anyio.current_time() < deadline:
+        started = anyio.current_time()
+        failure, status = await _poll(client, spec, tracker, rank, on_change)
+        if failure is not None:
+            return failure
+        if status is not None and status.state == state:
+            return status
+        await anyio.sleep(
+            max(0.0, min(started + spec.poll_interval, deadline) - anyio.current_time())
+        )
+    seen = tracker.view(rank).state
+    return PeerFailure(
+        FailureKind.NOT_READY,
+        rank,
+        (rank, spec.rank),
+        f"rank {rank} was not {state} within {timeout:g} s (last state: {seen or 'never seen'})",
+    )
