@@ -68,6 +68,7 @@ __all__ = [
     "watch_progress",
 ]
 
+_ROUNDING = 1e-9  # grid times are origin + k * interval: differences may miss by an ulp
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Plain text format, no compression: the byte cap then counts what crosses the wire, and no
@@ -403,7 +404,7 @@ class ProgressTracker:
             verdict = Verdict.PROGRESSING
         elif work <= 0:
             verdict = Verdict.IDLE
-        elif status.frozen_for_s >= policy.stall_window:
+        elif status.frozen_for_s >= policy.stall_window - _ROUNDING:
             verdict = Verdict.STALLED
         else:
             verdict = Verdict.OK
@@ -591,17 +592,24 @@ async def watch_progress(
     tracker = ProgressTracker(policy)
     absent_from_start = 0
     seen_metrics = False
-    next_at = anyio.current_time()
+    # Scrapes start on a grid (origin + k * interval) and each is judged at its grid time, the
+    # moment it asked: the stall window then ends exactly on a scrape instead of slipping a
+    # whole interval whenever one answer came a little faster than the one that started the
+    # clock. A scrape reports what happened before it answered, so a move it shows happened
+    # at most one latency (milliseconds) after its grid time.
+    origin = anyio.current_time()
+    tick = 0
     while True:
+        at = origin + tick * policy.interval
         start = anyio.current_time()
         fetched = await _fetch(client, url, policy)
-        now = anyio.current_time()
+        done = anyio.current_time()
         status: ProgressStatus | None = None
         if fetched.error is None:
             if fetched.absent:
-                status = tracker.observe_absent(now)
+                status = tracker.observe_absent(at)
             else:
-                status = tracker.observe(fetched.samples, now)
+                status = tracker.observe(fetched.samples, at)
         gave_up = False
         if status is not None and not seen_metrics:
             if status.verdict is Verdict.NO_METRICS:
@@ -613,19 +621,19 @@ async def watch_progress(
             last = tracker.last_progress_at
             on_scrape(
                 Scrape(
-                    at=now,
-                    latency_s=now - start,
+                    at=at,
+                    latency_s=done - start,
                     size=fetched.size,
                     status=status,
                     error=fetched.error,
                     gave_up=gave_up,
-                    last_progress_unix=None if last is None else time.time() - (now - last),
+                    last_progress_unix=None if last is None else time.time() - (done - last),
                 )
             )
         if gave_up:
             await _stay_out_of_the_way()
         if status is not None and status.verdict is Verdict.STALLED:
             return StallReport.from_status(status, policy.stall_window)
-        # A fixed cadence of scrape starts; a scrape that overran starts the next one at once.
-        next_at = max(next_at + policy.interval, anyio.current_time())
-        await anyio.sleep(max(0.0, next_at - anyio.current_time()))
+        # The next grid time; one that a slow scrape overran is skipped, never crowded in.
+        tick = max(tick + 1, math.ceil((anyio.current_time() - origin) / policy.interval))
+        await anyio.sleep(max(0.0, origin + tick * policy.interval - anyio.current_time()))

@@ -511,6 +511,23 @@ async def test_frozen_counters_with_a_running_request_return_a_stall_report(
     assert server.gets == len(scrapes)  # one GET per scrape, never two at once
 
 
+async def test_stall_lands_on_the_scrape_that_ends_the_window(server: MetricsServer) -> None:
+    """Scrapes are judged at their grid times, so a window of 4 intervals ends on the 5th
+    scrape, not one interval late because an answer came back a little faster."""
+    scrapes: list[Scrape] = []
+    async with httpx.AsyncClient() as client:
+        with anyio.fail_after(10):
+            report = await watch_progress(
+                client,
+                url(server),
+                fast(interval=0.2, stall_window=0.8),
+                on_scrape=scrapes.append,
+            )
+    assert report.stalled_for_s == pytest.approx(0.8)
+    gaps = [b.at - a.at for a, b in zip(scrapes, scrapes[1:])]
+    assert gaps == pytest.approx([0.2] * len(gaps))
+
+
 async def test_lone_request_at_a_hung_scheduler_returns_a_stall_report(
     server: MetricsServer,
 ) -> None:
