@@ -4,6 +4,7 @@ trickle, a refused port), and SGLang's multiprocess exposition as prometheus_cli
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -524,7 +525,7 @@ async def test_stall_lands_on_the_scrape_that_ends_the_window(server: MetricsSer
                 on_scrape=scrapes.append,
             )
     assert report.stalled_for_s == pytest.approx(0.8)
-    gaps = [b.at - a.at for a, b in zip(scrapes, scrapes[1:])]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(scrapes)]
     assert gaps == pytest.approx([0.2] * len(gaps))
 
 
