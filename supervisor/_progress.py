@@ -1,0 +1,639 @@
+"""Hang detection by progress: work waiting while the engine's progress counters stand still.
+
+A hung SGLang keeps its port open and its HTTP process answering, so the sparse liveness probe
+(one `/health` every 30 s, four failures) takes two to four minutes to notice it. The engine's own
+`/metrics` says much sooner: the scheduler advances `sglang:realtime_tokens_total` on every prefill
+batch and every decode batch, and publishes how many requests run and wait. Work waiting while no
+progress counter moves for a whole stall window is a hang; an idle server (nothing waiting) and a
+slow generation (counters moving, however slowly) are not. docs/PROGRESS.md gives the source of
+every name and the reasoning behind every default.
+
+The scheduler's own gauges lag: a lone request at an idle server reads 0 running, 0 queued until
+its 40th decode step, and a forward that hangs never reports at all. So requests in flight at the
+HTTP front end count as waiting work too, but only while the scheduler's loop has stopped turning
+(its heartbeat counters, written about once a second by a live loop, idle or busy, stand still).
+That keeps a client that reads its stream slowly, a grammar compiling or a request being
+tokenized (all with a live, turning scheduler) from ever looking like a stall.
+
+Three layers, each testable alone:
+
+- `Selector` and `ProgressPolicy`: what to scrape and which series mean work, progress, HTTP
+  requests and loop heartbeat, as data, so another engine can name its own metrics;
+- `ProgressTracker`: pure and clock-injected (no I/O): fed the samples of one scrape and a time,
+  it answers a `Verdict`;
+- `watch_progress`: scrapes forever, one scrape at a time, each under a deadline and a byte cap,
+  and returns a `StallReport` only when the tracker says `stalled`.
+
+A failed scrape (refused, timed out, over the cap, unparseable, any status but 200 and 404) tells
+nothing: it neither moves the stall clock nor stops it. The clock keeps measuring from the last
+change the tracker saw, because a counter that reads the same after a gap did not move during it;
+but only a successful scrape can give the `stalled` verdict. Blindness is the liveness probe's and
+the exit watcher's business: a server whose `/metrics` stops answering is caught by them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NoReturn, Protocol
+
+import anyio
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from ._errors import ConfigError
+
+__all__ = [
+    "SGLANG_GENERATION_ENDPOINTS",
+    "SGLANG_HEARTBEAT_COUNTERS",
+    "SGLANG_PROGRESS_COUNTERS",
+    "SGLANG_REQUEST_GAUGES",
+    "SGLANG_WORK_GAUGES",
+    "ProgressPolicy",
+    "ProgressStatus",
+    "ProgressTracker",
+    "SampleLike",
+    "Scrape",
+    "ScrapeHook",
+    "Selector",
+    "StallReport",
+    "Verdict",
+    "parse_samples",
+    "watch_progress",
+]
+
+_ROUNDING = 1e-9  # grid times are origin + k * interval: differences may miss by an ulp
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Plain text format, no compression: the byte cap then counts what crosses the wire, and no
+# gzip bomb can grow past it (prometheus_client gzips whenever the client accepts gzip).
+_SCRAPE_HEADERS = {"Accept": "text/plain; version=0.0.4", "Accept-Encoding": "identity"}
+
+
+class Verdict(str, enum.Enum):
+    """What one successful scrape says about the engine."""
+
+    OK = "ok"  # work waiting, counters still, but for less than the stall window
+    IDLE = "idle"  # nothing waiting (counters still or not)
+    PROGRESSING = "progressing"  # a progress counter moved since the previous scrape
+    STALLED = "stalled"  # work waiting and no counter moved for the whole stall window
+    NO_METRICS = "no-metrics"  # the endpoint is missing (404) or lacks the configured names
+
+
+@dataclass(frozen=True)
+class Selector:
+    """The series of one exposed sample name, optionally narrowed to some label values.
+
+    `name` is the sample's name as exposed (`sglang:realtime_tokens_total`, with the `_total`).
+    `labels` maps a label to the values it may take; a label that a sample lacks reads as `""`,
+    Prometheus's own rule, so `{"priority": ("",)}` keeps SGLang's totals and skips the
+    per-priority breakdowns it adds under `--enable-priority-scheduling`.
+    """
+
+    name: str
+    labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _METRIC_NAME.fullmatch(self.name):
+            raise ConfigError(f"metric name {self.name!r} is not a Prometheus metric name")
+        labels: dict[str, tuple[str, ...]] = {}
+        for key, values in dict(self.labels).items():
+            if not isinstance(key, str) or not _LABEL_NAME.fullmatch(key):
+                raise ConfigError(f"{self.name}: label {key!r} is not a Prometheus label name")
+            allowed = (values,) if isinstance(values, str) else tuple(values)
+            if not allowed or not all(isinstance(v, str) for v in allowed):
+                raise ConfigError(f"{self.name}: label {key!r} needs one or more string values")
+            labels[key] = allowed
+        object.__setattr__(self, "labels", MappingProxyType(labels))
+
+    def matches(self, name: str, labels: Mapping[str, str]) -> bool:
+        if name != self.name:
+            return False
+        return all(labels.get(key, "") in allowed for key, allowed in self.labels.items())
+
+    def __str__(self) -> str:
+        if not self.labels:
+            return self.name
+        inner = ",".join(f'{k}=~"{"|".join(v)}"' for k, v in self.labels.items())
+        return f"{self.name}{{{inner}}}"
+
+
+# SGLang 0.5.23 (docs/PROGRESS.md has the file:function behind each name).
+# Requests the scheduler holds: both gauges are written by SchedulerMetricsCollector.log_stats on
+# each prefill batch, every --decode-log-interval decode batches and when the scheduler idles.
+SGLANG_WORK_GAUGES: tuple[Selector, ...] = (
+    Selector("sglang:num_running_reqs", {"priority": ("",)}),
+    Selector("sglang:num_queue_reqs", {"priority": ("",)}),
+)
+# Counters that move only when the engine does work: realtime tokens on every prefill and decode
+# batch (scheduler), prompt/generation tokens when a request finishes (tokenizer), and GPU busy
+# seconds where SGLANG_ENABLE_METRICS_DEVICE_TIMER is set (absent otherwise, which is fine).
+SGLANG_PROGRESS_COUNTERS: tuple[Selector, ...] = (
+    Selector("sglang:realtime_tokens_total"),
+    Selector("sglang:prompt_tokens_total"),
+    Selector("sglang:generation_tokens_total"),
+    Selector("sglang:forward_execution_seconds_total"),
+)
+# The routes whose requests reach the scheduler (entrypoints/http_server.py); probes, /metrics,
+# admin and weight-update routes are left out on purpose.
+SGLANG_GENERATION_ENDPOINTS: tuple[str, ...] = (
+    "/generate",
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/embeddings",
+    "/v1/rerank",
+    "/v1/score",
+    "/v1/classify",
+    "/encode",
+    "/classify",
+)
+# Requests in flight at the HTTP front end, streams included (the middleware decrements only when
+# the whole response has been sent).
+SGLANG_REQUEST_GAUGES: tuple[Selector, ...] = (
+    Selector("sglang:http_requests_active", {"endpoint": SGLANG_GENERATION_ENDPOINTS}),
+)
+# The scheduler loop's heartbeat: every rank adds to these at most once a second whenever its loop
+# turns (idle, busy or paused); a loop stuck in a forward pass or a collective adds nothing.
+SGLANG_HEARTBEAT_COUNTERS: tuple[Selector, ...] = (
+    Selector("sglang:scheduler_process_cpu_seconds_total"),
+    Selector("sglang:scheduler_idle_seconds_total"),
+)
+
+
+def _finite(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ProgressPolicy:
+    """How often to scrape, how much to read, and how long work may wait without progress.
+
+    The defaults suit SGLang 0.5.23 on the profiles' hardware (docs/PROGRESS.md): a server that
+    stalls with a request in flight is declared stalled 40 to 48 s (plus two scrape latencies)
+    after its last counter update, so the container is gone within 60 s; no legitimate gap
+    between counter updates comes near 40 s (one forward pass: a decode step or one chunk of
+    chunked prefill), and the longest stale "work" reading SGLang publishes while idle lasts 30 s
+    (its idle gauge refresh). `request_gauges` count only while no `heartbeat_counters` moved
+    since the previous scrape; either may be empty for an engine without them, but request
+    gauges need a heartbeat (without one a client reading a stream slowly would look like a hang).
+    """
+
+    enabled: bool = True
+    path: str = "/metrics"
+    interval: float = 4.0  # between scrape starts; one scrape at a time
+    timeout: float = 3.0  # one whole scrape, body included (a trickle cannot outlive it)
+    max_body_bytes: int = 8 << 20  # SGLang's body is well under 1 MiB; past this, abort
+    stall_window: float = 40.0
+    absent_scrapes: int = 3  # the first N scrapes without the metrics turn the watch off
+    work_gauges: tuple[Selector, ...] = SGLANG_WORK_GAUGES
+    progress_counters: tuple[Selector, ...] = SGLANG_PROGRESS_COUNTERS
+    request_gauges: tuple[Selector, ...] = SGLANG_REQUEST_GAUGES
+    heartbeat_counters: tuple[Selector, ...] = SGLANG_HEARTBEAT_COUNTERS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise ConfigError(f"metrics path must start with '/', got {self.path!r}")
+        _finite("progress scrape interval", self.interval)
+        _finite("progress scrape timeout", self.timeout)
+        _finite("stall window", self.stall_window)
+        if self.stall_window < 2 * self.interval:
+            raise ConfigError(
+                f"stall window ({self.stall_window:g} s) must be at least twice the scrape "
+                f"interval ({self.interval:g} s)"
+            )
+        if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1024:
+            raise ConfigError(
+                f"metrics body cap must be >= 1024 bytes, got {self.max_body_bytes!r}"
+            )
+        if not isinstance(self.absent_scrapes, int) or self.absent_scrapes < 1:
+            raise ConfigError(
+                f"absent scrapes must be a whole number >= 1, got {self.absent_scrapes!r}"
+            )
+        groups = {
+            "work_gauges": tuple(self.work_gauges),
+            "progress_counters": tuple(self.progress_counters),
+            "request_gauges": tuple(self.request_gauges),
+            "heartbeat_counters": tuple(self.heartbeat_counters),
+        }
+        owner: dict[str, str] = {}
+        for group, selectors in groups.items():
+            kind = group[:-1].replace("_", " ")
+            if not all(isinstance(s, Selector) for s in selectors):
+                raise ConfigError(f"each {kind} must be a Selector")
+            if not selectors and group in ("work_gauges", "progress_counters"):
+                raise ConfigError(f"name at least one {kind} (a Selector)")
+            for s in selectors:
+                first = owner.setdefault(s.name, kind)
+                if first != kind:
+                    raise ConfigError(f"{s.name} cannot be both a {first} and a {kind}")
+            object.__setattr__(self, group, selectors)
+        if self.request_gauges and not self.heartbeat_counters:
+            raise ConfigError(
+                "request gauges need heartbeat counters: without them a client reading a "
+                "stream slowly would look like a stalled server"
+            )
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(
+            s.name
+            for s in (
+                *self.work_gauges,
+                *self.progress_counters,
+                *self.request_gauges,
+                *self.heartbeat_counters,
+            )
+        )
+
+
+class SampleLike(Protocol):
+    """What the tracker reads from a sample; `prometheus_client.samples.Sample` fits."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def value(self) -> float: ...
+
+
+def _series_key(name: str, labels: Mapping[str, str]) -> str:
+    """One series as text, labels sorted: `name{a="1",b="2"}`."""
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{labels[k]}"' for k in sorted(labels))
+    return f"{name}{{{inner}}}"
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))  # a NaN that stays NaN did not move
+
+
+def _compare(old: Mapping[str, float], new: Mapping[str, float]) -> tuple[bool, bool]:
+    """(moved, went down): a series that came, went or changed value moved."""
+    moved = old.keys() != new.keys()
+    down = False
+    for key, value in new.items():
+        before = old.get(key)
+        if before is not None and not _same(before, value):
+            moved = True
+            down = down or value < before
+    return moved, down
+
+
+def _positive_sum(values: Iterable[float]) -> float:
+    return sum(v for v in values if math.isfinite(v) and v > 0)
+
+
+@dataclass(frozen=True)
+class ProgressStatus:
+    """The tracker's answer for one observation; times are on the caller's clock."""
+
+    verdict: Verdict
+    at: float
+    work: float = 0.0  # waiting work: scheduler gauges, plus HTTP requests if the loop stopped
+    work_series: Mapping[str, float] = field(default_factory=dict)  # the non-zero ones counted
+    counters: Mapping[str, float] = field(default_factory=dict)  # every progress series
+    last_progress_at: float | None = None  # when a counter was last seen to move
+    waiting_since: float | None = None  # first observation of the current run of waiting work
+    reset: bool = False  # a counter went down (an engine restart): counted as a move
+    requests: float = 0.0  # in flight at the HTTP front end, counted in `work` or not
+    loop_moved: bool | None = None  # a heartbeat moved since the last scrape; None: unknown
+
+    @property
+    def since_progress_s(self) -> float | None:
+        return None if self.last_progress_at is None else self.at - self.last_progress_at
+
+    @property
+    def frozen_for_s(self) -> float:
+        """How long work has waited with no counter moving: what the stall window bounds."""
+        if self.waiting_since is None or self.last_progress_at is None:
+            return 0.0
+        return self.at - max(self.last_progress_at, self.waiting_since)
+
+
+class ProgressTracker:
+    """Turns successive scrapes into verdicts. Pure: the caller passes the samples and the time.
+
+    The stall clock runs from the later of two moments: the last time a progress counter was
+    seen to move (any change, a decrease included: a reset is not a hang), and the first
+    observation of the current run of waiting work (so work that just arrived at an idle server
+    gets the whole window). An observation that lacks the metrics changes nothing.
+    """
+
+    def __init__(self, policy: ProgressPolicy) -> None:
+        self.policy = policy
+        self._counters: dict[str, float] | None = None
+        self._heartbeat: dict[str, float] | None = None
+        self._last_progress: float | None = None
+        self._waiting_since: float | None = None
+        self.last: ProgressStatus | None = None
+
+    @property
+    def last_progress_at(self) -> float | None:
+        """When a progress counter was last seen to move (the first good scrape counts)."""
+        return self._last_progress
+
+    def observe(self, samples: Iterable[SampleLike], now: float) -> ProgressStatus:
+        """Judge one scrape's samples, taken at `now`."""
+        policy = self.policy
+        work_series: dict[str, float] = {}
+        counters: dict[str, float] = {}
+        requests: dict[str, float] = {}
+        heartbeat: dict[str, float] = {}
+        groups: tuple[tuple[Sequence[Selector], dict[str, float]], ...] = (
+            (policy.work_gauges, work_series),
+            (policy.progress_counters, counters),
+            (policy.request_gauges, requests),
+            (policy.heartbeat_counters, heartbeat),
+        )
+        for sample in samples:
+            for selectors, found in groups:
+                if any(s.matches(sample.name, sample.labels) for s in selectors):
+                    found[_series_key(sample.name, sample.labels)] = float(sample.value)
+                    break
+        if not work_series or not counters:
+            return self._remember(ProgressStatus(Verdict.NO_METRICS, now))
+
+        previous = self._counters
+        baseline = previous is None
+        moved, reset = (True, False) if previous is None else _compare(previous, counters)
+        self._counters = counters
+        if moved:
+            self._last_progress = now
+        loop_moved: bool | None = None  # unknown: first sight, or no heartbeat in this scrape
+        if heartbeat:
+            if self._heartbeat is not None:
+                loop_moved = _compare(self._heartbeat, heartbeat)[0]
+            self._heartbeat = heartbeat
+        in_flight = _positive_sum(requests.values())
+        work = _positive_sum(work_series.values())
+        counted = dict(work_series)
+        if loop_moved is False and in_flight > 0:
+            # The loop stopped with requests in flight: they wait on it, whatever its gauges say.
+            work += in_flight
+            counted.update(requests)
+        if work > 0:
+            if self._waiting_since is None:
+                self._waiting_since = now
+        else:
+            self._waiting_since = None
+
+        status = ProgressStatus(
+            Verdict.OK,
+            now,
+            work=work,
+            work_series=MappingProxyType({k: v for k, v in counted.items() if v}),
+            counters=MappingProxyType(counters),
+            last_progress_at=self._last_progress,
+            waiting_since=self._waiting_since,
+            reset=reset,
+            requests=in_flight,
+            loop_moved=loop_moved,
+        )
+        if moved and not baseline:
+            verdict = Verdict.PROGRESSING
+        elif work <= 0:
+            verdict = Verdict.IDLE
+        elif status.frozen_for_s >= policy.stall_window - _ROUNDING:
+            verdict = Verdict.STALLED
+        else:
+            verdict = Verdict.OK
+        return self._remember(dataclasses.replace(status, verdict=verdict))
+
+    def observe_absent(self, now: float) -> ProgressStatus:
+        """The metrics endpoint itself is missing (404): say so, change nothing."""
+        return self._remember(ProgressStatus(Verdict.NO_METRICS, now))
+
+    def _remember(self, status: ProgressStatus) -> ProgressStatus:
+        self.last = status
+        return status
+
+
+def _by_name(series: Mapping[str, float]) -> str:
+    totals: dict[str, tuple[float, int]] = {}
+    for key, value in series.items():
+        name = key.split("{", 1)[0]
+        total, count = totals.get(name, (0.0, 0))
+        totals[name] = (total + value, count + 1)
+    return ", ".join(
+        f"{name}={total:g}" + (f" ({count} series)" if count > 1 else "")
+        for name, (total, count) in sorted(totals.items())
+    )
+
+
+@dataclass(frozen=True)
+class StallReport:
+    """Why the watch gave up on the server: what was waiting and what stood still, for how long."""
+
+    stalled_for_s: float  # work waiting and no counter moving, the whole time
+    since_progress_s: float  # since a counter last moved (longer when the server idled first)
+    window_s: float
+    work: Mapping[str, float]  # the waiting-work series that were non-zero
+    counters: Mapping[str, float]  # every progress series, frozen at these values
+
+    @classmethod
+    def from_status(cls, status: ProgressStatus, window_s: float) -> StallReport:
+        return cls(
+            stalled_for_s=status.frozen_for_s,
+            since_progress_s=status.since_progress_s or 0.0,
+            window_s=window_s,
+            work=status.work_series,
+            counters=status.counters,
+        )
+
+    def describe(self) -> str:
+        """One line for the crash report and the log."""
+        return (
+            f"no forward progress for {self.stalled_for_s:.1f} s with work waiting "
+            f"(stall window {self.window_s:g} s): waiting {_by_name(self.work)}; "
+            f"counters frozen at {_by_name(self.counters)}"
+        )
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """What one scrape found: the argument of the `on_scrape` hook.
+
+    `status` is None when the scrape failed (`error` says why). `gave_up` is set on the one
+    scrape after which the watch stops for good, the metrics having been absent from the start.
+    `last_progress_unix` is the wall-clock time of the last counter move, for a Prometheus gauge.
+    """
+
+    at: float
+    latency_s: float
+    size: int
+    status: ProgressStatus | None = None
+    error: str | None = None
+    gave_up: bool = False
+    last_progress_unix: float | None = None
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return None if self.status is None else self.status.verdict
+
+
+ScrapeHook = Callable[[Scrape], None]
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    samples: tuple[SampleLike, ...] = ()
+    absent: bool = False
+    error: str | None = None
+    size: int = 0
+
+
+def _wanted_lines(text: str, names: frozenset[str]) -> str:
+    """Keep only the sample lines of the names we watch.
+
+    SGLang's /metrics is mostly histograms we never read; dropping them (and every comment line:
+    a sample parses on its own, as an untyped family) before the parser keeps a scrape cheap.
+    """
+    kept = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        end = len(line)
+        for stop in ("{", " ", "\t"):
+            at = line.find(stop)
+            if 0 <= at < end:
+                end = at
+        if line[:end] in names:
+            kept.append(line)
+    return "\n".join(kept) + "\n" if kept else ""
+
+
+def parse_samples(text: str, names: frozenset[str]) -> tuple[SampleLike, ...]:
+    """The samples of `names` in a Prometheus text exposition; raises ValueError if malformed."""
+    wanted = _wanted_lines(text, names)
+    try:
+        return tuple(
+            sample
+            for family in text_string_to_metric_families(wanted)
+            for sample in family.samples
+            if sample.name in names
+        )
+    except (IndexError, TypeError) as exc:  # the lax parser's other ways of saying "malformed"
+        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def _fetch(client: httpx.AsyncClient, url: str, policy: ProgressPolicy) -> _Fetched:
+    """One GET of the metrics, under a deadline for the whole exchange and a cap on the body."""
+    size = 0
+    try:
+        with anyio.fail_after(policy.timeout):
+            async with client.stream(
+                "GET", url, headers=_SCRAPE_HEADERS, timeout=policy.timeout
+            ) as response:
+                if response.status_code == 404:
+                    return _Fetched(absent=True)
+                if response.status_code != 200:
+                    return _Fetched(error=f"HTTP {response.status_code}")
+                encoding = response.headers.get("content-encoding", "identity").lower()
+                if encoding != "identity":
+                    # Raw bytes are what the cap counts; a compressed body could inflate past it.
+                    return _Fetched(error=f"compressed body ({encoding}) though identity was asked")
+                chunks: list[bytes] = []
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > policy.max_body_bytes:
+                        # Leaving the block closes the connection: the rest is never read.
+                        return _Fetched(
+                            error=f"body over the {policy.max_body_bytes} byte cap", size=size
+                        )
+                    chunks.append(chunk)
+    except TimeoutError:
+        return _Fetched(error=f"no complete answer within {policy.timeout:g} s", size=size)
+    except httpx.ConnectError:
+        return _Fetched(error="connection refused")
+    except httpx.HTTPError as exc:
+        return _Fetched(error=f"{type(exc).__name__}: {exc}".rstrip(": "), size=size)
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    try:
+        samples = parse_samples(text, policy.names)
+    except ValueError as exc:
+        return _Fetched(error=f"unparseable metrics ({exc})".replace(" ()", ""), size=size)
+    return _Fetched(samples=samples, size=size)
+
+
+async def _stay_out_of_the_way() -> NoReturn:
+    await anyio.sleep_forever()
+    raise AssertionError("sleep_forever returned")  # pragma: no cover
+
+
+async def watch_progress(
+    client: httpx.AsyncClient,
+    url: str,
+    policy: ProgressPolicy,
+    *,
+    on_scrape: ScrapeHook | None = None,
+) -> StallReport:
+    """Scrape `url` every `policy.interval` s and return only when the server is stalled.
+
+    Scrapes never overlap and each one is bounded (`policy.timeout` for the whole exchange,
+    `policy.max_body_bytes` for the body). If the first `policy.absent_scrapes` answers all lack
+    the metrics (404, or none of the configured names), the hook hears it once (`gave_up`) and
+    the watch sleeps forever: it never returns for an engine it cannot read. A disabled policy
+    sleeps forever at once. The caller races this against the exit watcher and liveness.
+    """
+    if not policy.enabled:
+        await _stay_out_of_the_way()
+    tracker = ProgressTracker(policy)
+    absent_from_start = 0
+    seen_metrics = False
+    # Scrapes start on a grid (origin + k * interval) and each is judged at its grid time, the
+    # moment it asked: the stall window then ends exactly on a scrape instead of slipping a
+    # whole interval whenever one answer came a little faster than the one that started the
+    # clock. A scrape reports what happened before it answered, so a move it shows happened
+    # at most one latency (milliseconds) after its grid time.
+    origin = anyio.current_time()
+    tick = 0
+    while True:
+        at = origin + tick * policy.interval
+        start = anyio.current_time()
+        fetched = await _fetch(client, url, policy)
+        done = anyio.current_time()
+        status: ProgressStatus | None = None
+        if fetched.error is None:
+            if fetched.absent:
+                status = tracker.observe_absent(at)
+            else:
+                status = tracker.observe(fetched.samples, at)
+        gave_up = False
+        if status is not None and not seen_metrics:
+            if status.verdict is Verdict.NO_METRICS:
+                absent_from_start += 1
+                gave_up = absent_from_start >= policy.absent_scrapes
+            else:
+                seen_metrics = True
+        if on_scrape is not None:
+            last = tracker.last_progress_at
+            on_scrape(
+                Scrape(
+                    at=at,
+                    latency_s=done - start,
+                    size=fetched.size,
+                    status=status,
+                    error=fetched.error,
+                    gave_up=gave_up,
+                    last_progress_unix=None if last is None else time.time() - (done - last),
+                )
+            )
+        if gave_up:
+            await _stay_out_of_the_way()
+        if status is not None and status.verdict is Verdict.STALLED:
+            return StallReport.from_status(status, policy.stall_window)
+        # The next grid time; one that a slow scrape overran is skipped, never crowded in.
+        tick = max(tick + 1, math.ceil((anyio.current_time() - origin) / policy.interval))
+        await anyio.sleep(max(0.0, origin + tick * policy.interval - anyio.current_time()))
