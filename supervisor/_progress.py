@@ -37,15 +37,10 @@ import dataclasses
 import enum
 import math
 import re
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NoReturn, Protocol
-
-import anyio
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
+from typing import Protocol
 
 from ._errors import ConfigError
 
@@ -59,21 +54,14 @@ __all__ = [
     "ProgressStatus",
     "ProgressTracker",
     "SampleLike",
-    "Scrape",
-    "ScrapeHook",
     "Selector",
     "StallReport",
     "Verdict",
-    "parse_samples",
-    "watch_progress",
 ]
 
 _ROUNDING = 1e-9  # grid times are origin + k * interval: differences may miss by an ulp
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# Plain text format, no compression: the byte cap then counts what crosses the wire, and no
-# gzip bomb can grow past it (prometheus_client gzips whenever the client accepts gzip).
-_SCRAPE_HEADERS = {"Accept": "text/plain; version=0.0.4", "Accept-Encoding": "identity"}
 
 
 class Verdict(str, enum.Enum):
@@ -458,182 +446,3 @@ class StallReport:
             f"(stall window {self.window_s:g} s): waiting {_by_name(self.work)}; "
             f"counters frozen at {_by_name(self.counters)}"
         )
-
-
-@dataclass(frozen=True)
-class Scrape:
-    """What one scrape found: the argument of the `on_scrape` hook.
-
-    `status` is None when the scrape failed (`error` says why). `gave_up` is set on the one
-    scrape after which the watch stops for good, the metrics having been absent from the start.
-    `last_progress_unix` is the wall-clock time of the last counter move, for a Prometheus gauge.
-    """
-
-    at: float
-    latency_s: float
-    size: int
-    status: ProgressStatus | None = None
-    error: str | None = None
-    gave_up: bool = False
-    last_progress_unix: float | None = None
-
-    @property
-    def verdict(self) -> Verdict | None:
-        return None if self.status is None else self.status.verdict
-
-
-ScrapeHook = Callable[[Scrape], None]
-
-
-@dataclass(frozen=True)
-class _Fetched:
-    samples: tuple[SampleLike, ...] = ()
-    absent: bool = False
-    error: str | None = None
-    size: int = 0
-
-
-def _wanted_lines(text: str, names: frozenset[str]) -> str:
-    """Keep only the sample lines of the names we watch.
-
-    SGLang's /metrics is mostly histograms we never read; dropping them (and every comment line:
-    a sample parses on its own, as an untyped family) before the parser keeps a scrape cheap.
-    """
-    kept = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        end = len(line)
-        for stop in ("{", " ", "\t"):
-            at = line.find(stop)
-            if 0 <= at < end:
-                end = at
-        if line[:end] in names:
-            kept.append(line)
-    return "\n".join(kept) + "\n" if kept else ""
-
-
-def parse_samples(text: str, names: frozenset[str]) -> tuple[SampleLike, ...]:
-    """The samples of `names` in a Prometheus text exposition; raises ValueError if malformed."""
-    wanted = _wanted_lines(text, names)
-    try:
-        return tuple(
-            sample
-            for family in text_string_to_metric_families(wanted)
-            for sample in family.samples
-            if sample.name in names
-        )
-    except (IndexError, TypeError) as exc:  # the lax parser's other ways of saying "malformed"
-        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
-
-
-async def _fetch(client: httpx.AsyncClient, url: str, policy: ProgressPolicy) -> _Fetched:
-    """One GET of the metrics, under a deadline for the whole exchange and a cap on the body."""
-    size = 0
-    try:
-        with anyio.fail_after(policy.timeout):
-            async with client.stream(
-                "GET", url, headers=_SCRAPE_HEADERS, timeout=policy.timeout
-            ) as response:
-                if response.status_code == 404:
-                    return _Fetched(absent=True)
-                if response.status_code != 200:
-                    return _Fetched(error=f"HTTP {response.status_code}")
-                encoding = response.headers.get("content-encoding", "identity").lower()
-                if encoding != "identity":
-                    # Raw bytes are what the cap counts; a compressed body could inflate past it.
-                    return _Fetched(error=f"compressed body ({encoding}) though identity was asked")
-                chunks: list[bytes] = []
-                async for chunk in response.aiter_raw():
-                    size += len(chunk)
-                    if size > policy.max_body_bytes:
-                        # Leaving the block closes the connection: the rest is never read.
-                        return _Fetched(
-                            error=f"body over the {policy.max_body_bytes} byte cap", size=size
-                        )
-                    chunks.append(chunk)
-    except TimeoutError:
-        return _Fetched(error=f"no complete answer within {policy.timeout:g} s", size=size)
-    except httpx.ConnectError:
-        return _Fetched(error="connection refused")
-    except httpx.HTTPError as exc:
-        return _Fetched(error=f"{type(exc).__name__}: {exc}".rstrip(": "), size=size)
-    text = b"".join(chunks).decode("utf-8", errors="replace")
-    try:
-        samples = parse_samples(text, policy.names)
-    except ValueError as exc:
-        return _Fetched(error=f"unparseable metrics ({exc})".replace(" ()", ""), size=size)
-    return _Fetched(samples=samples, size=size)
-
-
-async def _stay_out_of_the_way() -> NoReturn:
-    await anyio.sleep_forever()
-    raise AssertionError("sleep_forever returned")  # pragma: no cover
-
-
-async def watch_progress(
-    client: httpx.AsyncClient,
-    url: str,
-    policy: ProgressPolicy,
-    *,
-    on_scrape: ScrapeHook | None = None,
-) -> StallReport:
-    """Scrape `url` every `policy.interval` s and return only when the server is stalled.
-
-    Scrapes never overlap and each one is bounded (`policy.timeout` for the whole exchange,
-    `policy.max_body_bytes` for the body). If the first `policy.absent_scrapes` answers all lack
-    the metrics (404, or none of the configured names), the hook hears it once (`gave_up`) and
-    the watch sleeps forever: it never returns for an engine it cannot read. A disabled policy
-    sleeps forever at once. The caller races this against the exit watcher and liveness.
-    """
-    if not policy.enabled:
-        await _stay_out_of_the_way()
-    tracker = ProgressTracker(policy)
-    absent_from_start = 0
-    seen_metrics = False
-    # Scrapes start on a grid (origin + k * interval) and each is judged at its grid time, the
-    # moment it asked: the stall window then ends exactly on a scrape instead of slipping a
-    # whole interval whenever one answer came a little faster than the one that started the
-    # clock. A scrape reports what happened before it answered, so a move it shows happened
-    # at most one latency (milliseconds) after its grid time.
-    origin = anyio.current_time()
-    tick = 0
-    while True:
-        at = origin + tick * policy.interval
-        start = anyio.current_time()
-        fetched = await _fetch(client, url, policy)
-        done = anyio.current_time()
-        status: ProgressStatus | None = None
-        if fetched.error is None:
-            if fetched.absent:
-                status = tracker.observe_absent(at)
-            else:
-                status = tracker.observe(fetched.samples, at)
-        gave_up = False
-        if status is not None and not seen_metrics:
-            if status.verdict is Verdict.NO_METRICS:
-                absent_from_start += 1
-                gave_up = absent_from_start >= policy.absent_scrapes
-            else:
-                seen_metrics = True
-        if on_scrape is not None:
-            last = tracker.last_progress_at
-            on_scrape(
-                Scrape(
-                    at=at,
-                    latency_s=done - start,
-                    size=fetched.size,
-                    status=status,
-                    error=fetched.error,
-                    gave_up=gave_up,
-                    last_progress_unix=None if last is None else time.time() - (done - last),
-                )
-            )
-        if gave_up:
-            await _stay_out_of_the_way()
-        if status is not None and status.verdict is Verdict.STALLED:
-            return StallReport.from_status(status, policy.stall_window)
-        # The next grid time; one that a slow scrape overran is skipped, never crowded in.
-        tick = max(tick + 1, math.ceil((anyio.current_time() - origin) / policy.interval))
-        await anyio.sleep(max(0.0, origin + tick * policy.interval - anyio.current_time()))

@@ -25,13 +25,11 @@ from supervisor._progress import (
     SGLANG_WORK_GAUGES,
     ProgressPolicy,
     ProgressTracker,
-    Scrape,
     Selector,
     StallReport,
     Verdict,
-    parse_samples,
-    watch_progress,
 )
+from supervisor._progress_watch import Scrape, parse_samples, watch_progress
 
 pytestmark = pytest.mark.anyio
 
