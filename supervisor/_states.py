@@ -4,14 +4,30 @@ Everything that decides a transition lives in this file, and this file knows not
 processes, HTTP or clocks (h11's rule for `_state.py`). An event the table does not allow raises
 `IllegalTransition` and changes nothing.
 
-    starting --healthy--> warm --warmed--> serving
-        |                   |                  |
-        +--- failed/exited -+--- failed/exited-+--- exited/unhealthy ---> dead
-        |                   |                  |
-        +------ stop -------+------ stop ------+--> stopping --stopped/exited--> dead
+    starting --healthy--> warm --warmed--> serving <-----------------woken-----------------+
+                                             |                                                |
+                                             +--sleep--> sleeping --slept--> asleep --wake--> waking
+
+    to dead:      starting, warm: failed/exited      serving: exited/unhealthy
+                  sleeping, waking: failed/exited    asleep: exited
+    to stopping:  stop, from every state drawn above; then stopping --stopped/exited--> dead
 
 `stopping` earns its place: it tells a requested stop from a crash (exit code 0 versus 1), turns
 the liveness watch off while SGLang drains, and shows in metrics while a drain takes its time.
+
+The sleep/wake path exists for memory snapshots (docs/SNAPSHOTS.md). Each state says what is safe:
+
+- `sleeping`: a release of GPU memory is in flight. Liveness is off: SGLang's /health runs a real
+  generation, and a generation that meets released memory kills the scheduler. A failed release
+  is `failed`: what the server still holds is unknown, so it is not served again.
+- `asleep`: memory is released and the HTTP pool is closed. The only state in which a snapshot
+  may be taken.
+- `waking`: after a restore, memory is being resumed and a generation verified. A failure here is
+  `failed`, the same event as a failed startup: the replica never served after its restore, so
+  it ends as a startup failure (exit code 3), never as a silent bad replica.
+
+The main process's exit is an event in every live state, so a death is seen at once whatever the
+server was doing; a stop is accepted everywhere too, so an operator can always end it.
 """
 
 from __future__ import annotations
@@ -21,13 +37,16 @@ from collections.abc import Callable
 
 from ._errors import IllegalTransition
 
-__all__ = ["TRANSITIONS", "Event", "State", "StateMachine", "Transition"]
+__all__ = ["LIVENESS_STATES", "TRANSITIONS", "Event", "State", "StateMachine", "Transition"]
 
 
 class State(enum.Enum):
     STARTING = "starting"
     WARM = "warm"
     SERVING = "serving"
+    SLEEPING = "sleeping"  # releasing GPU memory before a snapshot; liveness off
+    ASLEEP = "asleep"  # released, pool closed: safe to snapshot
+    WAKING = "waking"  # resuming memory and verifying a generation after a restore
     STOPPING = "stopping"
     DEAD = "dead"
 
@@ -35,11 +54,15 @@ class State(enum.Enum):
 class Event(enum.Enum):
     HEALTHY = "healthy"  # the health path answered 200
     WARMED = "warmed"  # every warmup payload was answered (or warmup failures are warnings)
-    FAILED = "failed"  # startup gave up: timeout or warmup failure
+    FAILED = "failed"  # gave up before serving: startup timeout, warmup, or a sleep/wake step
     EXITED = "exited"  # the main process exited
     UNHEALTHY = "unhealthy"  # the liveness budget was spent
     STOP = "stop"  # a stop was requested
     STOPPED = "stopped"  # the requested stop has finished
+    SLEEP = "sleep"  # a sleep was requested: liveness paused, memory release sent
+    SLEPT = "slept"  # memory released and connections closed
+    WAKE = "wake"  # a wake was requested (after a restore): resume sent
+    WOKEN = "woken"  # memory resumed, health and a generation verified
 
 
 TRANSITIONS: dict[State, dict[Event, State]] = {
@@ -56,7 +79,25 @@ TRANSITIONS: dict[State, dict[Event, State]] = {
         Event.STOP: State.STOPPING,
     },
     State.SERVING: {
+        Event.SLEEP: State.SLEEPING,
         Event.UNHEALTHY: State.DEAD,
+        Event.EXITED: State.DEAD,
+        Event.STOP: State.STOPPING,
+    },
+    State.SLEEPING: {
+        Event.SLEPT: State.ASLEEP,
+        Event.FAILED: State.DEAD,
+        Event.EXITED: State.DEAD,
+        Event.STOP: State.STOPPING,
+    },
+    State.ASLEEP: {
+        Event.WAKE: State.WAKING,
+        Event.EXITED: State.DEAD,
+        Event.STOP: State.STOPPING,
+    },
+    State.WAKING: {
+        Event.WOKEN: State.SERVING,
+        Event.FAILED: State.DEAD,
         Event.EXITED: State.DEAD,
         Event.STOP: State.STOPPING,
     },
@@ -66,6 +107,9 @@ TRANSITIONS: dict[State, dict[Event, State]] = {
     },
     State.DEAD: {},
 }
+
+#: States in which the liveness watch may run; everywhere else it must be off (see above).
+LIVENESS_STATES = frozenset({State.SERVING})
 
 
 class Transition:
