@@ -27,10 +27,8 @@ from supervisor._snapshot import (
     SnapshotTiming,
     freeze_tree,
     fresh_client,
-    generated_text,
-    release_memory,
-    resume_and_verify,
 )
+from supervisor._snapshot_http import generated_text, release_memory, resume_and_verify
 from supervisor._states import LIVENESS_STATES, TRANSITIONS, Event, State, StateMachine
 
 BASE = "http://sglang.test"
