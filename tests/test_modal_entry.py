@@ -562,6 +562,23 @@ def test_runtime_check_runs_first_and_fails_in_one_line(entry, monkeypatch) -> N
     server.stop()  # @modal.exit after a failed enter: nothing to stop
 
 
+def test_server_lifecycle_runs_an_injected_runtime_check_before_anything_else() -> None:
+    reloaded: list[str] = []
+    life = ServerLifecycle(
+        get_profile("glm-5.1-fp8"),
+        recycle=lambda report: None,
+        reloads=(lambda: reloaded.append("weights"),),
+        runtime_check=lambda: ("CUDA 12.9 found, the image is built for CUDA 13",),
+        env={},
+    )
+    with pytest.raises(ConfigError, match=r"^runtime check failed: CUDA 12\.9 found, the image"):
+        life.enter()
+    assert reloaded == [] and life.preflight is None and life.supervisor is None
+    default = ServerLifecycle(get_profile("glm-5.1-fp8"), recycle=lambda report: None)
+    assert tuple(default.runtime_check()) == ()  # no check until the image module provides one
+    assert default.stop_timeout_s == 20.0  # fits a fixed 30 s exit grace by default
+
+
 def test_dummy_weights_reach_the_engine_and_say_so(entry, monkeypatch, capsys) -> None:
     server, _, _ = local_server(entry, monkeypatch, SGLANG_SUPERVISOR_DUMMY_WEIGHTS="1")
     try:

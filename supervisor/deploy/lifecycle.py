@@ -21,6 +21,7 @@ from supervisor._report import CrashReport
 from supervisor._supervisor import Supervisor
 from supervisor.blocking import BlockingSupervisor
 from supervisor.deploy.settings import (
+    DUMMY_WEIGHTS_BANNER,
     ENV_DUMMY_WEIGHTS,
     ENV_PORT,
     ENV_PROFILE,
@@ -58,11 +59,6 @@ __all__ = [
 ENV_ENGINE_COMMAND = "SGLANG_SUPERVISOR_ENGINE_COMMAND"  # run a fake instead of SGLang (tests)
 ENV_API_KEY = "API_KEY"  # the variable the API-key secret provides
 
-DUMMY_WEIGHTS_BANNER = (
-    "[supervisor] WARNING: DUMMY WEIGHTS (--load-format dummy): the model runs on RANDOM weights; "
-    "every answer is garbage. The weights preflight is skipped and warmup verdicts only warn. "
-    f"Unset {ENV_DUMMY_WEIGHTS} and redeploy to serve the real model."
-)
 #: What SGLang still reads with dummy weights: the config and the tokenizer (a few MB).
 DUMMY_DOWNLOAD_PATTERNS = (
     "*.json",

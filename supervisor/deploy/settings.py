@@ -27,6 +27,7 @@ from supervisor.profiles import Profile, get_profile, profile_names
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "DUMMY_WEIGHTS_BANNER",
     "ENTRIES",
     "ENTRY_SERVER",
     "ENTRY_WEB_SERVER",
@@ -241,6 +242,13 @@ def _name(env: Mapping[str, str], name: str, default: str) -> str:
 def dummy_weights_enabled(env: Mapping[str, str]) -> bool:
     """Whether SGLANG_SUPERVISOR_DUMMY_WEIGHTS asks for random weights (`--load-format dummy`)."""
     return _bool(env, ENV_DUMMY_WEIGHTS, False)
+
+
+DUMMY_WEIGHTS_BANNER: Final = (
+    "[supervisor] WARNING: DUMMY WEIGHTS (--load-format dummy): the model runs on RANDOM weights; "
+    "every answer is garbage. The weights preflight is skipped and warmup verdicts only warn. "
+    f"Drop --dummy-weights / {ENV_DUMMY_WEIGHTS} to serve the real model."
+)
 
 
 def with_dummy_weights(launch: SGLangLaunch) -> SGLangLaunch:
