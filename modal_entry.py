@@ -1,85 +1,101 @@
 """Modal binding: GLM-5.1 FP8 (or any profile) on SGLang under the supervisor.
 
-    modal run modal_entry.py          # download -> compile -> verify, each step's verdict printed
-    modal deploy modal_entry.py       # the autoscaled web endpoint
+    export SGLANG_SUPERVISOR_PROFILE=glm-5.1-fp8  # the default; name it, never rely on it
+    modal run modal_entry.py      # download -> compile -> verify, each step's verdict printed
+    modal deploy modal_entry.py   # the autoscaled endpoint
 
-This file only binds: GPUs, volumes, secrets and images, and the three lifecycle hooks. Every
-decision (argv, preflight, warmup, health, crash handling) lives in `supervisor/`. The profile is
-chosen here, once, from SGLANG_SUPERVISOR_PROFILE at deploy time (default glm-5.1-fp8), and baked
-into the image so that containers resolve the same one:
+This file only binds: GPUs, volumes, secrets, images, and the lifecycle hooks. Every decision
+(argv, preflight, warmup, health, crash handling, drain) lives in `supervisor/`, and every
+deploy-time setting (profile, entry, scaling, regions, timeouts, proxy auth, dummy weights) is
+parsed by `supervisor.deploy.settings` from environment variables (docs/RUNBOOK.md lists them).
+The settings given at deploy time are baked into the images, so a container importing this file
+resolves the very same ones.
 
-    SGLANG_SUPERVISOR_PROFILE=qwen3-8b modal deploy modal_entry.py
+Two entries, one at a time, chosen by SGLANG_SUPERVISOR_MODAL_ENTRY:
+- `server` (default): `@app.server`, Modal Servers. `@modal.enter` starts the supervisor and
+  returns once serving (Modal routes only then); `exit_grace_period` is the drain budget;
+  `target_concurrency` scales, `max_concurrency` answers 429 above SGLang's
+  `--max-running-requests`; `Modal-Session-ID` biases a conversation to one replica.
+- `web_server`: the seed's `@app.cls` + `@modal.web_server` + `@modal.concurrent`, with the same
+  lifecycle: the cold start is bounded by the class's `startup_timeout` around `@modal.enter`,
+  the drain by `@modal.exit`'s fixed 30 s.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import PurePosixPath
+from typing import Any
 
 import modal
 
 from supervisor import CrashReport, force_exit
 from supervisor.deploy.lifecycle import (
-    ENV_PROFILE,
     ServerLifecycle,
     download_weights,
+    no_runtime_problems,
     validate_deployment,
     verify_setup,
 )
-from supervisor.engines.sglang import SGLANG_VERSION
-from supervisor.profiles import get_profile
+from supervisor.deploy.settings import (
+    DG_MOUNT,
+    ENTRY_SERVER,
+    MODEL_MOUNT,
+    WEB_PORT_WAIT_S,
+    WEB_SERVER_TIMEOUT_S,
+    DeploySettings,
+    with_dummy_weights,
+)
 
-PROFILE = get_profile(os.environ.get(ENV_PROFILE, "glm-5.1-fp8"))
+SETTINGS = DeploySettings.from_env(os.environ)
+PROFILE = SETTINGS.profile
 MODAL_VERSION = "1.6.4"  # pinned in pyproject.toml's [modal] extra too
-SGLANG_IMAGE = os.environ.get("SGLANG_IMAGE", f"lmsysorg/sglang:v{SGLANG_VERSION}-cu129")
-
-MODEL_MOUNT, DG_MOUNT = "/model-cache", "/dg-cache"
-PORT = PROFILE.launch.port
-GPU = f"{PROFILE.gpu}:{PROFILE.gpu_count}"
-SERVER_TIMEOUT_S = 86400  # a container serves for at most a day, then Modal replaces it
-MAX_INPUTS = 20
-# Modal waits this long for the port: a cold start loads ~700 GB, runs SGLang's own warmup and
-# ours. The supervisor's own startup deadline is the profile's; Modal's must not cut it short.
-WEB_STARTUP_TIMEOUT_S = int(PROFILE.startup_timeout_s) + 600
+SGLANG_IMAGE = SETTINGS.image  # env SGLANG_IMAGE, default lmsysorg/sglang:v<SGLANG_VERSION>
+PORT = SETTINGS.port
+GPU = SETTINGS.gpu_spec
 SUPERVISOR_DEPS = ["anyio>=4.7", "httpx>=0.27", "tenacity>=8.2", "prometheus-client>=0.20"]
 
 if modal.__version__ != MODAL_VERSION:
     print(
         f"warning: modal {modal.__version__} is installed; this entry is made for {MODAL_VERSION}"
     )
+if modal.is_local():  # at `modal deploy` / `modal run`: say what is being deployed, and why
+    print(SETTINGS.summary(), file=sys.stderr)
+    print(f"[settings] {SETTINGS.drain.describe()}", file=sys.stderr)
 
 app = modal.App(PROFILE.app_name)
 
-model_volume = modal.Volume.from_name(PROFILE.weights_volume, create_if_missing=True)
-dg_volume = modal.Volume.from_name(PROFILE.dg_cache_volume, create_if_missing=True)
+model_volume = modal.Volume.from_name(SETTINGS.weights_volume, create_if_missing=True)
+dg_volume = modal.Volume.from_name(SETTINGS.dg_cache_volume, create_if_missing=True)
 VOLUMES: dict[str | PurePosixPath, modal.Volume | modal.CloudBucketMount] = {
     MODEL_MOUNT: model_volume,
     DG_MOUNT: dg_volume,
 }
-api_key_secret = modal.Secret.from_name(PROFILE.api_key_secret)
-hf_secret = modal.Secret.from_name(PROFILE.hf_secret)
+api_key_secret = modal.Secret.from_name(SETTINGS.api_key_secret)
+hf_secret = modal.Secret.from_name(SETTINGS.hf_secret)
 
-_profile_env = {ENV_PROFILE: PROFILE.name, "SGLANG_DG_CACHE_DIR": DG_MOUNT}
+_image_env = {**SETTINGS.baked_env(), "SGLANG_DG_CACHE_DIR": DG_MOUNT}
 gpu_image = (
     modal.Image.from_registry(SGLANG_IMAGE)
     .pip_install(*SUPERVISOR_DEPS, "nvidia-ml-py")
-    .env(_profile_env)
+    .env(_image_env)
     .add_local_python_source("supervisor")
 )
 download_image = (
     modal.Image.debian_slim(python_version="3.12")
     # huggingface_hub downloads through hf-xet (chunked, parallel, resumable) by default now.
     .pip_install(*SUPERVISOR_DEPS, "huggingface_hub>=1.0")
-    .env(_profile_env)
+    .env(_image_env)
     .add_local_python_source("supervisor")
 )
 
 validate_deployment(
-    gpu=PROFILE.gpu,
-    gpu_count=PROFILE.gpu_count,
-    timeout_s=SERVER_TIMEOUT_S,
-    max_inputs=MAX_INPUTS,
-    startup_timeout_s=WEB_STARTUP_TIMEOUT_S,
+    gpu=SETTINGS.gpu,
+    gpu_count=SETTINGS.gpu_count,
+    timeout_s=WEB_SERVER_TIMEOUT_S,
+    max_inputs=SETTINGS.web_max_inputs,
+    startup_timeout_s=SETTINGS.startup_timeout_s,
     secrets_ok=all(isinstance(s, modal.Secret) for s in (api_key_secret, hf_secret)),
 )
 
@@ -87,10 +103,16 @@ validate_deployment(
 def recycle(report: CrashReport) -> None:
     """The server died after serving: the crash report is written; end the container now.
 
-    Modal only recycles a container whose process exits (its own check is that the port accepts
-    TCP), and this runs in the supervisor's loop thread inside Modal's process: os._exit(1).
+    Modal only replaces a container whose process exits (it does not probe the server), and this
+    runs in the supervisor's loop thread inside Modal's process: os._exit(1). (A Modal Server has
+    no inputs, so `modal.experimental.stop_fetching_inputs()` has nothing to stop.)
     """
     force_exit(1)
+
+
+def runtime_check() -> list[str]:
+    """Problems with the image we run in (SGLang version, CUDA); empty means fine."""
+    return list(no_runtime_problems())
 
 
 def _reload(volume: modal.Volume) -> None:
@@ -112,7 +134,9 @@ def _commit(volume: modal.Volume) -> None:
     memory=32768,
 )
 def download_model() -> str:
-    check = download_weights(PROFILE, token=os.environ.get("HF_TOKEN"))
+    check = download_weights(
+        PROFILE, token=os.environ.get("HF_TOKEN"), dummy=SETTINGS.dummy_weights
+    )
     _commit(model_volume)
     return check.line()
 
@@ -127,7 +151,9 @@ def compile_deepgemm() -> str:
         return f"{PROFILE.name} does not use DeepGEMM: nothing to compile"
     _reload(model_volume)
     _reload(dg_volume)
-    result = anyio.run(lambda: compile_step(PROFILE.launch, timeout_s=3600))
+    # Kernels depend on shapes, not on weight values: a dummy-weights compile serves real ones.
+    launch = with_dummy_weights(PROFILE.launch) if SETTINGS.dummy_weights else PROFILE.launch
+    result = anyio.run(lambda: compile_step(launch, timeout_s=3600))
     _commit(dg_volume)
     if not result.ok:
         raise RuntimeError(f"DeepGEMM compile failed: {result.reason}")
@@ -138,43 +164,86 @@ def compile_deepgemm() -> str:
 def verify_setup_remote() -> dict[str, object]:
     _reload(model_volume)
     _reload(dg_volume)
-    report = verify_setup(PROFILE)
+    report = verify_setup(PROFILE, dummy=SETTINGS.dummy_weights)
     return {"ok": report.ok, "report": report.render()}
 
 
-@app.cls(
-    image=gpu_image,
-    gpu=GPU,
-    volumes=VOLUMES,
-    secrets=[api_key_secret],
-    timeout=SERVER_TIMEOUT_S,
-    min_containers=0,
-    max_containers=3,
-    scaledown_window=900,
-)
-@modal.concurrent(max_inputs=MAX_INPUTS)
+def _bind(user_cls: type) -> Any:
+    """Register the serving class with Modal as the chosen entry; one server object at a time."""
+    if SETTINGS.entry == ENTRY_SERVER:
+        target = SETTINGS.target_concurrency
+        return app.server(
+            image=gpu_image,
+            gpu=GPU,
+            volumes=VOLUMES,
+            secrets=[api_key_secret],
+            port=PORT,
+            # Bounds the whole cold start, @modal.enter included: it returns only once serving.
+            startup_timeout=SETTINGS.startup_timeout_s,
+            # Modal stops routing to the container, then runs @modal.exit within this grace.
+            exit_grace_period=SETTINGS.drain.exit_grace_s,
+            target_concurrency=int(target) if target.is_integer() else target,
+            max_concurrency=SETTINGS.max_concurrency,
+            min_containers=SETTINGS.min_containers,
+            max_containers=SETTINGS.max_containers,
+            scaledown_window=SETTINGS.scaledown_window_s,
+            routing_region=SETTINGS.routing_region,
+            compute_region=list(SETTINGS.compute_region) if SETTINGS.compute_region else None,
+            unauthenticated=not SETTINGS.proxy_auth,
+        )(user_cls)
+    concurrent = modal.concurrent(
+        max_inputs=SETTINGS.web_max_inputs, target_inputs=int(SETTINGS.target_concurrency)
+    )
+    return app.cls(
+        image=gpu_image,
+        gpu=GPU,
+        volumes=VOLUMES,
+        secrets=[api_key_secret],
+        timeout=WEB_SERVER_TIMEOUT_S,
+        # Bounds @modal.enter, which holds the whole cold start on purpose: the web_server's own
+        # startup_timeout only covers the port wait after serve() returns.
+        startup_timeout=SETTINGS.startup_timeout_s,
+        min_containers=SETTINGS.min_containers,
+        max_containers=SETTINGS.max_containers,
+        scaledown_window=SETTINGS.scaledown_window_s,
+        region=list(SETTINGS.compute_region) if SETTINGS.compute_region else None,
+    )(concurrent(user_cls))
+
+
+@_bind
 class Server:
+    """The serving container: SGLang under the supervisor, for either entry."""
+
     @modal.enter()
-    def setup(self) -> None:
+    def start(self) -> None:
         self.lifecycle = ServerLifecycle(
             PROFILE,
             recycle=lambda report: recycle(report),  # looked up at call time (tests patch it)
             reloads=(lambda: _reload(model_volume), lambda: _reload(dg_volume)),
+            stop_timeout_s=SETTINGS.drain.stop_timeout_s,
+            startup_timeout_s=SETTINGS.supervisor_startup_timeout_s,
+            runtime_check=lambda: runtime_check(),
         )
         self.lifecycle.enter()
 
-    @modal.web_server(port=PORT, startup_timeout=WEB_STARTUP_TIMEOUT_S)
-    def serve(self) -> None:
-        self.lifecycle.serve()
+    if SETTINGS.entry != ENTRY_SERVER:
+
+        @modal.web_server(
+            port=PORT, startup_timeout=WEB_PORT_WAIT_S, requires_proxy_auth=SETTINGS.proxy_auth
+        )
+        def serve(self) -> None:
+            """Nothing to start: @modal.enter returned only once SGLang was serving."""
 
     @modal.exit()
-    def shutdown(self) -> None:
+    def stop(self) -> None:
         self.lifecycle.exit()
 
 
 @app.local_entrypoint()
 def main() -> None:
     print(f"[main] profile {PROFILE.name}: {PROFILE.description}")
+    if SETTINGS.dummy_weights:
+        print("[main] DUMMY WEIGHTS: downloading the config and tokenizer only")
     print(f"[main] download: {download_model.remote()}")
     print(f"[main] compile: {compile_deepgemm.remote()}")
     verdict = verify_setup_remote.remote()

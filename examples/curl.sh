@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # cURL against the endpoint. BASE is the server root (no /v1): e.g. https://<app>.modal.run
-# or http://127.0.0.1:8000 for the local demo. The key comes from OPENAI_API_KEY.
+# or http://127.0.0.1:8000 for the local demo. The key comes from OPENAI_API_KEY. With Modal's
+# proxy auth on, MODAL_KEY and MODAL_SECRET (a proxy auth token) go along on every request.
 set -euo pipefail
 BASE="${BASE:-${OPENAI_BASE_URL%/v1}}"
 KEY="${OPENAI_API_KEY:-none}"
 MODEL="${MODEL_NAME:-glm-5.1}"
+PROXY_AUTH=()
+if [[ -n "${MODAL_KEY:-}" && -n "${MODAL_SECRET:-}" ]]; then
+  PROXY_AUTH=(-H "Modal-Key: $MODAL_KEY" -H "Modal-Secret: $MODAL_SECRET")
+fi
+curl() { command curl ${PROXY_AUTH[@]+"${PROXY_AUTH[@]}"} "$@"; }
 
 echo "== chat"
 curl -sS "$BASE/v1/chat/completions" \

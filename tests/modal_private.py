@@ -1,7 +1,10 @@
 """Every private Modal access of the test suite, in one file: a Modal upgrade breaks only here.
 
-Modal 1.6.4 has no public way to read min/max containers, scaledown window, or a web server's
-port and startup timeout back. These helpers read them from the objects the decorators built.
+Modal 1.6.4 has no offline public way to read the autoscaler settings (min/max containers,
+scaledown window, a Server's target and max concurrency) or a web server's port and startup
+timeout back (`Server.autoscaler.settings()` asks Modal's API). These helpers read them from the
+objects the decorators built: the service function's `_load` closure and the web method's
+webhook config.
 """
 
 from __future__ import annotations
@@ -17,20 +20,47 @@ class PrivateSettings:
     min_containers: int | None
     max_containers: int | None
     scaledown_window: int | None
-    web_port: int | None
-    web_startup_timeout: int | None
+    target_concurrency: float | None = None  # a Server's
+    max_concurrency: int | None = None  # a Server's (0: no cap)
+    web_port: int | None = None  # a web_server's
+    web_startup_timeout: float | None = None
+    web_requires_proxy_auth: bool | None = None
+
+
+def _cells(service: Any) -> dict[str, Any]:
+    fn = service._load
+    return {
+        name: cell.cell_contents
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__, strict=True)
+    }
+
+
+def server_settings(server: Any) -> PrivateSettings:
+    """A `modal.Server`'s autoscaler settings, as `@app.server` recorded them."""
+    service = synchronizer._translate_in(server)._get_service_function()
+    cells = _cells(service)
+    autoscaler = cells["autoscaler_settings"]
+    return PrivateSettings(
+        min_containers=autoscaler.min_containers,
+        max_containers=autoscaler.max_containers,
+        scaledown_window=autoscaler.scaledown_window,
+        target_concurrency=autoscaler.target_concurrency_float,
+        max_concurrency=cells["max_concurrent_inputs"],
+    )
 
 
 def class_settings(cls: Any, web_method: str) -> PrivateSettings:
+    """A `modal.Cls`'s autoscaler settings and its web_server method's port and startup wait."""
     service = synchronizer._translate_in(cls._get_class_service_function())
-    cells = dict(zip(service._load.__code__.co_freevars, service._load.__closure__, strict=True))
+    cells = _cells(service)
     webhook = synchronizer._translate_in(
         cls._get_partial_functions()[web_method]
     ).params.webhook_config
     return PrivateSettings(
-        min_containers=cells["min_containers"].cell_contents,
-        max_containers=cells["max_containers"].cell_contents,
-        scaledown_window=cells["scaledown_window"].cell_contents,
+        min_containers=cells["min_containers"],
+        max_containers=cells["max_containers"],
+        scaledown_window=cells["scaledown_window"],
         web_port=webhook.web_server_port,
         web_startup_timeout=webhook.web_server_startup_timeout,
+        web_requires_proxy_auth=webhook.requires_proxy_auth,
     )

@@ -7,7 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from supervisor.testing import free_port
@@ -39,8 +43,8 @@ def endpoint():
         assert KEY not in w.output()
 
 
-def run_example(name: str, base: str, key: str = KEY) -> str:
-    env = {**os.environ, "OPENAI_BASE_URL": base, "OPENAI_API_KEY": key}
+def run_example(name: str, base: str, key: str = KEY, **extra_env: str) -> str:
+    env = {**os.environ, "OPENAI_BASE_URL": base, "OPENAI_API_KEY": key, **extra_env}
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name)],
         capture_output=True,
@@ -138,3 +142,82 @@ def test_curl_script(endpoint: str) -> None:
     assert '"id": "glm-5.1"' in out
     health, unauthorized = out.strip().splitlines()[-3], out.strip().splitlines()[-1]
     assert health == "200" and unauthorized == "401"
+
+
+class Recorder:
+    """A forwarding proxy on 127.0.0.1 that records the headers a client sends, the way Modal's
+    proxy sees them, and passes each request on to the fake server (non-streaming only)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.seen: list[dict[str, str]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                recorder.seen.append(
+                    {"path": self.path, **{k.lower(): v for k, v in headers.items()}}
+                )
+                r = httpx.request(
+                    self.command,
+                    recorder.upstream + self.path,
+                    content=body,
+                    headers=headers,
+                    timeout=30,
+                )
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorded(endpoint: str) -> Iterator[tuple[str, Recorder]]:
+    root = endpoint[: -len("/v1")]
+    recorder = Recorder(root)
+    with recorder as base:
+        yield base + "/v1", recorder
+
+
+def test_multi_turn_sends_one_stable_session_id_per_conversation(recorded) -> None:
+    base, recorder = recorded
+    out = run_example("multi_turn_sticky.py", base, MODAL_KEY="wk-test", MODAL_SECRET="ws-test")
+    turns = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(turns) == 5  # 3 turns on sorting, 2 on gpus
+    assert "messages=7]" in turns[2] and "messages=5]" in turns[4]  # the history grows
+    chats = [h for h in recorder.seen if h["path"] == "/v1/chat/completions"]
+    assert len(chats) == 5
+    ids = [h.get("modal-session-id") for h in chats]
+    assert None not in ids
+    assert ids[0] == ids[1] == ids[2] and ids[3] == ids[4] and ids[0] != ids[3]
+    for h in chats:  # SGLang's key and Modal's proxy auth token travel side by side
+        assert h["authorization"] == f"Bearer {KEY}"
+        assert (h["modal-key"], h["modal-secret"]) == ("wk-test", "ws-test")
+
+
+def test_without_a_proxy_token_no_modal_headers_are_sent(recorded) -> None:
+    base, recorder = recorded
+    env = {k: "" for k in ("MODAL_KEY", "MODAL_SECRET")}
+    run_example("basic_chat.py", base, **env)
+    run_example("health_and_metrics.py", base, key="wrong-key", **env)
+    assert [h["path"] for h in recorder.seen] == ["/v1/chat/completions", "/health", "/metrics"]
+    assert all("modal-key" not in h for h in recorder.seen)

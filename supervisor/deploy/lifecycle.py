@@ -1,9 +1,10 @@
 """Deployment steps that any platform binds: download, verify, and the server's lifecycle.
 
-`modal_entry.py` is only the binding: it decides GPUs, volumes and secrets, and calls these. So
-every decision is testable without Modal, and another platform can reuse all of it.
-Platform hooks come in as plain callables (a volume's reload, the exit that recycles the
-container), never as platform objects.
+`modal_entry.py` is only the binding: it decides GPUs, volumes and secrets (from
+`supervisor.deploy.settings`), and calls these. So every decision is testable without Modal, and
+another platform can reuse all of it. Platform hooks come in as plain callables (a volume's
+reload, the exit that recycles the container, the image's runtime check), never as platform
+objects.
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ from supervisor._errors import ConfigError, StartupError
 from supervisor._report import CrashReport
 from supervisor._supervisor import Supervisor
 from supervisor.blocking import BlockingSupervisor
+from supervisor.deploy.settings import (
+    DUMMY_WEIGHTS_BANNER,
+    ENV_DUMMY_WEIGHTS,
+    ENV_PORT,
+    ENV_PROFILE,
+    KNOWN_GPUS,
+    DrainBudget,
+    dummy_weights_enabled,
+    validate_deployment,
+    with_dummy_weights,
+)
 from supervisor.engines.preflight import (
     Check,
     PreflightReport,
@@ -30,66 +42,38 @@ from supervisor.engines.sglang import SGLangLaunch, classify_crash
 from supervisor.profiles import Profile
 
 __all__ = [
+    "DUMMY_WEIGHTS_BANNER",
     "ENV_API_KEY",
+    "ENV_DUMMY_WEIGHTS",
     "ENV_ENGINE_COMMAND",
     "ENV_PORT",
     "ENV_PROFILE",
     "KNOWN_GPUS",
     "ServerLifecycle",
     "download_weights",
+    "no_runtime_problems",
     "validate_deployment",
     "verify_setup",
 ]
 
-ENV_PROFILE = "SGLANG_SUPERVISOR_PROFILE"  # which profile a deployment serves
 ENV_ENGINE_COMMAND = "SGLANG_SUPERVISOR_ENGINE_COMMAND"  # run a fake instead of SGLang (tests)
-ENV_PORT = "SGLANG_SUPERVISOR_PORT"  # override the serving port (tests)
 ENV_API_KEY = "API_KEY"  # the variable the API-key secret provides
 
-#: GPU type names Modal accepts (Modal itself accepts any string at definition time).
-KNOWN_GPUS = frozenset(
-    {
-        "T4",
-        "L4",
-        "A10G",
-        "A100",
-        "A100-40GB",
-        "A100-80GB",
-        "L40S",
-        "H100",
-        "H100!",
-        "H200",
-        "B200",
-        "B200+",
-    }
+#: What SGLang still reads with dummy weights: the config and the tokenizer (a few MB).
+DUMMY_DOWNLOAD_PATTERNS = (
+    "*.json",
+    "*.py",
+    "*.txt",
+    "*.model",
+    "*.tiktoken",
+    "*.jinja",
+    "tokenizer*",
 )
-MAX_TIMEOUT_S = 24 * 3600
 
 
-def validate_deployment(
-    *,
-    gpu: str,
-    gpu_count: int,
-    timeout_s: int,
-    max_inputs: int,
-    startup_timeout_s: float,
-    secrets_ok: bool,
-) -> None:
-    """What Modal does not check at definition time, checked before a deploy wastes an hour."""
-    if gpu not in KNOWN_GPUS:
-        raise ConfigError(f"unknown GPU type {gpu!r}; use one of {sorted(KNOWN_GPUS)}")
-    if not 1 <= gpu_count <= 8:
-        raise ConfigError(f"GPU count must be 1 to 8, got {gpu_count}")
-    if not 1 <= timeout_s <= MAX_TIMEOUT_S:
-        raise ConfigError(f"timeout must be 1 to {MAX_TIMEOUT_S} s, got {timeout_s}")
-    if max_inputs < 1:
-        raise ConfigError(f"concurrent max_inputs must be >= 1, got {max_inputs}")
-    if not 0 < startup_timeout_s <= timeout_s:
-        raise ConfigError(
-            f"startup timeout must be > 0 and <= the timeout, got {startup_timeout_s}"
-        )
-    if not secrets_ok:
-        raise ConfigError("secrets must be modal.Secret objects, not names")
+def no_runtime_problems() -> Sequence[str]:
+    """The default runtime check: nothing to compare against."""
+    return ()
 
 
 def download_weights(
@@ -98,20 +82,25 @@ def download_weights(
     model_path: str | None = None,
     token: str | None = None,
     max_workers: int = 8,
+    dummy: bool = False,
     log: Callable[[str], None] = print,
     snapshot_download: Callable[..., object] | None = None,
 ) -> Check:
     """Idempotent and resumable: complete weights are left alone; partial ones are completed.
 
     Completeness is the engine's own check (config.json and every shard the index names,
-    non-empty), not a sentinel file that a crashed download could have left behind.
+    non-empty), not a sentinel file that a crashed download could have left behind. With `dummy`
+    only what SGLang reads besides the weights is fetched (config, tokenizer, model code: a few
+    MB), enough for `--load-format dummy`.
     """
     target = model_path or profile.launch.model_path
-    before = check_weights(target)
+    check = check_model_config if dummy else check_weights
+    before = check(target)
     if before.status == "ok":
         log(f"[download] already complete: {before.message}")
         return before
-    log(f"[download] {profile.hf_repo} -> {target} ({before.message})")
+    what = "config and tokenizer only (dummy weights)" if dummy else before.message
+    log(f"[download] {profile.hf_repo} -> {target} ({what})")
     if snapshot_download is None:
         from huggingface_hub import snapshot_download as hf_snapshot_download
 
@@ -120,25 +109,74 @@ def download_weights(
     # huggingface_hub skips files already complete and resumes partial ones; its progress bars
     # go to the logs.
     snapshot_download(
-        repo_id=profile.hf_repo, local_dir=target, max_workers=max_workers, token=token
+        repo_id=profile.hf_repo,
+        local_dir=target,
+        max_workers=max_workers,
+        token=token,
+        allow_patterns=list(DUMMY_DOWNLOAD_PATTERNS) if dummy else None,
     )
-    after = check_weights(target)
+    after = check(target)
     log(f"[download] {after.line()} after {time.monotonic() - start:.0f} s")
     if after.status != "ok":
         raise ConfigError(f"download finished but the weights are incomplete: {after.message}")
     return after
 
 
-def verify_setup(profile: Profile, *, parser_python: str | None = None) -> PreflightReport:
-    """Weights complete, argv parses with the installed SGLang, DeepGEMM marker present."""
-    launch = profile.launch
-    return run_preflight(
+def check_model_config(model_path: str | os.PathLike[str]) -> Check:
+    """What dummy weights still need: config.json (SGLang builds the model from it)."""
+    config = os.path.join(model_path, "config.json")
+    if not os.path.isfile(config) or os.path.getsize(config) == 0:
+        return Check(
+            "model-config",
+            "fail",
+            f"{config} is missing: even dummy weights need the config and tokenizer "
+            f"(run download_model with {ENV_DUMMY_WEIGHTS}=1)",
+        )
+    return Check("model-config", "ok", "config.json present (dummy weights: no shards needed)")
+
+
+def _preflight(
+    profile: Profile,
+    launch: SGLangLaunch,
+    *,
+    real: bool,
+    dummy: bool,
+    gpus: bool,
+    port: bool,
+    marker: bool,
+    parser_python: str | None = None,
+) -> PreflightReport:
+    """The engine's preflight; with dummy weights a config check replaces the weights check."""
+    report = run_preflight(
         launch,
         launch.serve_argv("<api-key>"),
         gpu_type=profile.gpu,
+        weights=real and not dummy,
+        gpus=real and gpus,
+        port=port,
+        dg_cache=real and profile.uses_deepgemm,
+        marker=real and marker,
+        parser_python=parser_python,
+    )
+    if real and dummy:
+        skipped = Check("weights", "skip", "DUMMY WEIGHTS: --load-format dummy, nothing read")
+        return PreflightReport((*report.checks, skipped, check_model_config(launch.model_path)))
+    return report
+
+
+def verify_setup(
+    profile: Profile, *, parser_python: str | None = None, dummy: bool = False
+) -> PreflightReport:
+    """Weights complete (or, with dummy weights, the config), argv parses with the installed
+    SGLang, DeepGEMM marker present."""
+    launch = with_dummy_weights(profile.launch) if dummy else profile.launch
+    return _preflight(
+        profile,
+        launch,
+        real=True,
+        dummy=dummy,
         gpus=False,  # verification may run without GPUs; serving checks them at enter
         port=False,
-        dg_cache=profile.uses_deepgemm,
         marker=profile.uses_deepgemm,
         parser_python=parser_python,
     )
@@ -146,18 +184,28 @@ def verify_setup(profile: Profile, *, parser_python: str | None = None) -> Prefl
 
 @dataclass
 class ServerLifecycle:
-    """The serving container's three hooks: enter (reload, preflight), serve, exit.
+    """A serving container's hooks: `enter()` returns once SGLang serves; `exit()` drains.
 
-    `serve()` returns once SGLang is serving (Modal's web server then routes traffic) and raises
-    with the crash report's reason if startup fails. A death after serving writes the crash
-    report and calls `recycle`, which must end the process (Modal replaces the container).
+    `enter()` runs, in order: the runtime check (is this the image we were built for?), the
+    volume reloads, the preflight, then the supervisor, and returns only once every warmup has
+    answered, because a platform routes traffic as soon as its enter hook returns. A startup
+    failure raises with the crash report's reason and log tail. A death after serving writes the
+    crash report and calls `recycle`, which must end the process (the platform replaces the
+    container). `exit()` is the graceful stop: SIGTERM to SGLang, `stop_timeout_s` to drain, then
+    SIGKILL to the tree; it must fit the platform's exit grace (see `DrainBudget`).
     """
 
     profile: Profile
     recycle: Callable[[CrashReport], None]
     reloads: Sequence[Callable[[], None]] = ()
-    stop_timeout_s: float = 20.0  # drain + SIGKILL + reap stay inside Modal's 30 s exit grace
+    #: SIGTERM -> SIGKILL. The default fits a fixed 30 s exit grace (no in-flight budget).
+    stop_timeout_s: float = float(DrainBudget.derive(0).stop_timeout_s)
+    #: The supervisor's health deadline; None: the profile's.
+    startup_timeout_s: float | None = None
+    #: Problems with the runtime (installed SGLang, CUDA); empty means fine. Runs first.
+    runtime_check: Callable[[], Sequence[str]] = no_runtime_problems
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
     supervisor: BlockingSupervisor | None = None
     preflight: PreflightReport | None = None
 
@@ -167,46 +215,61 @@ class ServerLifecycle:
         return shlex.split(command) if command else None
 
     @property
+    def dummy_weights(self) -> bool:
+        return dummy_weights_enabled(self.env)
+
+    @property
     def launch(self) -> SGLangLaunch:
         port = self.env.get(ENV_PORT)
         launch = self.profile.launch
         if self.engine:
             launch = launch.with_overrides(host="127.0.0.1")
+        if self.dummy_weights:
+            launch = with_dummy_weights(launch)
         return launch.with_overrides(port=int(port)) if port else launch
 
-    def enter(self) -> PreflightReport:
+    def enter(self) -> Supervisor:
+        """Check, reload, preflight, start; return once serving (or raise saying why not)."""
+        problems = [" ".join(str(p).split()) for p in self.runtime_check()]
+        if problems:
+            raise ConfigError("runtime check failed: " + "; ".join(problems))
         for reload in self.reloads:
             reload()
+        self.prepare()
+        return self.start()
+
+    def prepare(self) -> PreflightReport:
+        """The preflight; raises ConfigError with one line per failed check."""
         real = self.engine is None
+        dummy = self.dummy_weights
+        if dummy:
+            self.log(DUMMY_WEIGHTS_BANNER)
         launch = self.launch
-        report = run_preflight(
-            launch,
-            launch.serve_argv("<api-key>"),
-            gpu_type=self.profile.gpu,
-            weights=real,
-            gpus=real,
-            dg_cache=real and self.profile.uses_deepgemm,
+        report = _preflight(
+            self.profile, launch, real=real, dummy=dummy, gpus=True, port=True, marker=False
         )
-        print(report.render(), flush=True)
+        for line in report.render().splitlines():
+            self.log(f"[supervisor] {line}")
         if real and self.profile.uses_deepgemm and check_marker(launch).status != "ok":
-            print(
-                "[supervisor] warning: no DeepGEMM marker; kernels will JIT on this start",
-                flush=True,
-            )
+            self.log("[supervisor] warning: no DeepGEMM marker; kernels will JIT on this start")
         if not report.ok:
             raise ConfigError("preflight failed: " + "; ".join(c.line() for c in report.failures))
         self.preflight = report
         return report
 
-    def serve(self) -> Supervisor:
+    def start(self) -> Supervisor:
+        """Start SGLang under the supervisor; return once serving."""
         api_key = self.env.get(ENV_API_KEY) or None
         config = self.launch.supervisor_config(
             api_key=api_key,
             warmups=self.profile.warmups,
-            startup_timeout=self.profile.startup_timeout_s,
+            startup_timeout=self.startup_timeout_s or self.profile.startup_timeout_s,
             engine=self.engine,
             liveness=LivenessPolicy(),
             stop=StopPolicy(stop_timeout=self.stop_timeout_s),
+            # Random weights cannot call tools or think: the warmups still run (CUDA graphs,
+            # every path), but their verdicts only warn.
+            warmup_fail_startup=not self.dummy_weights,
         )
         self.supervisor = BlockingSupervisor(
             config, classify=classify_crash, on_death=lambda report: self.recycle(report)
@@ -225,5 +288,6 @@ class ServerLifecycle:
             ) from exc
 
     def exit(self) -> None:
+        """Drain and stop; returns once the whole tree is gone. A no-op if never started."""
         if self.supervisor is not None:
             self.supervisor.stop()
