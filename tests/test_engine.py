@@ -8,13 +8,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
 from supervisor import ConfigError
-from supervisor.engines.deepgemm import compile_deepgemm
+from supervisor.engines.deepgemm import compile_deepgemm, server_processes
 from supervisor.engines.preflight import (
     check_dg_cache,
     check_gpus,
@@ -404,6 +405,7 @@ def test_cli_crash_report_names_the_cause(port: int) -> None:
             "--no-liveness",
             "--fake-arg=--fake-load-time=0.3",
             "--fake-arg=--fake-warmup-time=0.1",
+            "--fake-arg=--fake-time-scale=0.1",  # /health 0.1 s: serving before the crash
             "--fake-arg=--fake-fault=crash-after-serving",
             "--fake-arg=--fake-crash-after=0.3",
         )
@@ -429,6 +431,8 @@ FAKE_COMPILE = [
     "0.3",
     "--fake-warmup-time",
     "0.1",
+    "--fake-time-scale",
+    "0.05",  # the script's 10 s polls and 10 s settle become 0.5 s
 ]
 
 
@@ -477,9 +481,87 @@ async def test_compile_fails_fast_when_its_server_dies(tmp_path: Path, port: int
         engine=[*FAKE_COMPILE, "--fake-fault", "crash-loading"],
         sink=Quiet(),
     )
-    assert not result.ok and "cause: cuda-out-of-memory" in result.reason
+    assert not result.ok and "cause: scheduler-killed-during-init" in result.reason
     assert anyio.current_time() - start < 20
     assert not (tmp_path / "sglang-supervisor-deepgemm.json").exists()
+
+
+@pytest.mark.anyio
+async def test_a_silent_server_death_fails_the_compile_within_15s_despite_the_tracker(
+    tmp_path: Path, port: int
+) -> None:
+    """The server process is SIGKILLed without a line; the script and its resource tracker live
+    on (the script polls for its whole --timeout), so the tree never shrinks to one process."""
+    launch = get_profile("glm-5.1-fp8").launch.with_overrides(
+        dg_cache_dir=str(tmp_path), port=port, host="127.0.0.1"
+    )
+    sink = Quiet()
+    start = anyio.current_time()
+    result = await compile_deepgemm(
+        launch,
+        timeout_s=3600,
+        engine=[*FAKE_COMPILE, "--fake-load-time", "1", "--fake-fault", "sigkill-loading"],
+        sink=sink,
+    )
+    took = anyio.current_time() - start
+    assert not result.ok, result.reason
+    assert (
+        "the compile server (pid" in result.reason and "died without an error line" in result.reason
+    )
+    assert "helper process(es) (resource tracker) still running" in result.reason
+    assert took < 15, f"took {took:.1f} s"
+    assert not any("Traceback" in line or "Error" in line for line in sink.lines)  # silent
+
+
+@pytest.mark.anyio
+async def test_a_warning_that_names_nccl_does_not_fail_the_compile(
+    tmp_path: Path, port: int
+) -> None:
+    launch = get_profile("glm-5.1-fp8").launch.with_overrides(
+        dg_cache_dir=str(tmp_path), port=port, host="127.0.0.1"
+    )
+    warning = (
+        "[rank0]:[W1102 10:00:00.123456 ProcessGroupNCCL.cpp:4715] Warning: "
+        "TORCH_NCCL_AVOID_RECORD_STREAMS is the default now (function operator())"
+    )
+    sink = Quiet()
+    result = await compile_deepgemm(
+        launch, timeout_s=60, engine=[*FAKE_COMPILE, "--fake-extra-log", warning], sink=sink
+    )
+    assert result.ok and result.returncode == 0, result.reason
+    assert any("ProcessGroupNCCL.cpp:4715] Warning" in line for line in sink.lines)
+
+
+def test_the_fake_compile_tree_is_shaped_like_sglangs(port: int) -> None:
+    """Script -> resource tracker + spawn-mode server child -> schedulers, as the real one."""
+    proc = subprocess.Popen(
+        [*FAKE_COMPILE, "--port", str(port), "--fake-load-time", "3", "--tp-size", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        servers: list[int] = []
+        helpers: list[int] = []
+        while time.monotonic() < deadline:
+            tree = _tree(proc.pid)
+            servers, helpers = server_processes(proc.pid, tuple(tree))
+            if servers and helpers and len(_tree(servers[0])) >= 2:
+                break
+            time.sleep(0.1)
+        assert len(servers) == 1 and len(helpers) == 1
+        assert b"multiprocessing.spawn" in Path(f"/proc/{servers[0]}/cmdline").read_bytes()
+        assert len(_tree(servers[0])) >= 2  # its two schedulers
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(10)
+
+
+def _tree(root: int) -> list[int]:
+    from supervisor.testing.fake_sglang._schedulers import descendants
+
+    return [root, *descendants(root)]
 
 
 def test_compile_cli_on_the_fake(tmp_path: Path, port: int) -> None:
@@ -497,6 +579,7 @@ def test_compile_cli_on_the_fake(tmp_path: Path, port: int) -> None:
             "--timeout",
             "60",
             "--fake-arg=--fake-load-time=0.2",
+            "--fake-arg=--fake-time-scale=0.05",
         ],
         capture_output=True,
         text=True,

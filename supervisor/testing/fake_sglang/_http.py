@@ -13,11 +13,14 @@ import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
-from ._logs import log
+from ._logs import HEALTH_DURING_SHUTDOWN_LINE, log
 from ._openai import OpenAIRoutes
 
 if TYPE_CHECKING:
     from ._server import FakeSGLang
+
+
+GENERATE_PATHS = ("/v1/chat/completions", "/v1/completions", "/generate")
 
 
 def handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
@@ -79,10 +82,15 @@ class Handler(OpenAIRoutes, BaseHTTPRequestHandler):
         )
 
     def authorized(self) -> bool:
+        """srt/utils/auth.py:decide_request_auth: probe paths are exempt; the scheme is matched
+        case-insensitively (`bearer`), the token exactly."""
         path = self.path.split("?", 1)[0]
         if not self.fake.api_key or path.startswith(("/health", "/ready", "/metrics")):
             return True
-        return self.headers.get("Authorization", "") == f"Bearer {self.fake.api_key}"
+        if self.command == "OPTIONS":
+            return True
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and token == self.fake.api_key
 
     def read_body(self) -> dict[str, Any] | None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -108,61 +116,92 @@ class Handler(OpenAIRoutes, BaseHTTPRequestHandler):
         if not self.authorized():
             self.send_json(401, {"error": "Unauthorized"})
             return
+        fake = self.fake
         if path in ("/health", "/health_generate"):
-            if self.fake.status != "Up":
-                self.send_empty(503)
-                return
-            time.sleep(self.fake.args.fake_health_time)
-            self.send_empty(200 if self.fake.status == "Up" else 503)
-        elif path in ("/ready", "/ping"):
-            self.send_empty(200 if self.fake.status == "Up" else 503)
+            self.health()
+        elif path == "/ready":  # is_ready(): healthy and not paused
+            self.send_empty(
+                200 if fake.status == "Up" and not fake.gracefully_exit.is_set() else 503
+            )
+        elif path == "/ping":  # is_healthy()
+            self.send_empty(
+                200 if fake.status == "Up" and not fake.gracefully_exit.is_set() else 503
+            )
         elif path == "/v1/models":
-            self.send_json(
-                200,
-                {
-                    "object": "list",
-                    "data": [
-                        {
-                            "id": self.fake.model,
-                            "object": "model",
-                            "created": int(self.fake.started),
-                            "owned_by": "sglang",
-                            "root": self.fake.args.model_path,
-                            "parent": None,
-                            "max_model_len": self.fake.args.context_length,
-                        }
-                    ],
-                },
-            )
+            self.send_json(200, {"object": "list", "data": [self.model_card(fake.model)]})
+        elif path.startswith("/v1/models/"):
+            model = path[len("/v1/models/") :]
+            if model == fake.model:
+                self.send_json(200, self.model_card(model))
+            else:
+                error = {
+                    "message": f"The model '{model}' does not exist",
+                    "type": "invalid_request_error",
+                    "param": "model",
+                    "code": "model_not_found",
+                }
+                self.send_json(404, {"error": error})
         elif path == "/model_info":
-            self.send_json(
-                200,
-                {
-                    "model_path": self.fake.args.model_path,
-                    "served_model_name": self.fake.model,
-                    "tokenizer_path": self.fake.args.model_path,
-                    "is_generation": True,
-                    "weight_version": "default",
-                    "reasoning_parser": self.fake.args.reasoning_parser,
-                    "tool_call_parser": self.fake.args.tool_call_parser,
-                    "model_type": "fake",
-                    "architectures": ["FakeForCausalLM"],
-                },
-            )
+            self.send_json(200, self.model_info())
         elif path == "/server_info":
             self.send_json(
                 200,
-                {
-                    "port": self.fake.args.port,
-                    "tp_size": self.fake.args.tp_size,
-                    "served_model_name": self.fake.model,
-                    "version": "0.5.23",
-                },
+                {**fake.server_args(), "api_key": None, "version": "0.5.23", "frontend": "python"},
             )
         elif path == "/metrics":
             self.send_metrics()
         else:
             self.send_json(404, {"detail": "Not Found"})
+
+    def health(self) -> None:
+        """srt/entrypoints/http_server.py:health_generate: 503 while starting or shutting down,
+        else a real one-token generation, watched in 1 s steps (so about 1 s when healthy)."""
+        fake = self.fake
+        if fake.gracefully_exit.is_set():
+            log(HEALTH_DURING_SHUTDOWN_LINE)
+            self.send_empty(503)
+            return
+        if fake.status != "Up":
+            self.send_empty(503)
+            return
+        rid = fake.begin_request(f"HEALTH_CHECK_{uuid.uuid4().hex}")
+        try:
+            time.sleep(fake.health_time)
+        finally:
+            fake.end_request(rid)
+        self.send_empty(200)
+
+    def model_card(self, model: str) -> dict[str, Any]:
+        """http_server.py:available_models: `root` is the served name, not the path."""
+        return {
+            "id": model,
+            "object": "model",
+            "created": int(self.fake.started),
+            "owned_by": "sglang",
+            "root": model,
+            "parent": None,
+            "max_model_len": self.fake.args.context_length,
+        }
+
+    def model_info(self) -> dict[str, Any]:
+        """http_server.py:model_info, for the model actually served."""
+        fake = self.fake
+        return {
+            "model_path": fake.args.model_path,
+            "served_model_name": fake.model,
+            "tokenizer_path": fake.args.model_path,
+            "is_generation": True,
+            "preferred_sampling_params": None,
+            "weight_version": "default",
+            "load_format": "auto",
+            "reasoning_parser": fake.args.reasoning_parser,
+            "tool_call_parser": fake.args.tool_call_parser,
+            "disaggregation_mode": "null",
+            "has_image_understanding": False,
+            "has_audio_understanding": False,
+            "model_type": fake.model_type,
+            "architectures": [fake.architecture],
+        }
 
     def do_POST(self) -> None:
         self.hang_if_hung()
@@ -173,39 +212,25 @@ class Handler(OpenAIRoutes, BaseHTTPRequestHandler):
         body = self.read_body()
         if body is None:
             return
-        with self.fake.lock:
-            self.fake.in_flight += 1
+        if path in ("/pause_generation", "/continue_generation", "/abort_request", "/freeze_gc"):
+            self.send_json(200, {"success": True})
+            return
+        if path not in GENERATE_PATHS:
+            self.send_json(404, {"detail": "Not Found"})
+            return
+        rid = self.fake.begin_request()
         try:
-            time.sleep(self.fake.args.fake_gen_time)
+            if not body.get("stream"):  # a stream spreads its generation time over its chunks
+                time.sleep(self.fake.args.fake_gen_time)
             if path == "/v1/chat/completions":
                 self.chat(body)
             elif path == "/v1/completions":
                 self.completion(body)
-            elif path == "/generate":
-                text = " Paris."
-                self.send_json(
-                    200,
-                    {
-                        "text": text,
-                        "meta_info": {
-                            "id": uuid.uuid4().hex,
-                            "finish_reason": {"type": "length"},
-                        },
-                    },
-                )
-            elif path in (
-                "/pause_generation",
-                "/continue_generation",
-                "/abort_request",
-                "/freeze_gc",
-            ):
-                self.send_json(200, {"success": True})
             else:
-                self.send_json(404, {"detail": "Not Found"})
+                meta = {"id": rid, "finish_reason": {"type": "length"}}
+                self.send_json(200, {"text": " Paris.", "meta_info": meta})
         finally:
-            with self.fake.lock:
-                self.fake.in_flight -= 1
-                self.fake.requests_served += 1
+            self.fake.end_request(rid)
 
     def send_metrics(self) -> None:
         labels = f'model_name="{self.fake.model}",engine_type="unified",tp_rank="0"'
@@ -214,7 +239,7 @@ class Handler(OpenAIRoutes, BaseHTTPRequestHandler):
             [
                 "# HELP sglang:num_running_reqs The number of running requests.\n",
                 "# TYPE sglang:num_running_reqs gauge\n",
-                f"sglang:num_running_reqs{{{labels}}} {float(self.fake.in_flight)}\n",
+                f"sglang:num_running_reqs{{{labels}}} {float(len(self.fake.rid_to_state))}\n",
                 "# HELP sglang:num_queue_reqs The number of requests in the waiting queue.\n",
                 "# TYPE sglang:num_queue_reqs gauge\n",
                 f"sglang:num_queue_reqs{{{labels}}} 0.0\n",

@@ -119,6 +119,15 @@ class OpenAIRoutes:
     def access(self, status: int) -> None:
         raise NotImplementedError
 
+    def send_paced(self, events: list[Any]) -> None:
+        """Send a stream's events with `--fake-gen-time` spread over them, so that a stream is
+        really in flight for that long (a drain must wait for its end)."""
+        delay = self.fake.args.fake_gen_time / max(1, len(events))
+        for payload in events:
+            if delay:
+                time.sleep(delay)
+            self.event(payload)
+
     def chat(self, body: dict[str, Any]) -> None:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -189,13 +198,14 @@ class OpenAIRoutes:
             }
 
         self.event(chunk({"role": "assistant", "content": ""}))
+        out: list[Any] = []
         for piece in re.findall(r"\S+\s*", answer["reasoning"] or ""):
-            self.event(chunk({"reasoning_content": piece}))
+            out.append(chunk({"reasoning_content": piece}))
         for piece in re.findall(r"\S+\s*", answer["content"] or ""):
-            self.event(chunk({"content": piece}))
+            out.append(chunk({"content": piece}))
         for call in answer["tool_calls"] or []:
             fn = call["function"]
-            self.event(
+            out.append(
                 chunk(
                     {
                         "tool_calls": [
@@ -211,14 +221,14 @@ class OpenAIRoutes:
             )
             args = fn["arguments"]
             for i in range(0, len(args), 8):
-                self.event(
+                out.append(
                     chunk(
                         {"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 8]}}]}
                     )
                 )
-        self.event(chunk({}, finish))
+        out.append(chunk({}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):
-            self.event(
+            out.append(
                 {
                     "id": rid,
                     "object": "chat.completion.chunk",
@@ -228,6 +238,7 @@ class OpenAIRoutes:
                     "usage": usage,
                 }
             )
+        self.send_paced(out)
         self.event("[DONE]")
         self.access(200)
 
@@ -254,9 +265,8 @@ class OpenAIRoutes:
                     "choices": [choice],
                 }
 
-            for piece in re.findall(r"\S+\s*|\s+", text):
-                self.event(chunk(piece, None))
-            self.event(chunk("", "stop"))
+            out = [chunk(piece, None) for piece in re.findall(r"\S+\s*|\s+", text)]
+            self.send_paced([*out, chunk("", "stop")])
             self.event("[DONE]")
             self.access(200)
             return

@@ -1,54 +1,48 @@
-"""The fake server's lifecycle: load, bind, warm up, serve; its schedulers; SIGTERM and the drain.
+"""The fake server's lifecycle: load, bind, warm up, serve; SIGTERM, SIGQUIT and the drain.
 
-Imitates `srt/entrypoints/http_server.py:launch_server` and `engine.py` (startup order, port
-closed while loading, 503 during SGLang's own warmup) and `tokenizer_manager.py` (signals, drain).
+Order and texts of srt/entrypoints/http_server.py:launch_server and engine.py: the port stays
+closed while loading, `/health` answers 503 during SGLang's own warmup, whose `/generate` (sent
+to itself, before the ready line) is the first generate request. That request installs the
+running-phase signal handlers and starts `sigterm_watchdog` (tokenizer_manager.py:
+auto_create_handle_loop), so a ready server always drains on SIGTERM: the flag is noticed within
+5 s, in-flight requests are waited for (counted every 5 s), schedulers get 15 s after
+ShutdownReq, the rest of the tree is killed, and the process exits 0 by itself. Before that
+request SIGTERM simply kills (the default action); `--skip-server-warmup` leaves it so until the
+first generation, a `/health` included.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
+import urllib.request
+import uuid
 from http.server import ThreadingHTTPServer
 from typing import Any
 
 from ._faults import CRASH_AFTER_SERVING_LINES, CRASH_LOADING_LINES, WARMUP_ERROR_TEXT, flood
 from ._http import handler_for
-from ._logs import READY_LINE, log
-
-# --------------------------------------------------------------------------- schedulers
-SCHEDULER_CODE = r"""
-import os, signal, sys, time, subprocess
-rank = int(sys.argv[1]); escape = sys.argv[2] == "1"; ignore = sys.argv[3] == "1"
-gpu_gib = float(sys.argv[4]); grandchild = sys.argv[5] == "1"
-if ignore:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-if escape:
-    os.setsid()  # leaves the group and session; no PDEATHSIG, so it outlives its parent
-else:
-    import ctypes, ctypes.util
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:
-        sys.exit(0)
-hold = None
-if gpu_gib > 0:
-    import torch
-    n = torch.cuda.device_count()
-    dev = torch.device("cuda", rank % max(n, 1))
-    hold = torch.empty(int(gpu_gib * (1 << 30)), dtype=torch.uint8, device=dev)
-    hold.fill_(1); torch.cuda.synchronize(dev)
-if grandchild:
-    code = "import signal,time\n" + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore else "") + "time.sleep(10**6)"
-    subprocess.Popen([sys.executable, "-c", code])
-print(f"sglang::scheduler_TP{rank} pid={os.getpid()} ready", flush=True)
-while True:
-    time.sleep(3600)
-"""
+from ._logs import (
+    LAUNCH_SIGQUIT_LINE,
+    PYTHON_M_WARNING,
+    READY_LINE,
+    RUNNING_SIGQUIT_LINE,
+    SIGTERM_LINE,
+    UVICORN_SHUTDOWN_LINES,
+    drain_line,
+    log,
+    raw,
+    server_args_line,
+    stragglers_line,
+)
+from ._model import architecture
+from ._schedulers import Schedulers, SubprocessWatchdog, kill_process_tree
+from ._timings import Timings
 
 
 class FakeSGLang:
@@ -58,157 +52,45 @@ class FakeSGLang:
         self.api_key: str | None = args.api_key or (
             os.environ.get(args.fake_api_key_env) if args.fake_api_key_env else None
         )
-        self.status = "Starting"  # Starting -> Up -> Draining
+        self.timings = Timings(args.fake_time_scale)
+        self.status = "Starting"  # Starting -> Up (ServerStatus in tokenizer_manager.py)
         self.model = args.served_model_name or args.model_path
-        self.children: list[subprocess.Popen[bytes]] = []
-        self.requests_served = 0
-        self.in_flight = 0
+        self.architecture, self.model_type = architecture(
+            args.model_path, args.served_model_name, args.fake_architecture
+        )
+        self.schedulers: Schedulers | None = None
+        self.watchdog: SubprocessWatchdog | None = None
+        self.http: ThreadingHTTPServer | None = None
         self.lock = threading.Lock()
+        self.rid_to_state: dict[str, float] = {}  # in-flight requests, as the drain counts them
         self.hung = threading.Event()
+        self.gracefully_exit = threading.Event()
+        self.running_phase = threading.Event()  # set by the first generate request
         self.started = time.time()
         self.counters = {"prompt_tokens": 0, "generation_tokens": 0, "requests": 0}
 
-    # ----------------------------------------------------------------- lifecycle
-    def spawn_schedulers(self) -> None:
-        ignore = "ignore-sigterm" in self.faults
-        for rank in range(self.args.tp_size):
-            escape = "escape" in self.faults and rank == self.args.tp_size - 1
-            argv = [
-                sys.executable,
-                "-c",
-                SCHEDULER_CODE,
-                str(rank),
-                "1" if escape else "0",
-                "1" if ignore else "0",
-                str(self.args.fake_gpu_mem_gib),
-                "1" if self.args.fake_grandchildren else "0",
-            ]
-            self.children.append(subprocess.Popen(argv, stdout=sys.stderr.fileno()))
+    @property
+    def health_time(self) -> float:
+        explicit = self.args.fake_health_time
+        return self.timings.health_step if explicit is None else explicit
 
-    def kill_children(self) -> None:
-        for child in self.children:
-            try:
-                child.kill()
-            except ProcessLookupError:
-                pass
+    # ----------------------------------------------------------------- requests
+    def begin_request(self, rid: str | None = None) -> str:
+        """A generate request enters (tokenizer_manager.generate_request); the first one also
+        runs `auto_create_handle_loop`: running-phase handlers and the SIGTERM watchdog."""
+        rid = rid or uuid.uuid4().hex
+        with self.lock:
+            self.rid_to_state[rid] = time.monotonic()
+            first = not self.running_phase.is_set()
+            self.running_phase.set()
+        if first:
+            threading.Thread(target=self.sigterm_watchdog, daemon=True, name="sigterm").start()
+        return rid
 
-    def die(self, code: int) -> None:
-        sys.stderr.flush()
-        os._exit(code)
+    def end_request(self, rid: str) -> None:
+        with self.lock:
+            self.rid_to_state.pop(rid, None)
 
-    def sigkill_tree(self) -> None:
-        """SGLang's `kill_process_tree(os.getpid())`: children first, then itself by SIGKILL."""
-        self.kill_children()
-        sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    def run(self) -> None:
-        args = self.args
-        log(
-            "'python -m sglang.launch_server' is still supported, but 'sglang serve' is the "
-            "recommended entrypoint."
-        )
-        log(
-            f"server_args=ServerArgs(model_path='{args.model_path}', tokenizer_path="
-            f"'{args.model_path}', host='{args.host}', port={args.port}, "
-            f"tp_size={args.tp_size}, api_key={self.api_key!r}, served_model_name='{self.model}', "
-            f"reasoning_parser={args.reasoning_parser!r}, tool_call_parser={args.tool_call_parser!r}, "
-            f"max_prefill_tokens={args.max_prefill_tokens}, enable_metrics={args.enable_metrics}, "
-            f"watchdog_timeout={args.watchdog_timeout}, " + "x" * args.fake_long_line + ")"
-        )
-        ignored = [extra for extra in args.unknown if extra.startswith("--")]
-        if ignored:
-            log(f"fake: accepted and ignored {' '.join(ignored)}")
-        self.install_signals()
-        self.spawn_schedulers()
-        for rank in range(args.tp_size):
-            log("Load weight begin. avail mem=78.50 GB", rank if args.tp_size > 1 else None)
-        if "crash-loading" in self.faults:
-            time.sleep(args.fake_load_time / 2)
-            for line in args.fake_crash_log or CRASH_LOADING_LINES:
-                log(line)
-            self.kill_children()
-            self.die(1)
-        time.sleep(args.fake_load_time)
-        for rank in range(args.tp_size):
-            log(
-                f"Load weight end. elapsed={args.fake_load_time:.2f} s, type=GlmMoeDsaForCausalLM, "
-                "avail mem=12.30 GB, mem usage=66.20 GB.",
-                rank if args.tp_size > 1 else None,
-            )
-        log(
-            f"Engine startup timings (s): load_weight={args.fake_load_time:.2f}, "
-            "kv_cache_allocation=0.10, scheduler_e2e="
-            f"{args.fake_load_time + 0.2:.2f}, cuda_graph={{'decode': 0.05}}, tokenizer_e2e=0.01"
-        )
-        server = ThreadingHTTPServer((args.host, args.port), handler_for(self))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        log(f"INFO:     Uvicorn running on http://{args.host}:{args.port} (Press CTRL+C to quit)")
-        warmup = args.fake_warmup_time * (20 if "slow-warmup" in self.faults else 1)
-        if not args.skip_server_warmup:
-            time.sleep(warmup)
-            if "warmup-error" in self.faults:
-                log(WARMUP_ERROR_TEXT)
-                self.sigkill_tree()
-        if "health-503" not in self.faults:
-            self.status = "Up"
-            log(f"fake: status Up at epoch={time.time():.6f}")
-        log(READY_LINE)
-        self.after_ready()
-
-    def after_ready(self) -> None:
-        args = self.args
-        if "log-flood" in self.faults:
-            flood(args.fake_flood_lines)
-        if "crash-after-serving" in self.faults:
-            time.sleep(args.fake_crash_after)
-            for line in args.fake_crash_log or CRASH_AFTER_SERVING_LINES:
-                log(line)
-            self.sigkill_tree()
-        if "hang" in self.faults:
-            time.sleep(args.fake_crash_after)
-            log("fake: hanging with the port open")
-            self.hung.set()
-        while True:
-            time.sleep(3600)
-
-    # ----------------------------------------------------------------- signals
-    def install_signals(self) -> None:
-        if "ignore-sigterm" in self.faults:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            return
-        signal.signal(signal.SIGTERM, self.on_sigterm)
-
-    def on_sigterm(self, signum: int, frame: Any) -> None:
-        if self.requests_served == 0 or self.status != "Up":
-            # Before the first request SGLang has no drain handler: plain death by SIGTERM.
-            self.kill_children()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        log("SIGTERM received. signum=None frame=None. Draining requests and shutting down...")
-        self.status = "Draining"
-        threading.Thread(target=self.drain, daemon=True).start()
-
-    def drain(self) -> None:
-        last = 0.0
-        while True:
-            with self.lock:
-                remaining = self.in_flight
-            if remaining == 0:
-                break
-            if time.monotonic() - last >= 5:
-                log(
-                    f"Gracefully exiting... Remaining number of requests {remaining}. Remaining requests remaining_rids=[]."
-                )
-                last = time.monotonic()
-            time.sleep(0.05)
-        self.kill_children()
-        log("fake: drained; exiting")
-        self.die(0)
-
-    # ----------------------------------------------------------------- answers
     def usage(self, prompt: str, completion: str) -> dict[str, int]:
         p, c = max(1, len(prompt.split())), max(1, len(completion.split()))
         with self.lock:
@@ -216,3 +98,211 @@ class FakeSGLang:
             self.counters["generation_tokens"] += c
             self.counters["requests"] += 1
         return {"prompt_tokens": p, "total_tokens": p + c, "completion_tokens": c}
+
+    # ----------------------------------------------------------------- lifecycle
+    def server_args(self) -> dict[str, Any]:
+        """A subset of `ServerArgs.resolved_dict()`, in its order (the real one has 546 keys)."""
+        a = self.args
+        resolved: dict[str, Any] = {
+            "model_path": a.model_path,
+            "tokenizer_path": a.model_path,
+            "trust_remote_code": a.trust_remote_code,
+            "context_length": a.context_length,
+            "kv_cache_dtype": a.kv_cache_dtype,
+            "mem_fraction_static": a.mem_fraction_static,
+            "max_running_requests": a.max_running_requests,
+            "max_total_tokens": a.max_total_tokens,
+            "max_prefill_tokens": a.max_prefill_tokens,
+            "tp_size": a.tp_size,
+            "watchdog_timeout": a.watchdog_timeout,
+            "host": a.host,
+            "port": a.port,
+            "skip_server_warmup": a.skip_server_warmup,
+            "api_key": self.api_key,
+            "served_model_name": self.model,
+            "reasoning_parser": a.reasoning_parser,
+            "tool_call_parser": a.tool_call_parser,
+            "enable_metrics": a.enable_metrics,
+        }
+        if a.fake_long_line:
+            resolved["fake_padding"] = "x" * a.fake_long_line
+        return resolved
+
+    def start(self) -> None:
+        """Up to the bound port: the launch-phase logs, schedulers and weights."""
+        args = self.args
+        raw(PYTHON_M_WARNING)
+        log(server_args_line(self.server_args()))
+        ignored = [extra for extra in args.unknown if extra.startswith("--")]
+        if ignored:
+            log(f"fake: accepted and ignored {' '.join(ignored)}")
+        self.install_signals()
+        self.schedulers = Schedulers(
+            args.tp_size,
+            escape_last="escape" in self.faults,
+            ignore_sigterm="ignore-sigterm" in self.faults,
+            gpu_mem_gib=args.fake_gpu_mem_gib,
+            grandchildren=args.fake_grandchildren,
+            release_s=self.timings.release
+            if args.fake_release_time is None
+            else args.fake_release_time,
+        )
+        ranks = range(args.tp_size) if args.tp_size > 1 else [None]
+        for rank in ranks:
+            log("Load weight begin. avail mem=78.50 GB", rank)
+        for line in args.fake_extra_log or ():
+            log(line)
+        if "crash-loading" in self.faults:
+            time.sleep(args.fake_load_time / 2)
+            for line in args.fake_crash_log or CRASH_LOADING_LINES:
+                log(line)
+            self.schedulers.kill()
+            self.die(1)
+        if "sigkill-loading" in self.faults:
+            time.sleep(args.fake_load_time / 2)
+            self.schedulers.kill()
+            os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer: not a word
+        time.sleep(args.fake_load_time)
+        for rank in ranks:
+            log(
+                f"Load weight end. elapsed={args.fake_load_time:.2f} s, type={self.architecture}, "
+                "avail mem=12.30 GB, mem usage=66.20 GB.",
+                rank,
+            )
+        log(
+            f"Engine startup timings (s): load_weight={args.fake_load_time:.2f}, "
+            "kv_cache_allocation=0.10, scheduler_e2e="
+            f"{args.fake_load_time + 0.2:.2f}, cuda_graph={{'decode': 0.05}}, tokenizer_e2e=0.01"
+        )
+        if args.fake_compile_warmup:  # lifespan's execute_warmups, before uvicorn binds
+            log("Running warmup compile-deep-gemm")
+            print("\nGenerate warm up request for compiling DeepGEMM...\n", flush=True)
+            self.end_request(self.begin_request())
+        self.watchdog = SubprocessWatchdog(
+            self.schedulers, self.timings.subprocess_watchdog, self.self_sigquit
+        )
+        self.watchdog.start()
+        self.http = ThreadingHTTPServer((args.host, args.port), handler_for(self))
+        self.http.daemon_threads = True
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        log(f"INFO:     Uvicorn running on http://{args.host}:{args.port} (Press CTRL+C to quit)")
+
+    def run(self) -> None:
+        """`python -m sglang.launch_server`: start, SGLang's own warmup, the ready line, serve."""
+        args = self.args
+        self.start()
+        if args.skip_server_warmup:
+            self.status = "Up"
+        else:
+            time.sleep(args.fake_warmup_time * (20 if "slow-warmup" in self.faults else 1))
+            if "warmup-error" in self.faults:
+                log(WARMUP_ERROR_TEXT)
+                kill_process_tree(os.getpid())
+            self.self_request("GET", "/model_info")
+            self.self_request(
+                "POST",
+                "/generate",
+                {
+                    "sampling_params": {"temperature": 0, "max_new_tokens": 8},
+                    "text": "The capital city of France is",
+                },
+            )
+            if "health-503" not in self.faults:
+                self.status = "Up"
+        if self.status == "Up":
+            log(f"fake: status Up at epoch={time.time():.6f}")
+        self.self_request("POST", "/freeze_gc")
+        log(READY_LINE)
+        self.after_ready()
+
+    def self_request(self, method: str, path: str, body: Any = None) -> None:
+        """SGLang's warmup thread talks to its own HTTP server, with its own API key."""
+        url = f"http://127.0.0.1:{self.args.port}{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key}")
+        with urllib.request.urlopen(request, timeout=600) as response:
+            response.read()
+
+    def after_ready(self) -> None:
+        args = self.args
+        if "log-flood" in self.faults:
+            flood(args.fake_flood_lines)
+        if "crash-after-serving" in self.faults:
+            time.sleep(args.fake_crash_after)
+            assert self.schedulers is not None
+            self.schedulers.crash(args.fake_crash_log or CRASH_AFTER_SERVING_LINES)
+        if "hang" in self.faults:
+            time.sleep(args.fake_crash_after)
+            log("fake: hanging with the port open")
+            self.hung.set()
+        while True:
+            time.sleep(3600)
+
+    def die(self, code: int) -> None:
+        sys.stderr.flush()
+        os._exit(code)
+
+    # ----------------------------------------------------------------- signals
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGQUIT, self.on_sigquit)
+        if "ignore-sigterm" in self.faults:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        else:
+            signal.signal(signal.SIGTERM, self.on_sigterm)
+
+    def self_sigquit(self) -> None:
+        os.kill(os.getpid(), signal.SIGQUIT)
+
+    def on_sigquit(self, signum: int, frame: Any) -> None:
+        """A child failed: launch-phase or running-phase handler, then the tree dies by SIGKILL."""
+        if self.running_phase.is_set():
+            log(RUNNING_SIGQUIT_LINE)
+            if self.watchdog is not None:
+                self.watchdog.stop()
+        else:
+            log(LAUNCH_SIGQUIT_LINE)
+        kill_process_tree(os.getpid())
+
+    def on_sigterm(self, signum: int, frame: Any) -> None:
+        if not self.running_phase.is_set():
+            # No drain installed yet: SIGTERM keeps its default action.
+            if self.schedulers is not None:
+                self.schedulers.kill()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        log(SIGTERM_LINE)
+        self.gracefully_exit.set()
+
+    def sigterm_watchdog(self) -> None:
+        """tokenizer_manager.py:TokenizerManager.sigterm_watchdog, with SGLang's timings."""
+        t = self.timings
+        while not self.gracefully_exit.is_set():
+            time.sleep(t.sigterm_notice)
+        while True:
+            with self.lock:
+                rids = list(self.rid_to_state)
+            log(drain_line(rids))
+            if not rids:
+                break
+            time.sleep(t.drain_poll)
+        if self.watchdog is not None:
+            self.watchdog.stop()  # child exits are expected now, not crashes
+        assert self.schedulers is not None
+        self.schedulers.shutdown()
+        deadline = time.monotonic() + t.scheduler_exit
+        while time.monotonic() < deadline and self.schedulers.alive():
+            time.sleep(0.1)
+        stragglers = self.schedulers.alive()
+        if stragglers:
+            log(stragglers_line(t.scheduler_exit, stragglers))
+        kill_process_tree(os.getpid(), include_parent=False)
+        for line in UVICORN_SHUTDOWN_LINES:
+            log(line.format(pid=os.getpid()))
+        if self.http is not None:
+            self.http.shutdown()
+        kill_process_tree(os.getpid(), include_parent=False)  # launch_server.py's `finally`
+        self.die(0)
