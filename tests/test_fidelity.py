@@ -265,6 +265,19 @@ def test_a_crash_after_serving_prints_the_running_phase_texts(port: int) -> None
     assert classify_crash(out.splitlines()) == "cuda-out-of-memory"
 
 
+def test_a_child_failure_before_any_generation_prints_the_launch_phase_text(port: int) -> None:
+    """With --skip-server-warmup nothing has generated yet: engine.py's handler still rules."""
+    flags = ("--skip-server-warmup", "--fake-fault", "crash-after-serving")
+    proc = start_fake(port, *flags, "--fake-crash-after", "0.2")
+    try:
+        rc = proc.wait(30)
+    finally:
+        out = finish(proc)
+    assert rc == -signal.SIGKILL
+    assert "Received sigquit from a child process. It usually means the child failed." in out
+    assert "It usually means one child failed." not in out
+
+
 def test_a_scheduler_dying_silently_is_caught_by_the_subprocess_watchdog(port: int) -> None:
     proc = start_fake(port, "--tp-size", "2", "--fake-time-scale", "0.2")
     try:
@@ -295,6 +308,7 @@ def test_server_args_is_a_dict_whose_repr_escapes_the_key(port: int) -> None:
     resolved = ast.literal_eval(line.split("server_args=", 1)[1])
     assert resolved["api_key"] == key and resolved["tp_size"] == 2
     assert f"'api_key': {key!r}" in line and key not in line  # escaped, as repr escapes it
+    assert "UserWarning: 'python -m sglang.launch_server' is still supported" in out
 
 
 @pytest.mark.parametrize(
