@@ -197,6 +197,7 @@ def test_serve_glm_on_the_fake_engine_validates_its_whole_warmup_set(port: int) 
             str(port),
             "--fake-arg=--fake-load-time=0.3",
             "--fake-arg=--fake-warmup-time=0.2",
+            "--fake-arg=--fake-time-scale=0.1",
         )
     ) as w:
         w.wait_for("state=serving", 60)
