@@ -8,13 +8,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
 from supervisor import ConfigError
-from supervisor.engines.deepgemm import compile_deepgemm
+from supervisor.engines.deepgemm import compile_deepgemm, server_processes
 from supervisor.engines.preflight import (
     check_dg_cache,
     check_gpus,
@@ -29,6 +30,7 @@ from supervisor.engines.sglang import (
     SGLANG_VERSION,
     SGLangLaunch,
     classify_crash,
+    is_error_line,
 )
 from supervisor.engines.sglang_check import check_argv, parser_available, sglang_args
 from supervisor.profiles import get_profile, profile_names
@@ -101,8 +103,8 @@ def test_glm_argv_uses_0_5_23_names_and_every_mitigation() -> None:
     argv = launch.serve_argv("k")
     joined = " ".join(argv)
     assert "--tp-size 8" in joined and " --tp " not in joined
-    assert "--dsa-decode-backend trtllm --dsa-prefill-backend trtllm" in joined
-    assert "--nsa" not in joined and "--kv-cache-dtype" not in joined
+    assert "--kv-cache-dtype fp8_e4m3" in joined and joined.count("--kv-cache-dtype") == 1
+    assert "--nsa" not in joined and "--dsa-" not in joined  # 0.5.23 picks trtllm by itself
     assert "--enable-flashinfer-allreduce-fusion" not in joined
     assert "--reasoning-parser glm45" in joined and "--tool-call-parser glm47" in joined
     assert "--watchdog-timeout 1200" in joined and "--enable-metrics" in joined
@@ -118,16 +120,34 @@ def test_compile_argv_has_no_api_key_and_a_timeout() -> None:
     assert "--api-key" not in argv and argv[-2:] == ["--timeout", "1234"]
 
 
-def test_mitigations_have_reasons_and_forbid_what_they_must() -> None:
-    assert all(m.reason and ("#" in m.reason) for m in MITIGATIONS.values())
-    with pytest.raises(
-        ConfigError, match="--kv-cache-dtype is forbidden by mitigation 'bf16-kv-cache'"
-    ):
-        SGLangLaunch(
-            "/m", "m", mitigations=("bf16-kv-cache",), extra_args=("--kv-cache-dtype", "fp8")
-        )
+def test_mitigations_cite_their_source_and_forbid_what_they_must() -> None:
+    assert all(m.reason and (".py" in m.reason or "#" in m.reason) for m in MITIGATIONS.values())
+    kv = "explicit-kv-cache-dtype"
+    for extra in (("--kv-cache-dtype", "fp8_e4m3"), ("--kv-cache-dtype=fp8_e4m3",)):
+        with pytest.raises(
+            ConfigError, match=f"--kv-cache-dtype is forbidden by mitigation '{kv}'"
+        ):
+            SGLangLaunch("/m", "m", kv_cache_dtype="bfloat16", mitigations=(kv,), extra_args=extra)
+    with pytest.raises(ConfigError, match=f"mitigation '{kv}' needs kv_cache_dtype set"):
+        SGLangLaunch("/m", "m", mitigations=(kv,))
+    with pytest.raises(ConfigError, match=r"kv cache dtype 'fp8' is not one of SGLang 0\.5\.23's"):
+        SGLangLaunch("/m", "m", kv_cache_dtype="fp8")
     with pytest.raises(ConfigError, match="the key comes from the environment"):
         SGLangLaunch("/m", "m", extra_args=("--api-key", "x"))
+
+
+def test_dsa_and_mla_profiles_state_their_kv_cache_dtype_and_can_override_it() -> None:
+    expected = {"glm-5.1-fp8": "fp8_e4m3", "deepseek-r1-fp8": "bfloat16"}
+    for name, dtype in expected.items():
+        launch = get_profile(name).launch
+        assert launch.kv_cache_dtype == dtype
+        assert "explicit-kv-cache-dtype" in launch.mitigations
+        argv = launch.serve_argv()
+        assert argv[argv.index("--kv-cache-dtype") + 1] == dtype
+        assert launch.compile_argv()[launch.compile_argv().index("--kv-cache-dtype") + 1] == dtype
+    bf16 = get_profile("glm-5.1-fp8").launch.with_overrides(kv_cache_dtype="bfloat16")
+    argv = bf16.serve_argv()
+    assert argv[argv.index("--kv-cache-dtype") + 1] == "bfloat16"
 
 
 def test_profiles_have_different_shapes_and_the_glm_warmup_set() -> None:
@@ -158,7 +178,7 @@ def test_dry_run_shows_the_command_env_and_verdict_with_the_key_hidden() -> None
     )
     rc, _ = w.wait_exit(120)
     out = w.output()
-    assert "--dsa-decode-backend trtllm" in out and "SGLANG_DG_CACHE_DIR=/dg-cache" in out
+    assert "--kv-cache-dtype fp8_e4m3" in out and "SGLANG_DG_CACHE_DIR=/dg-cache" in out
     assert "supersecret-key-1" not in out and "--api-key ***" in out
     assert "weights: /model-cache/GLM-5.1-FP8 does not exist" in out
     assert rc == 2 and "preflight FAILED" in out
@@ -177,6 +197,7 @@ def test_serve_glm_on_the_fake_engine_validates_its_whole_warmup_set(port: int) 
             str(port),
             "--fake-arg=--fake-load-time=0.3",
             "--fake-arg=--fake-warmup-time=0.2",
+            "--fake-arg=--fake-time-scale=0.1",
         )
     ) as w:
         w.wait_for("state=serving", 60)
@@ -293,29 +314,84 @@ def test_gpu_check_skips_without_nvml(monkeypatch) -> None:
 
 
 # ----------------------------------------------------------------------------- crash causes
-# Texts as SGLang 0.5.23 and PyTorch print them.
-REAL_TAILS = {
-    "cuda-out-of-memory": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 3 has a total capacity of 178.36 GiB",
-    "nccl-error": "torch.distributed.DistBackendError: NCCL error in: /pytorch/torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp:3356, unhandled cuda error",
-    "address-in-use": "ERROR:    [Errno 98] error while attempting to bind on address ('0.0.0.0', 8000): address already in use",
-    "missing-weights": "OSError: /model-cache/GLM-5.1-FP8 does not appear to have a file named config.json.",
-    "scheduler-killed-during-init": "RuntimeError: Rank 0 scheduler died during initialization (exit code: -9). If exit code is -9 (SIGKILL), a common cause is the OS OOM killer. Run `dmesg -T | grep -i oom` to check.",
-    "watchdog-timeout": "[2026-01-02 10:00:00 TP0] Scheduler watchdog timeout (self.watchdog_timeout=1200, self.soft=False)",
-    "warmup-failed": "[2026-01-02 10:00:00] Initialization failed. warmup error: Traceback (most recent call last):",
-    "scheduler-exception": "[2026-01-02 10:00:00] Received sigquit from a child process. It usually means the child failed.",
-}
+# Texts as SGLang 0.5.23 and PyTorch print them (file:function in sglang.CRASH_CAUSES' comment;
+# tests/test_fidelity.py checks the SGLang templates against the installed source).
+REAL_TAILS = [
+    (
+        "cuda-out-of-memory",
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 3 has a total capacity of 178.36 GiB",
+    ),
+    (
+        "nccl-error",
+        "torch.distributed.DistBackendError: NCCL error in: /pytorch/torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp:3356, unhandled cuda error",
+    ),
+    (
+        "nccl-error",
+        "[rank3]:[E1102 10:00:00.123456 ProcessGroupNCCL.cpp:616] [Rank 3] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=7, OpType=ALLREDUCE) ran for 600000 milliseconds before timing out.",
+    ),
+    (
+        "address-in-use",
+        "ERROR:    [Errno 98] error while attempting to bind on address ('0.0.0.0', 8000): address already in use",
+    ),
+    (
+        "missing-weights",
+        "OSError: /model-cache/GLM-5.1-FP8 does not appear to have a file named config.json.",
+    ),
+    (
+        "scheduler-killed-during-init",
+        "RuntimeError: Rank 0 scheduler died during initialization (exit code: -9). If exit code is -9 (SIGKILL), a common cause is the OS OOM killer. Run `dmesg -T | grep -i oom` to check.",
+    ),
+    (
+        "watchdog-timeout",
+        "[2026-01-02 10:00:00 TP0] Scheduler watchdog timeout (self.watchdog_timeout=1200, self.soft=False)",
+    ),
+    (
+        "warmup-failed",
+        "[2026-01-02 10:00:00] Initialization failed. warmup error: Traceback (most recent call last):",
+    ),
+    (
+        "scheduler-exception",
+        "[2026-01-02 10:00:00 TP0] Scheduler hit an exception: Traceback (most recent call last):",
+    ),
+    (
+        "subprocess-crashed",
+        "[2026-01-02 10:00:00] Subprocess scheduler_0 (pid=4242) crashed with exit code -6. Triggering SIGQUIT for cleanup...",
+    ),
+    (
+        "child-failed",
+        "[2026-01-02 10:00:00] Received sigquit from a child process. It usually means the child failed.",
+    ),
+    (
+        "child-failed",
+        "[2026-01-02 10:00:00] SIGQUIT received. signum=None, frame=None. It usually means one child failed.",
+    ),
+]
 
 
-@pytest.mark.parametrize(("cause", "line"), REAL_TAILS.items())
+@pytest.mark.parametrize(("cause", "line"), REAL_TAILS)
 def test_crash_causes_from_real_sglang_texts(cause: str, line: str) -> None:
     tail = ["[2026-01-02 10:00:00] Load weight begin. avail mem=78.50 GB", line, "Killed"]
     assert classify_crash(tail) == cause
 
 
 def test_unknown_crash_and_priority() -> None:
+    causes = dict(REAL_TAILS[::-1])  # the first text of each cause
     assert classify_crash(["something odd happened"]) == "unknown"
-    both = [REAL_TAILS["scheduler-exception"], REAL_TAILS["cuda-out-of-memory"]]
+    both = [causes["child-failed"], causes["cuda-out-of-memory"]]
     assert classify_crash(both) == "cuda-out-of-memory"  # the root cause wins over its symptom
+    running = [causes["subprocess-crashed"], causes["child-failed"]]
+    assert classify_crash(running) == "subprocess-crashed"
+
+
+def test_a_warning_that_names_nccl_is_no_crash_cause() -> None:
+    warnings = [
+        "[rank0]:[W1102 10:00:00.123456 ProcessGroupNCCL.cpp:4715] Warning: TORCH_NCCL_AVOID_RECORD_STREAMS is the default now, this environment variable is thus deprecated. (function operator())",
+        "/usr/lib/python3/dist-packages/torch/distributed/c10d_logger.py:83: UserWarning: NCCL error reporting is asynchronous",
+        "[2026-01-02 10:00:00 TP0] WARNING: ProcessGroupNCCL is slow to start",
+    ]
+    assert classify_crash(warnings) == "unknown"
+    assert not any(is_error_line(w) for w in warnings)
+    assert is_error_line(REAL_TAILS[1][1])
 
 
 def test_cli_crash_report_names_the_cause(port: int) -> None:
@@ -330,6 +406,7 @@ def test_cli_crash_report_names_the_cause(port: int) -> None:
             "--no-liveness",
             "--fake-arg=--fake-load-time=0.3",
             "--fake-arg=--fake-warmup-time=0.1",
+            "--fake-arg=--fake-time-scale=0.1",  # /health 0.1 s: serving before the crash
             "--fake-arg=--fake-fault=crash-after-serving",
             "--fake-arg=--fake-crash-after=0.3",
         )
@@ -355,6 +432,8 @@ FAKE_COMPILE = [
     "0.3",
     "--fake-warmup-time",
     "0.1",
+    "--fake-time-scale",
+    "0.05",  # the script's 10 s polls and 10 s settle become 0.5 s
 ]
 
 
@@ -403,9 +482,87 @@ async def test_compile_fails_fast_when_its_server_dies(tmp_path: Path, port: int
         engine=[*FAKE_COMPILE, "--fake-fault", "crash-loading"],
         sink=Quiet(),
     )
-    assert not result.ok and "cause: cuda-out-of-memory" in result.reason
+    assert not result.ok and "cause: scheduler-killed-during-init" in result.reason
     assert anyio.current_time() - start < 20
     assert not (tmp_path / "sglang-supervisor-deepgemm.json").exists()
+
+
+@pytest.mark.anyio
+async def test_a_silent_server_death_fails_the_compile_within_15s_despite_the_tracker(
+    tmp_path: Path, port: int
+) -> None:
+    """The server process is SIGKILLed without a line; the script and its resource tracker live
+    on (the script polls for its whole --timeout), so the tree never shrinks to one process."""
+    launch = get_profile("glm-5.1-fp8").launch.with_overrides(
+        dg_cache_dir=str(tmp_path), port=port, host="127.0.0.1"
+    )
+    sink = Quiet()
+    start = anyio.current_time()
+    result = await compile_deepgemm(
+        launch,
+        timeout_s=3600,
+        engine=[*FAKE_COMPILE, "--fake-load-time", "1", "--fake-fault", "sigkill-loading"],
+        sink=sink,
+    )
+    took = anyio.current_time() - start
+    assert not result.ok, result.reason
+    assert (
+        "the compile server (pid" in result.reason and "died without an error line" in result.reason
+    )
+    assert "helper process(es) (resource tracker) still running" in result.reason
+    assert took < 15, f"took {took:.1f} s"
+    assert not any("Traceback" in line or "Error" in line for line in sink.lines)  # silent
+
+
+@pytest.mark.anyio
+async def test_a_warning_that_names_nccl_does_not_fail_the_compile(
+    tmp_path: Path, port: int
+) -> None:
+    launch = get_profile("glm-5.1-fp8").launch.with_overrides(
+        dg_cache_dir=str(tmp_path), port=port, host="127.0.0.1"
+    )
+    warning = (
+        "[rank0]:[W1102 10:00:00.123456 ProcessGroupNCCL.cpp:4715] Warning: "
+        "TORCH_NCCL_AVOID_RECORD_STREAMS is the default now (function operator())"
+    )
+    sink = Quiet()
+    result = await compile_deepgemm(
+        launch, timeout_s=60, engine=[*FAKE_COMPILE, "--fake-extra-log", warning], sink=sink
+    )
+    assert result.ok and result.returncode == 0, result.reason
+    assert any("ProcessGroupNCCL.cpp:4715] Warning" in line for line in sink.lines)
+
+
+def test_the_fake_compile_tree_is_shaped_like_sglangs(port: int) -> None:
+    """Script -> resource tracker + spawn-mode server child -> schedulers, as the real one."""
+    proc = subprocess.Popen(
+        [*FAKE_COMPILE, "--port", str(port), "--fake-load-time", "3", "--tp-size", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        servers: list[int] = []
+        helpers: list[int] = []
+        while time.monotonic() < deadline:
+            tree = _tree(proc.pid)
+            servers, helpers = server_processes(proc.pid, tuple(tree))
+            if servers and helpers and len(_tree(servers[0])) >= 2:
+                break
+            time.sleep(0.1)
+        assert len(servers) == 1 and len(helpers) == 1
+        assert b"multiprocessing.spawn" in Path(f"/proc/{servers[0]}/cmdline").read_bytes()
+        assert len(_tree(servers[0])) >= 2  # its two schedulers
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(10)
+
+
+def _tree(root: int) -> list[int]:
+    from supervisor.testing.fake_sglang._schedulers import descendants
+
+    return [root, *descendants(root)]
 
 
 def test_compile_cli_on_the_fake(tmp_path: Path, port: int) -> None:
@@ -423,6 +580,7 @@ def test_compile_cli_on_the_fake(tmp_path: Path, port: int) -> None:
             "--timeout",
             "60",
             "--fake-arg=--fake-load-time=0.2",
+            "--fake-arg=--fake-time-scale=0.05",
         ],
         capture_output=True,
         text=True,

@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import httpx
-import pytest
 
 from supervisor._proctree import proc_info
 from tests.conftest import fake_argv
@@ -72,11 +71,16 @@ def test_api_key_rules_and_exempt_paths(port: int) -> None:
         for path in ("/v1/models", "/model_info", "/server_info"):
             r = httpx.get(base + path)
             assert (r.status_code, r.json()) == (401, {"error": "Unauthorized"})
-        assert httpx.get(base + "/v1/models", headers={"Authorization": "k1"}).status_code == 401
-        assert (
-            httpx.get(base + "/v1/models", headers={"Authorization": "Bearer k1"}).status_code
-            == 200
-        )
+        for header, status in [
+            ("k1", 401),
+            ("Token k1", 401),
+            ("Bearer k2", 401),
+            ("Bearer k1", 200),
+            ("bearer k1", 200),  # srt/utils/auth.py: the scheme is compared lower-cased
+            ("BEARER k1", 200),
+        ]:
+            r = httpx.get(base + "/v1/models", headers={"Authorization": header})
+            assert r.status_code == status, header
         for path in ("/health", "/health_generate", "/ready", "/metrics"):
             assert httpx.get(base + path).status_code == 200, path
         bad = httpx.post(
@@ -89,49 +93,70 @@ def test_api_key_rules_and_exempt_paths(port: int) -> None:
         )
     finally:
         out = stop(proc)
-    assert "api_key='k1'" in out  # like SGLang, the key is in clear: the supervisor must redact it
+    assert (
+        "'api_key': 'k1'" in out
+    )  # like SGLang, the key is in clear: the supervisor must redact it
 
 
 def test_schedulers_are_in_the_group_and_die_with_their_parent(port: int) -> None:
     proc = start(port, "--fake-load-time", "5", "--tp-size", "3")
     try:
         deadline = time.monotonic() + 10
-        kids: list[int] = []
-        while time.monotonic() < deadline and len(kids) < 3:
-            kids = [
-                int(p)
-                for p in subprocess.run(
-                    ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
-                ).stdout.split()
-            ]
+        children: list[int] = []
+        while time.monotonic() < deadline and len(children) < 3:
+            children = kids(proc.pid)
             time.sleep(0.1)
-        assert len(kids) == 3
+        assert len(children) == 3
         time.sleep(0.5)  # past the window before PR_SET_PDEATHSIG is set
-        assert all(proc_info(k).pgrp == proc.pid for k in kids)
+        assert all(proc_info(k).pgrp == proc.pid for k in children)
         import os
 
         os.kill(proc.pid, signal.SIGKILL)  # only the main process
         proc.wait(5)
         time.sleep(0.5)
-        assert all(proc_info(k) is None or proc_info(k).zombie for k in kids)
+        assert all(proc_info(k) is None or proc_info(k).zombie for k in children)
     finally:
         stop(proc)
 
 
-@pytest.mark.parametrize(("request_first", "code"), [(False, -signal.SIGTERM), (True, 0)])
-def test_sigterm_kills_before_the_first_request_and_drains_after(
-    port: int, request_first: bool, code: int
-) -> None:
-    proc = start(port, "--fake-load-time", "0.1", "--fake-warmup-time", "0.1")
+def test_sigterm_while_loading_kills_by_the_signal(port: int) -> None:
+    """No drain is installed before the first generate request: SIGTERM keeps its default."""
+    proc = start(port, "--fake-load-time", "30", "--tp-size", "2")
     try:
-        wait_status(f"http://127.0.0.1:{port}/health", 200)
-        if request_first:
-            httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "hi"})
+        deadline = time.monotonic() + 20
+        while len(kids(proc.pid)) < 2 and time.monotonic() < deadline:  # loading: schedulers up
+            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == code
+        assert proc.wait(10) == -signal.SIGTERM
     finally:
         out = stop(proc)
-    assert ("Draining requests and shutting down" in out) is request_first
+    assert "Draining requests" not in out
+
+
+def test_with_skip_server_warmup_the_first_generation_installs_the_drain(port: int) -> None:
+    """`--skip-server-warmup`: Up at once, but no generate request yet; a /health is one."""
+    flags = ("--fake-load-time", "0.1", "--skip-server-warmup", "--fake-time-scale", "0.1")
+    proc = start(port, *flags)
+    try:
+        wait_status(f"http://127.0.0.1:{port}/ready", 200)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == -signal.SIGTERM
+    finally:
+        out = stop(proc)
+    assert "Draining requests" not in out
+    proc = start(port, *flags)
+    try:
+        wait_status(f"http://127.0.0.1:{port}/health", 200)  # a real one-token generation
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        out = stop(proc)
+    assert "Draining requests and shutting down" in out
+
+
+def kids(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
 
 
 def test_warmup_error_kills_its_own_tree_by_sigkill(port: int) -> None:

@@ -1,12 +1,21 @@
 """The DeepGEMM compile step, supervised: `python -m sglang.compile_deep_gemm` done right.
 
-SGLang's compile script starts a whole server, polls it, sends one request and prints a success
-line. Left alone it has two hazards (reference: sglang-0.5.23-cli.md): it never notices that its
-server child died (it polls until its own timeout, an hour by default), and with `--api-key` its
-unauthenticated poll gets 401 forever. Here the argv carries no key, the log is streamed and
-read: the success line ends the step, a crash line or the loss of the server child fails it at
-once, and a deadline bounds it. Success writes a marker (SGLang version, model, tensor
-parallelism, time) so the next run can skip the work.
+SGLang's compile script (sglang/compile_deep_gemm.py) starts a whole server in a spawn-mode
+`multiprocessing.Process`, polls it every 10 s, sends one request and prints a success line. Left
+alone it has two hazards: it never notices that its server died (it polls until its own
+`--timeout`, an hour by default), and with `--api-key` its unauthenticated poll gets 401
+forever. Here the argv carries no key, and the log is streamed and read: the success line ends
+the step, an error line that names a crash cause fails it at once (a warning that merely
+mentions NCCL does not), and a deadline bounds it.
+
+The server's silent death (the OOM killer: no line at all) is caught by watching the server
+process itself. The script's tree never shrinks to one process, because the spawn start method
+also starts Python's resource tracker (`from multiprocessing.resource_tracker import main`),
+which lives as long as the script; so the server is the script's child that is not such a
+helper, and once it is gone the step fails within a few seconds, whatever helpers stay alive.
+
+Success writes a marker (SGLang version, model, tensor parallelism, time) so the next run can
+skip the work.
 """
 
 from __future__ import annotations
@@ -21,13 +30,50 @@ from supervisor._config import LaunchSpec
 from supervisor._local import LocalProcessManager
 from supervisor._logs import LogSink, LogTail, Redactor, StreamSink, pump
 from supervisor._process import ByteSource, ChildProcess, ProcessManager
+from supervisor._proctree import proc_info
 from supervisor.engines.preflight import marker_matches, write_marker
 from supervisor.engines.sglang import COMPILE_SUCCESS_LINE, SGLangLaunch, classify_crash
 
-__all__ = ["CompileResult", "compile_deepgemm"]
+__all__ = ["CompileResult", "compile_deepgemm", "server_processes"]
 
-_LOST_CHILD_GRACE_S = 5.0  # the server child may be restarting between phases
+_LOST_SERVER_GRACE_S = 3.0  # a dead server's last lines may still be in the pipes
 _CRASH_SETTLE_S = 1.0
+#: What multiprocessing's helper processes run (`python -c "<this>;main(fd)"`): not the server.
+_HELPER_CMDLINES = (
+    b"from multiprocessing.resource_tracker import main",
+    b"from multiprocessing.forkserver import main",
+)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _is_helper(pid: int) -> bool:
+    cmdline = _cmdline(pid)
+    return any(h in cmdline for h in _HELPER_CMDLINES)
+
+
+def server_processes(root: int, tree: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    """(the server: the root's children that are not multiprocessing helpers; the helpers).
+
+    Where /proc cannot say who the parent is, any non-helper below the root counts as server.
+    """
+    servers, helpers = [], []
+    for pid in tree:
+        if pid == root:
+            continue
+        if _is_helper(pid):
+            helpers.append(pid)
+            continue
+        info = proc_info(pid)
+        if info is None or info.ppid == root:
+            servers.append(pid)
+    return servers, helpers
 
 
 @dataclass(frozen=True)
@@ -68,24 +114,41 @@ async def compile_deepgemm(
         nonlocal reason
         if COMPILE_SUCCESS_LINE in text:
             succeeded.set()
+        # Only error lines count (classify_crash skips warnings that merely mention NCCL).
         if classify_crash(text.splitlines()) != "unknown" and not failed.is_set():
             reason = "crashed"  # the cause is named from the whole tail once the logs are drained
             failed.set()
 
-    async def watch_tree() -> None:
+    async def watch_server() -> None:
+        """Fail once the server process is gone (a silent death), helpers notwithstanding."""
         nonlocal reason
-        seen_server, lost_since = False, None
+        seen: dict[int, int] = {}  # server pid -> start time, so a reused pid is not mistaken
+        lost_since: float | None = None
         while True:
             await anyio.sleep(tree_poll_s)
-            size = len(child.tree())
-            if size > 1:
-                seen_server, lost_since = True, None
-            elif seen_server and not succeeded.is_set():
-                lost_since = lost_since or time.monotonic()
-                if time.monotonic() - lost_since > _LOST_CHILD_GRACE_S:
-                    reason = reason or "the compile server's child processes died"
-                    failed.set()
-                    return
+            tree = child.tree()
+            servers, helpers = server_processes(child.pid, tree)
+            for pid in servers:
+                info = proc_info(pid)
+                seen.setdefault(pid, info.starttime if info else 0)
+            alive = [
+                pid
+                for pid, start in seen.items()
+                if pid in tree and ((info := proc_info(pid)) is None or info.starttime == start)
+            ]
+            if alive or not seen or succeeded.is_set():
+                lost_since = None
+                continue
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > _LOST_SERVER_GRACE_S:
+                names = ", ".join(str(p) for p in sorted(seen))
+                left = f"; {len(helpers)} helper process(es) (resource tracker) still running"
+                reason = reason or (
+                    f"the compile server (pid {names}) died without an error line"
+                    + (left if helpers else "")
+                )
+                failed.set()
+                return
 
     returncode: int | None = None
     pumps_done = anyio.Event()
@@ -104,7 +167,7 @@ async def compile_deepgemm(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(pumps)
-            returncode = await _until_done(child, succeeded, failed, timeout_s, watch_tree)
+            returncode = await _until_done(child, succeeded, failed, timeout_s, watch_server)
             if failed.is_set() and returncode is None:
                 # A crash line is the first of several (a traceback): let it finish writing.
                 with anyio.move_on_after(_CRASH_SETTLE_S):
@@ -140,7 +203,7 @@ async def _until_done(
     succeeded: anyio.Event,
     failed: anyio.Event,
     timeout_s: float,
-    watch_tree: object,
+    watch_server: object,
 ) -> int | None:
     """Wait for success (then the script's own exit), failure, an early exit, or the deadline."""
     returncode: int | None = None
@@ -159,7 +222,7 @@ async def _until_done(
             tg.start_soon(on, succeeded)
             tg.start_soon(on, failed)
             tg.start_soon(on_exit)
-            tg.start_soon(watch_tree)  # type: ignore[arg-type]
+            tg.start_soon(watch_server)  # type: ignore[arg-type]
     if succeeded.is_set() and returncode is None:
         # The script sleeps 10 s, then kills its server and exits 0; give it that, bounded.
         with anyio.move_on_after(30):

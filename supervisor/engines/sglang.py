@@ -1,16 +1,20 @@
 """The SGLang edge: a typed launch config, what SGLang prints and how it dies.
 
 Everything here is data about one pinned SGLang release (`SGLANG_VERSION`), read from its source
-(see `shared/reference/`). The core never imports this module's knowledge, and this module never
-imports `sglang` itself: the parser check runs the installed SGLang in `sglang_check`.
+(file and function named where each fact is used; docs/FIDELITY.md lists them). The core never
+imports this module's knowledge, and this module never imports `sglang` itself: the parser check
+runs the installed SGLang in `sglang_check`.
 
 Drain semantics the core relies on: SIGTERM to the main pid only (its children have no SIGTERM
-handler, and signalling the group kills schedulers mid-drain); SGLang then drains with no time
-limit, so the supervisor's stop timeout is the bound, then SIGKILL to the whole tree.
+handler, and signalling the group kills schedulers mid-drain). SGLang then notices within 5 s,
+waits for in-flight requests with no time limit, gives its schedulers 15 s to release GPU memory
+and exits by itself; `stop_budget` turns those timings into the supervisor's stop timeout and
+the platform's exit grace.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -29,15 +33,22 @@ from supervisor._errors import ConfigError
 
 __all__ = [
     "COMPILE_SUCCESS_LINE",
+    "DG_DEFAULT_CACHE_DIR",
     "HEALTH_PATH",
+    "KV_CACHE_DTYPES",
     "MITIGATIONS",
     "PHASE_MARKERS",
     "READY_LINE",
+    "SCHEDULER_EXIT_S",
     "SGLANG_VERSION",
+    "SIGTERM_NOTICE_S",
     "Mitigation",
     "SGLangLaunch",
     "Speculative",
+    "StopBudget",
     "classify_crash",
+    "is_error_line",
+    "stop_budget",
 ]
 
 #: The one SGLang release this project's argv, image and checks are built for.
@@ -46,6 +57,20 @@ SGLANG_VERSION = "0.5.23"
 READY_LINE = "The server is fired up and ready to roll!"
 HEALTH_PATH = "/health"
 COMPILE_SUCCESS_LINE = "DeepGEMM Kernels compilation finished successfully."
+#: Where DeepGEMM's JIT cache goes without SGLANG_DG_CACHE_DIR: SGLANG_CACHE_DIR (default
+#: ~/.cache/sglang) + "deep_gemm" (srt/environ.py: SGLANG_DG_CACHE_DIR, _default_cache_subdir).
+DG_DEFAULT_CACHE_DIR = "~/.cache/sglang/deep_gemm"
+#: `--kv-cache-dtype` choices of 0.5.23's parser (srt/arg_groups/fields: kv_cache_dtype).
+KV_CACHE_DTYPES = (
+    "auto",
+    "fp8_e5m2",
+    "fp8_e4m3",
+    "mxfp8",
+    "bf16",
+    "bfloat16",
+    "nvfp4",
+    "fp4_mx_block16",
+)
 
 #: Log lines that start a cold-start phase (srt/model_executor/model_runner.py, engine.py).
 PHASE_MARKERS: tuple[tuple[str, str], ...] = (
@@ -59,30 +84,40 @@ PHASE_MARKERS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class Mitigation:
-    """A known SGLang problem and what the launch does about it: flags added or forbidden."""
+    """A known SGLang problem and what the launch does about it.
+
+    `adds` flags to the argv, `forbids` flags in `extra_args`, and `requires` launch fields that
+    must be set (the value is the profile's choice; the reason says how to choose it). Each reason
+    cites the 0.5.23 source line or the issue that justifies it.
+    """
 
     name: str
     reason: str
     adds: tuple[str, ...] = ()
     forbids: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
 
 
 #: Every workaround in one place, each with its reason. Profiles name the ones they need.
+#: Dropped on re-checking 0.5.23 (they changed nothing): `trtllm-dsa-attention` (--dsa-decode/
+#: prefill-backend trtllm, #21291) is what `_dsa_split_backend_resolution` picks by itself for an
+#: fp8_e4m3 KV cache on SM>=10 (srt/arg_groups/overrides.py); `bf16-kv-cache` (#22359, #17526:
+#: never pass --kv-cache-dtype) was no mitigation at all, since `auto` resolves to fp8_e4m3 for
+#: GLM's DSA on B200 (see `explicit-kv-cache-dtype`).
 MITIGATIONS: Mapping[str, Mitigation] = MappingProxyType(
     {
         m.name: m
         for m in (
             Mitigation(
-                "trtllm-dsa-attention",
-                "sglang #21291: unstable DSA decode on B200 with the default sparse-attention "
-                "kernels; the TRT-LLM decode and prefill backends are stable",
-                adds=("--dsa-decode-backend", "trtllm", "--dsa-prefill-backend", "trtllm"),
-            ),
-            Mitigation(
-                "bf16-kv-cache",
-                "sglang #22359, #17526: an FP8 KV cache corrupts output on GLM/DSA models; the KV "
-                "cache stays BF16 by never passing --kv-cache-dtype fp8",
+                "explicit-kv-cache-dtype",
+                "0.5.23 resolves --kv-cache-dtype auto per model and GPU: fp8_e4m3 for DSA models "
+                "(GLM-5.x) on SM>=10 (srt/arg_groups/overrides.py:_dsa_kv_cache_dtype_default), "
+                "the checkpoint's dtype for MLA models whose quant config names no KV algorithm "
+                "(srt/mem_cache/kv_cache_dtype.py:configure_kv_cache_dtype), and it warns to set "
+                "the dtype whenever a --dsa-*-backend is given; so the launch states it "
+                "(kv_cache_dtype), and the argv says what runs",
                 forbids=("--kv-cache-dtype",),
+                requires=("kv_cache_dtype",),
             ),
         )
     }
@@ -117,6 +152,7 @@ class SGLangLaunch:
     trust_remote_code: bool = False
     ep_size: int | None = None
     attention_backend: str | None = None
+    kv_cache_dtype: str | None = None
     moe_runner_backend: str | None = None
     flashinfer_allreduce_fusion_backend: str | None = None
     speculative: Speculative | None = None
@@ -144,12 +180,22 @@ class SGLangLaunch:
         unknown = [m for m in self.mitigations if m not in MITIGATIONS]
         if unknown:
             raise ConfigError(f"unknown mitigations {unknown}; known: {sorted(MITIGATIONS)}")
-        tokens = set(self.extra_args)
+        tokens = {t.split("=", 1)[0] for t in self.extra_args}
+        if self.kv_cache_dtype is not None and self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise ConfigError(
+                f"kv cache dtype {self.kv_cache_dtype!r} is not one of SGLang "
+                f"{SGLANG_VERSION}'s: {', '.join(KV_CACHE_DTYPES)}"
+            )
         for name in self.mitigations:
-            bad = tokens & set(MITIGATIONS[name].forbids)
+            mitigation = MITIGATIONS[name]
+            bad = tokens & set(mitigation.forbids)
             if bad:
-                reason = MITIGATIONS[name].reason
-                raise ConfigError(f"{sorted(bad)[0]} is forbidden by mitigation {name!r}: {reason}")
+                raise ConfigError(
+                    f"{sorted(bad)[0]} is forbidden by mitigation {name!r}: {mitigation.reason}"
+                )
+            unset = [f for f in mitigation.requires if getattr(self, f) is None]
+            if unset:
+                raise ConfigError(f"mitigation {name!r} needs {unset[0]} set: {mitigation.reason}")
         if "--api-key" in tokens:
             raise ConfigError(
                 "--api-key must not be in extra args: the key comes from the environment"
@@ -177,6 +223,7 @@ class SGLangLaunch:
         optional: list[tuple[str, object]] = [
             ("ep_size", self.ep_size),
             ("attention_backend", self.attention_backend),
+            ("kv_cache_dtype", self.kv_cache_dtype),
             ("moe_runner_backend", self.moe_runner_backend),
             ("flashinfer_allreduce_fusion_backend", self.flashinfer_allreduce_fusion_backend),
         ]
@@ -240,10 +287,8 @@ class SGLangLaunch:
             "HF_HUB_OFFLINE": "1",  # weights come from the volume; never reach for the hub
             "SGLANG_WARMUP_TIMEOUT": str(self.warmup_timeout_s),  # DeepGEMM JIT on first start
         }
-        if self.dg_cache_dir:
-            env["SGLANG_DG_CACHE_DIR"] = (
-                self.dg_cache_dir
-            )  # default ~/.cache/deep_gemm misses the volume
+        if self.dg_cache_dir:  # the default, DG_DEFAULT_CACHE_DIR, is not on the cache volume
+            env["SGLANG_DG_CACHE_DIR"] = self.dg_cache_dir
         env.update(self.env)
         return env
 
@@ -287,9 +332,80 @@ def _number(value: object) -> str:
     return str(value)
 
 
+# --------------------------------------------------------------------------- stopping
+#: SGLang 0.5.23's drain, srt/managers/tokenizer_manager.py (TokenizerManager.sigterm_watchdog,
+#: installed with the first generate request, which SGLang's own warmup sends before the ready
+#: line): it looks at the SIGTERM flag every 5 s, then counts in-flight requests every 5 s until
+#: none is left (no time limit), then sends ShutdownReq and gives the schedulers
+#: `_SCHEDULER_EXIT_TIMEOUT_SECS` (15 s) to release GPU memory before SIGKILLing stragglers.
+SIGTERM_NOTICE_S = 5.0
+DRAIN_POLL_S = 5.0
+SCHEDULER_EXIT_S = 15.0
+#: After the schedulers: kill_process_tree of what is left (reaped, 60 s bound but near instant
+#: once the schedulers are gone), uvicorn's own shutdown, the interpreter's exit.
+EXIT_MARGIN_S = 5.0
+#: After the supervisor's SIGKILL: the kill bound (`StopPolicy.kill_timeout`) is spent only when a
+#: process resists SIGKILL; then reaping, the crash report's write and our own exit.
+REAP_MARGIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class StopBudget:
+    """How long a graceful stop may take: the supervisor's stop timeout and the platform's grace."""
+
+    stop_timeout_s: float  # SIGTERM to the main pid .. SIGKILL to the tree
+    kill_timeout_s: float  # SIGKILL .. giving up on survivors
+    platform_grace_s: float  # the least exit grace a platform must give the container
+
+    def stop_policy(self) -> StopPolicy:
+        return StopPolicy(stop_timeout=self.stop_timeout_s, kill_timeout=self.kill_timeout_s)
+
+
+def stop_budget(
+    longest_request_s: float = 0.0,
+    *,
+    kill_timeout_s: float = 5.0,
+    margin_s: float = EXIT_MARGIN_S,
+) -> StopBudget:
+    """The stop timeout that lets SGLang finish its own drain, from its own timings.
+
+    `longest_request_s` is the longest in-flight request the deployment is willing to finish
+    (0: finish only what ends by the first count). The derivation, worst case:
+
+    - SIGTERM is noticed at most `SIGTERM_NOTICE_S` (5 s) after it arrives;
+    - in-flight requests are counted then and every `DRAIN_POLL_S` (5 s), so the count that finds
+      none comes at most 5 s after the last request ends, and never later than
+      `longest_request_s + 5` s after SIGTERM (the first count is within 5 s);
+    - the schedulers get `SCHEDULER_EXIT_S` (15 s) to release GPU memory;
+    - `margin_s` covers the reap of the rest, uvicorn's shutdown and the exit.
+
+    stop timeout = 5 + longest_request_s + 15 + margin_s (25 s with the defaults, which is also
+    `StopPolicy`'s default); platform grace = stop timeout + kill_timeout_s + `REAP_MARGIN_S`
+    (32 s with the defaults: more than a 30 s platform grace, so a deployment either asks its
+    platform for that grace or accepts that the scheduler release may be cut short by SIGKILL).
+    """
+    if longest_request_s < 0 or kill_timeout_s <= 0 or margin_s < 0:
+        raise ConfigError("stop budget: durations must be >= 0 (the kill timeout > 0)")
+    stop = SIGTERM_NOTICE_S + longest_request_s + SCHEDULER_EXIT_S + margin_s
+    return StopBudget(
+        stop_timeout_s=stop,
+        kill_timeout_s=kill_timeout_s,
+        platform_grace_s=stop + kill_timeout_s + REAP_MARGIN_S,
+    )
+
+
 # --------------------------------------------------------------------------- crash causes
-#: (cause, patterns) in priority order: the first cause with a pattern in the tail wins. The
-#: texts are SGLang's and PyTorch's own (srt/entrypoints/engine.py, http_server.py, watchdog.py).
+#: (cause, patterns) in priority order: the first cause with a pattern on an error line of the
+#: tail wins. The texts are SGLang's and PyTorch's own; where SGLang prints them:
+#: - scheduler-killed-during-init: srt/entrypoints/engine.py:_scheduler_died_error
+#: - watchdog-timeout: srt/utils/watchdog.py:WatchdogRaw._watchdog_once
+#: - warmup-failed: srt/entrypoints/http_server.py:_execute_server_warmup
+#: - scheduler-exception: srt/managers/scheduler.py:run_scheduler_process
+#: - subprocess-crashed: srt/utils/watchdog.py:SubprocessWatchdog._check_processes (a child
+#:   died with no Python traceback: a signal, a C++ abort, the OOM killer)
+#: - child-failed: the SIGQUIT that every child failure ends in, launch phase
+#:   (srt/entrypoints/engine.py: launch_phase_sigquit_handler) or running phase
+#:   (srt/managers/tokenizer_manager.py: SignalHandler.running_phase_sigquit_handler)
 CRASH_CAUSES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "cuda-out-of-memory",
@@ -319,9 +435,14 @@ CRASH_CAUSES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("scheduler-killed-during-init", ("scheduler died during initialization (exit code: -9)",)),
     ("watchdog-timeout", ("watchdog timeout (",)),
     ("warmup-failed", ("Initialization failed. warmup error",)),
+    ("scheduler-exception", ("Scheduler hit an exception",)),
+    ("subprocess-crashed", ("Triggering SIGQUIT for cleanup",)),
     (
-        "scheduler-exception",
-        ("Scheduler hit an exception", "Received sigquit from a child process"),
+        "child-failed",
+        (
+            "Received sigquit from a child process. It usually means the child failed.",
+            "It usually means one child failed.",
+        ),
     ),
 )
 
@@ -336,14 +457,40 @@ CAUSE_HINTS: Mapping[str, str] = MappingProxyType(
         "watchdog-timeout": "a batch hung longer than --watchdog-timeout: GPU or kernel hang",
         "warmup-failed": "SGLang's own warmup failed; raise SGLANG_WARMUP_TIMEOUT for DeepGEMM",
         "scheduler-exception": "read the traceback in the tail above",
+        "subprocess-crashed": "a scheduler died without a traceback (its exit code names the "
+        "signal: -9 OOM killer, -6 abort, -11 segfault): recycle; if it repeats, check the host",
+        "child-failed": "a child process failed: its traceback, if any, is in the tail above",
         "unknown": "read the tail above",
     }
 )
 
+# A warning mentions NCCL or CUDA all the time without anything being wrong: PyTorch's c10
+# warnings (`[W1102 10:00:00.1 ProcessGroupNCCL.cpp:4715] Warning: ...`, with a `[rank0]:`
+# prefix under torchrun), Python's warnings (`UserWarning: ...`), logging's `WARNING`.
+_WARNING_LINE = re.compile(
+    r"(?:^|\]:?)\[W(?:\d{4}| )|\bWarning:|\w+Warning\b|\bWARNING\b|warnings\.warn\(",
+)
+# What an error line says somewhere: an exception name, a traceback, a failure, a crash, a
+# signal, a timeout, c10's `[E1102 ...]` lines, errno texts.
+_ERROR_WORDS = re.compile(
+    r"error|exception|traceback|fail|crash|killed|timeout|timed out|sigquit|abort|fatal|"
+    r"terminat|out of memory|already in use|no such file|does not appear|not a valid|"
+    r"can't load|(?:^|\]:?)\[E(?:\d{4}| )",
+    re.IGNORECASE,
+)
+
+
+def is_error_line(line: str) -> bool:
+    """Whether a log line reports an error, not a warning that merely names NCCL or CUDA."""
+    return not _WARNING_LINE.search(line) and bool(_ERROR_WORDS.search(line))
+
 
 def classify_crash(lines: Sequence[str]) -> str:
-    """Name the cause of a crash from the last lines of SGLang's log, or "unknown"."""
-    text = "\n".join(lines)
+    """Name the cause of a crash from the last lines of SGLang's log, or "unknown".
+
+    Only error lines count (`is_error_line`), so a warning that mentions NCCL names no cause.
+    """
+    text = "\n".join(line for line in lines if is_error_line(line))
     for cause, patterns in CRASH_CAUSES:
         if any(p in text for p in patterns):
             return cause

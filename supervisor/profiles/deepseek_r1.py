@@ -4,6 +4,11 @@ A different shape from GLM-5.1: MLA attention (SGLang picks the backend), NEXTN 
 decoding through the model's own MTP head, the deepseek-r1 reasoning parser and the deepseekv3
 tool-call parser. Thinking cannot be switched off by a template flag, so its warmup set asks for
 reasoning and tools only.
+
+The KV cache is stated as bfloat16 (`explicit-kv-cache-dtype`): R1-0528 is MLA without DSA (no
+`index_topk`), and its FP8 quant config names no KV algorithm, so 0.5.23's `auto` resolves to
+the checkpoint's BF16 (srt/mem_cache/kv_cache_dtype.py:configure_kv_cache_dtype); saying so keeps
+the argv honest if a later release changes that default.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ LAUNCH = SGLangLaunch(
     tp_size=8,
     port=8000,
     trust_remote_code=True,
+    kv_cache_dtype="bfloat16",
     speculative=Speculative(algorithm="NEXTN", num_steps=3, eagle_topk=1, num_draft_tokens=4),
     reasoning_parser="deepseek-r1",
     tool_call_parser="deepseekv3",
@@ -30,6 +36,7 @@ LAUNCH = SGLangLaunch(
     max_prefill_tokens=MAX_PREFILL_TOKENS,
     watchdog_timeout=1200,
     enable_metrics=True,
+    mitigations=("explicit-kv-cache-dtype",),
     dg_cache_dir="/dg-cache",
     warmup_timeout_s=1800,
 )

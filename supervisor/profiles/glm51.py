@@ -4,11 +4,16 @@ Changes from the seed's command line, each forced by the pinned parser or a know
 - `--tp 8` -> `--tp-size 8` (`--tp` only worked as an argparse abbreviation);
 - `--ep 1` -> `--ep-size 1` (same flag, canonical name);
 - `--attention-backend nsa` -> `dsa` (nsa is a deprecated alias);
-- `--nsa-decode-backend/--nsa-prefill-backend trtllm` -> the `trtllm-dsa-attention` mitigation,
-  which emits `--dsa-decode-backend/--dsa-prefill-backend trtllm` (renamed in 0.5.23; #21291);
+- `--nsa-decode-backend/--nsa-prefill-backend trtllm` -> dropped: with an fp8_e4m3 KV cache on
+  SM>=10, 0.5.23 picks trtllm for both by itself (srt/arg_groups/overrides.py:
+  _dsa_split_backend_resolution), so the flags changed nothing (#21291's fix is the default);
 - `--enable-flashinfer-allreduce-fusion` -> `--flashinfer-allreduce-fusion-backend auto`
   (what the deprecated flag resolved to);
-- no `--kv-cache-dtype fp8`: the `bf16-kv-cache` mitigation forbids it (#22359, #17526);
+- `--kv-cache-dtype fp8_e4m3`, stated (`explicit-kv-cache-dtype`): what `auto` resolves to for
+  GLM's DSA on B200 anyway (overrides.py:_dsa_kv_cache_dtype_default), and what the published
+  GLM-5.x B200 recipes pass. The seed's belief that leaving the flag out kept a BF16 KV cache
+  (#22359, #17526) was wrong for 0.5.23; override with `kv_cache_dtype="bfloat16"` for BF16
+  (0.5.23 then defaults the DSA prefill backend to flashmla_sparse, decode to trtllm);
 - `SGLANG_DG_CACHE_DIR=/dg-cache`, so the DeepGEMM cache volume is actually used.
 """
 
@@ -30,6 +35,7 @@ LAUNCH = SGLangLaunch(
     trust_remote_code=True,
     ep_size=1,
     attention_backend="dsa",
+    kv_cache_dtype="fp8_e4m3",
     moe_runner_backend="flashinfer_trtllm",
     flashinfer_allreduce_fusion_backend="auto",
     speculative=Speculative(algorithm="EAGLE", num_steps=3, eagle_topk=1, num_draft_tokens=4),
@@ -41,7 +47,7 @@ LAUNCH = SGLangLaunch(
     max_total_tokens=65536,
     watchdog_timeout=1200,
     enable_metrics=True,
-    mitigations=("trtllm-dsa-attention", "bf16-kv-cache"),
+    mitigations=("explicit-kv-cache-dtype",),
     dg_cache_dir="/dg-cache",
     warmup_timeout_s=1800,
 )

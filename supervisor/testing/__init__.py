@@ -1,7 +1,9 @@
 """Test helpers for code that deploys SGLang: a fake server process and a processless manager.
 
-`fake_sglang` is a real process that behaves like SGLang 0.5.23 (see its module docstring), so a
-deployment can be tested end to end without a GPU. `InMemoryProcessManager` drives the
+`fake_sglang` is a real process that behaves like SGLang 0.5.23 (see its package docstring and
+docs/FIDELITY.md), so a deployment can be tested end to end without a GPU. It keeps SGLang's own
+timings by default (a drain takes up to 5 s to start, `/health` about 1 s); pass
+`--fake-time-scale 0.1` to shrink them for fast tests. `InMemoryProcessManager` drives the
 supervisor's logic without any process, for fast unit tests.
 """
 

@@ -1,0 +1,104 @@
+"""Command line of the fake: the SGLang flags that matter here, plus the `--fake-*` knobs.
+
+Unknown flags are accepted and ignored (and named in one log line), so a profile's real SGLang
+argv runs on the fake unchanged. Defaults are SGLang's own timings; `--fake-time-scale 0.1`
+shrinks every one of them (drain, health, compile polling) tenfold for fast tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ._compile import compile_deep_gemm
+from ._faults import FAULTS
+from ._server import FakeSGLang
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fake-sglang", description="A fake SGLang server for tests.")
+    # SGLang's flags (the ones the fake uses or shows in server_args=)
+    p.add_argument("--model-path", "--model", default="fake/model")
+    p.add_argument("--served-model-name", default=None)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=30000)
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--tp-size", "--tensor-parallel-size", "--tp", type=int, default=1)
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--kv-cache-dtype", default="auto")
+    p.add_argument("--mem-fraction-static", type=float, default=None)
+    p.add_argument("--max-running-requests", type=int, default=None)
+    p.add_argument("--max-total-tokens", type=int, default=None)
+    p.add_argument("--reasoning-parser", default=None)
+    p.add_argument("--tool-call-parser", default=None)
+    p.add_argument("--max-prefill-tokens", type=int, default=16384)
+    p.add_argument("--context-length", type=int, default=65536)
+    p.add_argument("--watchdog-timeout", type=float, default=300)
+    p.add_argument("--enable-metrics", action="store_true")
+    p.add_argument("--skip-server-warmup", action="store_true")
+    p.add_argument("--timeout", type=int, default=3600, help="compile mode: SGLang's --timeout")
+    # the fake's own knobs
+    p.add_argument("--fake-load-time", type=float, default=1.0, help="seconds with the port closed")
+    p.add_argument(
+        "--fake-warmup-time", type=float, default=0.5, help="seconds of 503 after binding"
+    )
+    p.add_argument(
+        "--fake-health-time",
+        type=float,
+        default=None,
+        help="seconds /health takes (default: SGLang's 1 s generation step, time-scaled)",
+    )
+    p.add_argument("--fake-gen-time", type=float, default=0.0, help="seconds each generation takes")
+    p.add_argument(
+        "--fake-time-scale",
+        type=float,
+        default=1.0,
+        help="multiply SGLang's own timings (drain 5 s/5 s/15 s, /health 1 s, compile polls 10 s)",
+    )
+    p.add_argument(
+        "--fake-release-time",
+        type=float,
+        default=None,
+        help="seconds a scheduler takes to release its memory after ShutdownReq (0.5, scaled)",
+    )
+    p.add_argument(
+        "--fake-architecture",
+        default=None,
+        help="the served model's architecture (default: guessed from --model-path)",
+    )
+    p.add_argument("--fake-fault", action="append", choices=FAULTS, default=[])
+    p.add_argument("--fake-crash-after", type=float, default=1.0, help="seconds after ready")
+    p.add_argument(
+        "--fake-crash-log",
+        action="append",
+        default=None,
+        help="lines logged before a crash (by the failing scheduler after serving)",
+    )
+    p.add_argument(
+        "--fake-extra-log", action="append", default=None, help="lines logged while loading"
+    )
+    p.add_argument("--fake-flood-lines", type=int, default=300_000)
+    p.add_argument("--fake-long-line", type=int, default=0, help="pad server_args= by N bytes")
+    p.add_argument("--fake-gpu-mem-gib", type=float, default=0.0, help="GPU memory per scheduler")
+    p.add_argument(
+        "--fake-grandchildren", action="store_true", help="each scheduler forks one more"
+    )
+    p.add_argument("--fake-api-key-env", default=None, help="read the API key from this variable")
+    p.add_argument(
+        "--fake-mode",
+        choices=("serve", "compile"),
+        default="serve",
+        help="compile: behave like `python -m sglang.compile_deep_gemm`",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, unknown = build_parser().parse_known_args(argv)
+    args.unknown = unknown
+    args.fake_compile_warmup = False
+    if not args.fake_time_scale > 0:
+        raise SystemExit(f"fake-sglang: --fake-time-scale must be > 0, got {args.fake_time_scale}")
+    if args.fake_mode == "compile":
+        compile_deep_gemm(args)
+    else:
+        FakeSGLang(args).run()

@@ -1,0 +1,97 @@
+"""SGLang's log format and its exact lines, each from the 0.5.23 source file and function named.
+
+Format `[%Y-%m-%d %H:%M:%S] message` on stderr, ` TPn` inside the brackets for a scheduler rank.
+Every line goes through `log` (or `raw`, for what SGLang prints outside `logging`) under one
+lock, flushed at once, so lines of concurrent threads never interleave mid-line.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_log_lock = threading.Lock()
+
+# srt/entrypoints/http_server.py:_wait_and_warmup
+READY_LINE = "The server is fired up and ready to roll!"
+# sglang/launch_server.py:__main__, through `warnings.warn` (so no timestamp, on stderr)
+PYTHON_M_WARNING = (
+    "/usr/local/lib/python3.12/dist-packages/sglang/launch_server.py:71: UserWarning: "
+    "'python -m sglang.launch_server' is still supported, but 'sglang serve' is the recommended "
+    "entrypoint.\n  Example: sglang serve --model-path <model> [options]\n  warnings.warn("
+)
+# srt/managers/tokenizer_manager.py:SignalHandler.sigterm_handler, called by the event loop with
+# no arguments (loop.add_signal_handler), hence signum=None frame=None
+SIGTERM_LINE = "SIGTERM received. signum=None frame=None. Draining requests and shutting down..."
+# srt/entrypoints/engine.py:launch_phase_sigquit_handler (before the first generate request)
+LAUNCH_SIGQUIT_LINE = "Received sigquit from a child process. It usually means the child failed."
+# srt/managers/tokenizer_manager.py:SignalHandler.running_phase_sigquit_handler (after it)
+RUNNING_SIGQUIT_LINE = (
+    "SIGQUIT received. signum=None, frame=None. It usually means one child failed."
+)
+# srt/entrypoints/http_server.py:health_generate
+HEALTH_DURING_SHUTDOWN_LINE = "Health check request received during shutdown. Returning 503."
+# uvicorn's own shutdown, once the drain sets `server.should_exit` (http_server.py stop hook)
+UVICORN_SHUTDOWN_LINES = (
+    "INFO:     Shutting down",
+    "INFO:     Waiting for application shutdown.",
+    "INFO:     Application shutdown complete.",
+    "INFO:     Finished server process [{pid}]",
+)
+
+
+def log(message: str, rank: int | None = None) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    tag = f" TP{rank}" if rank is not None else ""
+    raw(f"[{stamp}{tag}] {message}")
+
+
+def raw(text: str) -> None:
+    """A line as printed outside `logging` (print, warnings): no timestamp."""
+    with _log_lock:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def server_args_line(resolved: Mapping[str, Any]) -> str:
+    """srt/entrypoints/engine.py:_launch_subprocesses logs `server_args={resolved_dict()}`: a dict.
+
+    Its repr escapes quotes and backslashes in values (an API key included, in clear).
+    """
+    return f"server_args={dict(resolved)!r}"
+
+
+def drain_line(rids: Iterable[str]) -> str:
+    """srt/managers/tokenizer_manager.py:TokenizerManager.sigterm_watchdog, every 5 s."""
+    remaining_rids = list(rids)
+    return (
+        f"Gracefully exiting... Remaining number of requests {len(remaining_rids)}. "
+        f"Remaining requests {remaining_rids=}."
+    )
+
+
+def stragglers_line(seconds: float, pids: list[int]) -> str:
+    """tokenizer_manager.py:sigterm_watchdog, schedulers alive after `_SCHEDULER_EXIT_TIMEOUT_SECS`."""
+    return (
+        f"Schedulers still alive {seconds:g}s after ShutdownReq, killing them before they "
+        f"released: {pids}"
+    )
+
+
+def kill_tree_line(parent_pid: int, include_parent: bool, pid: int) -> str:
+    """srt/utils/common.py:kill_process_tree logs each call."""
+    return (
+        f"kill_process_tree called: parent_pid={parent_pid}, "
+        f"include_parent={include_parent}, pid={pid}"
+    )
+
+
+def subprocess_crashed_line(name: str, pid: int, exitcode: int) -> str:
+    """srt/utils/watchdog.py:SubprocessWatchdog._check_processes."""
+    return (
+        f"Subprocess {name} (pid={pid}) crashed with exit code {exitcode}. "
+        f"Triggering SIGQUIT for cleanup..."
+    )
