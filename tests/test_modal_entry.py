@@ -405,7 +405,7 @@ def test_dummy_download_fetches_only_config_and_tokenizer(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------ the lifecycle, locally
-FAKE = f"{sys.executable} -m supervisor.testing.fake_sglang --fake-load-time 0.3 --fake-warmup-time 0.2"
+FAKE = f"{sys.executable} -m supervisor.testing.fake_sglang --fake-load-time 0.3 --fake-warmup-time 0.2 --fake-time-scale 0.1"
 KEY = "modal-test-key"
 
 
@@ -461,7 +461,7 @@ def test_lifecycle_crash_after_serving_recycles_with_the_report(entry, monkeypat
         assert len(recycled) == 1
         report = recycled[0]
         assert report.cause == "cuda-out-of-memory" and report.returncode == -9
-        assert "Received sigquit" in "\n".join(report.tail)
+        assert "It usually means one child failed." in "\n".join(report.tail)
     finally:
         server.stop()
 

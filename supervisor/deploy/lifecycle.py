@@ -31,6 +31,7 @@ from supervisor.deploy.settings import (
     validate_deployment,
     with_dummy_weights,
 )
+from supervisor.engines.image import runtime_problems
 from supervisor.engines.preflight import (
     Check,
     PreflightReport,
@@ -38,7 +39,7 @@ from supervisor.engines.preflight import (
     check_weights,
     run_preflight,
 )
-from supervisor.engines.sglang import SGLangLaunch, classify_crash
+from supervisor.engines.sglang import SGLANG_VERSION, SGLangLaunch, classify_crash
 from supervisor.profiles import Profile
 
 __all__ = [
@@ -170,7 +171,7 @@ def verify_setup(
     """Weights complete (or, with dummy weights, the config), argv parses with the installed
     SGLang, DeepGEMM marker present."""
     launch = with_dummy_weights(profile.launch) if dummy else profile.launch
-    return _preflight(
+    report = _preflight(
         profile,
         launch,
         real=True,
@@ -180,6 +181,15 @@ def verify_setup(
         marker=profile.uses_deepgemm,
         parser_python=parser_python,
     )
+    return PreflightReport((runtime_check(require_gpu=False), *report.checks))
+
+
+def runtime_check(*, require_gpu: bool) -> Check:
+    """The image against the pin (SGLang version, CUDA, driver) as one preflight line."""
+    problems = runtime_problems(require_gpu=require_gpu)
+    if problems:
+        return Check("runtime", "fail", "; ".join(problems))
+    return Check("runtime", "ok", f"SGLang {SGLANG_VERSION} as pinned")
 
 
 @dataclass

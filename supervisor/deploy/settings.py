@@ -22,7 +22,8 @@ from types import MappingProxyType
 from typing import Final
 
 from supervisor._errors import ConfigError
-from supervisor.engines.sglang import SGLANG_VERSION, SGLangLaunch
+from supervisor.engines import image, sglang
+from supervisor.engines.sglang import SGLangLaunch
 from supervisor.profiles import Profile, get_profile, profile_names
 
 __all__ = [
@@ -133,13 +134,14 @@ WEB_PORT_WAIT_S: Final = 60
 WEB_SERVER_TIMEOUT_S: Final = MAX_TIMEOUT_S  # @app.cls `timeout`: one request's longest life
 
 # ------------------------------------------------------------------ drain budget (SGLang 0.5.23)
+# SGLang's own timings come from the engine edge (`supervisor.engines.sglang`, with their sources):
 #: `sigterm_watchdog` sleeps 5 s between looks at the SIGTERM flag (tokenizer_manager.py).
-SIGTERM_NOTICE_S: Final = 5
+SIGTERM_NOTICE_S: Final = int(sglang.SIGTERM_NOTICE_S)
 #: While requests are in flight it polls their number every 5 s, so the last one's end is seen
 #: up to 5 s late. With none in flight it goes straight to the schedulers.
-DRAIN_POLL_S: Final = 5
+DRAIN_POLL_S: Final = int(sglang.DRAIN_POLL_S)
 #: `_SCHEDULER_EXIT_TIMEOUT_SECS`: after `ShutdownReq`, schedulers get 15 s to release GPU memory.
-SCHEDULER_RELEASE_S: Final = 15
+SCHEDULER_RELEASE_S: Final = int(sglang.SCHEDULER_EXIT_S)
 #: Our SIGKILL to whatever is left of the tree (StopPolicy.kill_timeout, 5 s) and the reap, with
 #: 5 s to spare before the platform kills the container.
 REAP_MARGIN_S: Final = 10
@@ -195,9 +197,8 @@ class DrainBudget:
 
 
 def default_image() -> str:
-    """The SGLang image for the pinned version. Releases after 0.5.19 ship CUDA 13 and are tagged
-    by release only (`vX.Y.Z`), so there is no `-cu129` suffix to add."""
-    return f"lmsysorg/sglang:v{SGLANG_VERSION}"
+    """The SGLang image for the pinned version (the engine edge derives it from the pin)."""
+    return image.default_image()
 
 
 # ------------------------------------------------------------------ parsing helpers (one line each)
