@@ -1,23 +1,21 @@
 """Pump the child's output to a sink, keep a bounded tail for the crash report, and hide secrets.
 
-The reader works in chunks, not lines: it reads up to 256 KiB, decodes it (incrementally, so a
-character split across reads survives; bad UTF-8 becomes U+FFFD, never an error) and hands every
-complete line of the chunk on as one block, keeping the partial last line for the next chunk. A
-flood of short lines therefore costs a handful of C-speed passes per 256 KiB, never per-line
-Python: redaction and the observers first ask cheap questions (is every character of the needle
-present? `in` on one character is a `memchr`) and the tail splits only the last N lines of a
-block. The pipe is drained as fast as the child fills it: a full pipe would block SGLang's
-scheduler.
+The reader works in chunks, not lines: it reads up to 256 KiB and splits it at its last b"\n"
+(never part of a multi-byte UTF-8 character): the whole lines before it are decoded in place and
+handed on as one block, the partial line after it waits for the next chunk. Bad UTF-8 becomes
+U+FFFD, never an error. A flood of short lines therefore costs a handful of C-speed passes per
+256 KiB and no per-line Python: redaction and the observers first ask `memchr`-cheap questions,
+the tail splits only the last N lines of a block, and a block that needed no change is written
+as the bytes that came. The pipe is drained as fast as the child fills it: a full pipe would
+block SGLang's scheduler.
 
 Every buffer has a cap. A line longer than `max_line_bytes` (1 MiB by default: SGLang's longest
 line, `server_args=`, passes whole) is passed on in pieces of about that size, each ending in a
 newline; a tail entry holds at most 8 KiB of its line and says how much it cut.
 
-Secrets: the declared ones are replaced in every escaped form that a log can show (raw, `repr`
-with either quote, JSON, `shlex.quote`, URL-encoded), and secret-shaped values are masked even with
-escaped quotes inside (`api_key="Zq9'Xw\\\\Rt7"`). Redaction runs on whole lines; a giant line is
-redacted before it is cut, and the cut keeps the longest secret's length (and any `api_key`-like
-word of the last 4 KiB) for the next piece, so a secret that straddles two pieces is still caught.
+Secrets (`_redact`): redaction runs on whole lines; a giant line is redacted before it is cut,
+and the cut keeps the longest secret's length (and any `api_key`-like word of the last 4 KiB)
+for the next piece, so a secret that straddles two pieces is still caught.
 
 The supervisor's own lines cannot be forged: they start with `[supervisor] `, and the child's
 output never contains `[supervisor]` anywhere, because the pump rewrites it to `[~supervisor]`.
@@ -28,12 +26,8 @@ whatever the child prints, on any line separator; the child's other lines pass b
 from __future__ import annotations
 
 import codecs
-import json
 import logging
-import re
-import shlex
 import sys
-import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol, TextIO
@@ -41,6 +35,7 @@ from typing import Protocol, TextIO
 import anyio
 
 from ._process import ByteSource
+from ._redact import Needle, Redactor
 
 __all__ = [
     "FORGED_MARK",
@@ -54,38 +49,10 @@ __all__ = [
     "unforge",
 ]
 
-REDACTED = "***"
 SUPERVISOR_MARK = "[supervisor]"
 FORGED_MARK = "[~supervisor]"  # what a child's `[supervisor]` becomes
 TAIL_LINE_CHARS = 8 << 10  # the most a tail entry keeps of its line
-_CUT_WINDOW = 4096  # a piece is never cut within this many characters after an api_key-like word
-
-# Characters by how often they appear in logs, most common first; any other is rarer still.
-_BY_FREQUENCY = " etaoinsrlcdhupm0123456789.,:-/[]()gfbwykv_=TSAPICDERMNOLx'\"#qjzBFGHUWKVYXJQZ"
-_RANK = {c: i for i, c in enumerate(_BY_FREQUENCY)}
 _UTF8 = ("utf-8", "utf8")
-
-
-class Needle:
-    """A literal, looked for cheaply: its rarest characters one by one (`memchr`), then itself.
-
-    A 256 KiB block of decode lines has no `_`, `=`, `z` or `y`, so almost every question about a
-    secret-shaped word is answered by one `memchr` that finds nothing.
-    """
-
-    __slots__ = ("gates", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        rarest = sorted(set(text), key=lambda c: -_RANK.get(c, len(_RANK)))
-        self.gates = tuple(rarest[:4])
-
-    def found(self, hay: str) -> bool:
-        for c in self.gates:
-            if c not in hay:
-                return False
-        return self.text in hay
-
 
 _FORGED = Needle(SUPERVISOR_MARK)
 
@@ -101,109 +68,6 @@ def clip(line: str, limit: int = TAIL_LINE_CHARS) -> str:
         return line
     lost = len(line[limit:].encode("utf-8", "replace"))
     return f"{line[:limit]}…[{lost} bytes cut]"
-
-
-# ----------------------------------------------------------------------------- redaction
-# A quoted value, either quote, backslash escapes inside; unterminated, it runs to the end of the
-# line (masking too much is safe). An unquoted value runs to a space or a delimiter.
-_QUOTED = r"""(?P<q>['"])(?P<v>(?:\\.|(?!(?P=q))[^\\\n])*)(?P<e>(?P=q)?)"""
-_BARE = r"""(?P<u>(?!None\b)[^\s'",;)}\]]+)"""
-_SHELL_WORD = r"""(?P<w>(?!-)(?:'[^'\n]*'?|"(?:\\.|[^"\\\n])*"?|\\.|[^\s'"\\])+)"""
-
-# Secrets that SGLang and friends print without being asked: the server_args line carries the
-# api_key in clear text (as `api_key='...'` or a dict's `'api_key': '...'`), an argv may carry
-# `--api-key`, a header a bearer token. Each pattern comes with literal words, one of which must
-# be present: a cheap test that skips the regex on nearly every block.
-_GENERIC: list[tuple[tuple[Needle, ...], re.Pattern[str]]] = [
-    (
-        (Needle("api_key"), Needle("API_KEY")),
-        re.compile(rf"""(?P<p>api_key['"]?\s*[:=]\s*)(?:{_QUOTED}|{_BARE})""", re.I),
-    ),
-    (
-        (Needle("-api-key"),),
-        re.compile(rf"""(?P<p>--(?:admin-)?api-key(?:=|\s+|['"]\s*,\s*))(?:{_SHELL_WORD})"""),
-    ),
-    (
-        (Needle("uthorization"), Needle("UTHORIZATION")),
-        re.compile(r"""(?P<p>authorization['"]?\s*[:=]?\s*['"]?bearer\s+)(?P<u>[^\s'"]+)""", re.I),
-    ),
-    (
-        (Needle("TOKEN="),),
-        re.compile(r"""(?P<p>\b(?:HF_TOKEN|HUGGING_FACE_HUB_TOKEN)=)(?P<u>\S+)"""),
-    ),
-    ((Needle("hf_"),), re.compile(r"""(?P<p>)\b(?P<u>hf_[A-Za-z0-9]{16,})""")),
-]
-# Lower-case words after which a piece is not cut (their value may follow within the window).
-_CUT_WORDS = ("api_key", "api-key", "authorization", "token=", "hf_")
-
-
-def _mask(m: re.Match[str]) -> str:
-    q = m.group("q") if "q" in m.re.groupindex else None
-    if q:
-        return f"{m.group('p')}{q}{REDACTED}{m.group('e')}"
-    return f"{m.group('p')}{REDACTED}"
-
-
-def _py_literal(secret: str, quote: str) -> str:
-    """The inside of a Python string literal of `secret` written with `quote`."""
-    out = []
-    for ch in secret:
-        if ch == "\\" or ch == quote:
-            out.append("\\" + ch)
-        else:
-            out.append(repr(ch)[1:-1])  # \n, \x00, \u2028 as repr writes them
-    return "".join(out)
-
-
-def escaped_forms(secret: str) -> set[str]:
-    """Every way a log line can spell `secret`: raw, Python, JSON, shell and URL escaped."""
-    forms = {
-        secret,
-        repr(secret)[1:-1],
-        _py_literal(secret, "'"),
-        _py_literal(secret, '"'),
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        shlex.quote(secret),
-        urllib.parse.quote(secret),
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret),
-    }
-    return {f for f in forms if f}
-
-
-class Redactor:
-    """Replace known secrets, in every escaped form, and secret-shaped values by `***`."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        forms = {f for s in secrets if s for f in escaped_forms(s)}
-        self._needles = [Needle(f) for f in sorted(forms, key=len, reverse=True)]
-        #: How many trailing characters a cut must keep: the start of a secret not yet complete.
-        self.overlap = max((len(f) for f in forms), default=1) - 1
-
-    def __call__(self, text: str) -> str:
-        for needle in self._needles:
-            if needle.found(text):
-                text = text.replace(needle.text, REDACTED)
-        for needles, pattern in _GENERIC:
-            if any(n.found(text) for n in needles):
-                text = pattern.sub(_mask, text)
-        return text
-
-    def cut_point(self, text: str) -> int:
-        """Where to cut already-redacted `text` so that no secret can straddle the cut.
-
-        Keeps the last `overlap` characters (a declared secret whose end has not arrived) and
-        any api_key-like word of the last 4 KiB before that (a value that may follow), but always
-        passes on at least half of `text`.
-        """
-        end = len(text) - self.overlap
-        start = max(0, end - _CUT_WINDOW)
-        window = text[start:end].lower()
-        hits = [i for i in (window.find(w) for w in _CUT_WORDS) if i >= 0]
-        if hits:
-            end = start + min(hits)
-        return max(end, len(text) // 2, 1)
 
 
 # ----------------------------------------------------------------------------- tail and sinks

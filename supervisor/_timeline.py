@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
-from ._logs import Needle
+from ._redact import Needle
 
 __all__ = ["Timeline"]
 
