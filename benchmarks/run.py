@@ -259,7 +259,16 @@ def flood_result(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def bench_flood(trials: int, lines: int) -> tuple[Row, Row]:
+def bench_flood(
+    trials: int, lines: int, mode: str, ready_line: str | None = None
+) -> tuple[Row, ...]:
+    """The child's own write time for `lines` lines, under our pump and into `cat > /dev/null`.
+
+    `mode` is the child's buffering: `line` flushes every line (Python logging), `block` writes
+    8 KiB at a time (C stdio, `print` to a pipe), so each read brings ~1,700 lines at once.
+    `ready_line` adds the supervisor's ready-line observer, as the CLI's `--ready-line` and the
+    profiles run it.
+    """
     child = [sys.executable, str(ROOT / "benchmarks" / "flood_child.py"), str(lines)]
     cat_times, cat_worst, ours, ours_worst, seed, seed_worst = [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -267,7 +276,7 @@ def bench_flood(trials: int, lines: int) -> tuple[Row, Row]:
             # baseline: the child writes into `cat > /dev/null`
             res = Path(tmp) / f"cat{i}.json"
             cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-            subprocess.run([*child, str(res)], stderr=cat.stdin, check=True)
+            subprocess.run([*child, str(res), mode], stderr=cat.stdin, check=True)
             cat.stdin.close()
             cat.wait()
             cat_times.append(flood_result(res)["seconds"])
@@ -277,11 +286,12 @@ def bench_flood(trials: int, lines: int) -> tuple[Row, Row]:
             res = Path(tmp) / f"ours{i}.json"
             with open(os.devnull, "w") as devnull:
                 cfg = SupervisorConfig(
-                    launch=LaunchSpec(argv=(*child, str(res))),
+                    launch=LaunchSpec(argv=(*child, str(res), mode)),
                     port=free_port(),
                     health=HealthPolicy(startup_timeout=300),
                     liveness=LivenessPolicy(enabled=False),
                     api_key="not-in-the-log",
+                    ready_line=ready_line,
                 )
 
                 async def one(cfg: SupervisorConfig = cfg, devnull=devnull) -> None:
@@ -297,7 +307,7 @@ def bench_flood(trials: int, lines: int) -> tuple[Row, Row]:
             # the seed: Popen + readline thread
             res = Path(tmp) / f"seed{i}.json"
             proc = subprocess.Popen(
-                [*child, str(res)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                [*child, str(res), mode], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             )
             with open(os.devnull, "wb") as devnull:
                 t = threading.Thread(target=seed_design.stream_logs, args=(proc.stdout, devnull))
@@ -307,18 +317,22 @@ def bench_flood(trials: int, lines: int) -> tuple[Row, Row]:
             seed.append(flood_result(res)["seconds"])
             seed_worst.append(flood_result(res)["max_write_s"])
     ratio = statistics.median(ours) / statistics.median(cat_times)
+    seed_ratio = statistics.median(seed) / statistics.median(cat_times)
+    ready = f", --ready-line {ready_line!r}" if ready_line else ""
     write = Row(
-        f"log flood {lines:,} lines: child's write time (baseline: cat > /dev/null)",
+        f"log flood, {lines:,} lines, {mode}-buffered child{ready}: its write time (baseline: cat)",
         "s",
         ours,
         cat_times,
         "<= 1.5x cat",
         ratio <= 1.5,
         note=f"ours/cat = {ratio:.2f}x; the seed's readline thread: median "
-        f"{statistics.median(seed):.3f} s ({statistics.median(seed) / statistics.median(cat_times):.2f}x cat)",
+        f"{statistics.median(seed):.3f} s ({seed_ratio:.2f}x cat)",
     )
+    if mode != "line" or ready_line:
+        return (write,)
     worst = Row(
-        "log flood: longest single blocked write (baseline: cat)",
+        "log flood, line-buffered: longest single blocked write (baseline: cat)",
         "s",
         ours_worst,
         cat_worst,
@@ -424,7 +438,9 @@ def main() -> None:
         ("death", lambda: bench_death(5 if q else 20, 3 if q else 8)),
         ("healthy->warm", lambda: bench_healthy_to_warm(5 if q else 20, 3 if q else 8)),
         ("warmup", lambda: bench_warmup(3 if q else 7, 2 if q else 5)),
-        ("flood", lambda: bench_flood(2 if q else 5, 300_000)),
+        ("flood (line)", lambda: bench_flood(3 if q else 7, 1_000_000, "line")),
+        ("flood (block)", lambda: bench_flood(3 if q else 7, 1_000_000, "block")),
+        ("flood (block, ready line)", lambda: bench_flood(3, 1_000_000, "block", "fired up")),
         ("idle", lambda: bench_idle(15 if q else 60)),
     ]
     rows: list[Row] = []

@@ -124,7 +124,9 @@ class WarmupPayload:
 
     `expect` names checks from `EXPECTATIONS`: `status` (any 200), `content`, `tool_calls`,
     `reasoning_content` (each non-empty in the first choice), `no_reasoning` (reasoning empty) and
-    `text` (a legacy completion's non-empty text).
+    `text` (a legacy completion's non-empty text). `timeout` bounds the whole exchange (connect,
+    headers and body) and `max_answer_bytes` the body: a longer answer is a failed warmup, not a
+    supervisor that grows without end.
     """
 
     name: str
@@ -133,6 +135,7 @@ class WarmupPayload:
     expect: tuple[str, ...] = ("status",)
     timeout: float = 300.0
     method: str = "POST"
+    max_answer_bytes: int = 4 << 20
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -153,13 +156,18 @@ class WarmupPayload:
         _positive(f"warmup {self.name!r} timeout", self.timeout)
         if self.method not in ("POST", "GET"):
             raise ConfigError(f"warmup {self.name!r}: method must be POST or GET")
+        cap = self.max_answer_bytes
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ConfigError(
+                f"warmup {self.name!r}: max_answer_bytes must be a whole number >= 1, got {cap!r}"
+            )
 
     @classmethod
     def from_json(cls, item: object, *, default_timeout: float = 300.0) -> WarmupPayload:
         """Build from one object of a `--warmup` file, rejecting unknown keys by name."""
         if not isinstance(item, Mapping):
             raise ConfigError("each warmup entry must be a JSON object with name, path and body")
-        allowed = {"name", "path", "body", "expect", "timeout", "method"}
+        allowed = {"name", "path", "body", "expect", "timeout", "method", "max_answer_bytes"}
         extra = sorted(set(item) - allowed)
         if extra:
             raise ConfigError(f"warmup entry has unknown keys {extra}; allowed: {sorted(allowed)}")
@@ -173,6 +181,7 @@ class WarmupPayload:
             expect=item.get("expect", ("status",)),
             timeout=float(item.get("timeout", default_timeout)),
             method=item.get("method", "POST"),
+            max_answer_bytes=item.get("max_answer_bytes", cls.max_answer_bytes),
         )
 
 
@@ -210,10 +219,15 @@ class StopPolicy:
 
 @dataclass(frozen=True)
 class LogPolicy:
-    """How much of the child's log is kept for the crash report, and the longest line kept whole."""
+    """How much of the child's log is kept for the crash report, and the longest line kept whole.
+
+    `max_line_bytes` bounds the partial line held in memory: a longer line is passed on in pieces
+    of about that size. 1 MiB keeps SGLang's longest line (`server_args=`, with a JSON config or
+    two) whole; memory does not depend on it much, since each tail entry is clipped to 8 KiB.
+    """
 
     tail_lines: int = 200
-    max_line_bytes: int = 8 << 20
+    max_line_bytes: int = 1 << 20
     secrets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

@@ -5,7 +5,12 @@ on any exception, no wait"): exponential backoff with jitter, a cap, `stop_after
 predicate that only accepts "not ready yet", and `anyio`-aware sleeping that a nudge can cut
 short. The nudge is how the child's ready line makes us probe at once instead of sleeping out the
 backoff. A hard `move_on_after` around the whole wait makes the deadline exact even when a single
-probe hangs.
+probe hangs; the probe it cancels is reported as what it was ("in flight for 3.0 s, no answer"),
+so the timeout's "last probe" never names an older one.
+
+A probe reads the status line and headers only, under one total deadline, and closes the
+connection without reading the body: an endless or trickling body can neither grow the supervisor
+nor keep a probe (and so liveness) pending for ever.
 """
 
 from __future__ import annotations
@@ -61,22 +66,30 @@ class Nudge:
             self._event = anyio.Event()
 
 
+def _transport_error(exc: httpx.RequestError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused"
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
 async def probe(client: httpx.AsyncClient, url: str, timeout: float) -> ProbeResult:
-    """One GET; never raises for a network problem, which is just an unhealthy answer."""
+    """One GET; never raises for a network problem, which is just an unhealthy answer.
+
+    `timeout` bounds the whole probe (connect, status line, headers); the body is never read.
+    """
     start = time.perf_counter()
     try:
-        response = await client.get(url, timeout=timeout)
-    except httpx.ConnectError:
-        return ProbeResult(False, None, "connection refused", time.perf_counter() - start)
-    except httpx.TimeoutException:
+        with anyio.fail_after(timeout):
+            async with client.stream("GET", url, timeout=timeout) as response:
+                status = response.status_code
+            # Leaving the block closes the response unread: the connection is dropped.
+    except (TimeoutError, httpx.TimeoutException):
         return ProbeResult(
             False, None, f"no answer within {timeout:g} s", time.perf_counter() - start
         )
-    except httpx.TransportError as exc:
-        error = f"{type(exc).__name__}: {exc}".rstrip(": ")
-        return ProbeResult(False, None, error, time.perf_counter() - start)
-    latency = time.perf_counter() - start
-    return ProbeResult(response.status_code == 200, response.status_code, None, latency)
+    except httpx.RequestError as exc:
+        return ProbeResult(False, None, _transport_error(exc), time.perf_counter() - start)
+    return ProbeResult(status == 200, status, None, time.perf_counter() - start)
 
 
 class _NotReady(Exception):
@@ -96,7 +109,8 @@ async def wait_healthy(
     """Return the first healthy probe, or None when `policy.startup_timeout` runs out.
 
     The caller races this against the child's exit, and learns every probe's result through
-    `on_probe` (the last one goes into the timeout's error message).
+    `on_probe` (the last one goes into the timeout's error message), including the probe that
+    the deadline cut short.
     """
     deadline = anyio.current_time() + policy.startup_timeout
     retrying = AsyncRetrying(
@@ -107,12 +121,15 @@ async def wait_healthy(
         sleep=nudge.sleep if nudge is not None else anyio.sleep,
         reraise=True,
     )
-    with anyio.move_on_after(policy.startup_timeout):
+    in_flight: float | None = None  # perf_counter() when the current probe began
+    with anyio.move_on_after(policy.startup_timeout) as scope:
         try:
             async for attempt in retrying:
                 with attempt:
                     remaining = max(0.05, deadline - anyio.current_time())
+                    in_flight = time.perf_counter()
                     result = await probe(client, url, min(policy.probe_timeout, remaining))
+                    in_flight = None
                     if on_probe is not None:
                         on_probe(result)
                     if not result.ok:
@@ -120,6 +137,14 @@ async def wait_healthy(
                     return result
         except _NotReady:
             return None
+    if scope.cancelled_caught and in_flight is not None and on_probe is not None:
+        # The deadline cut a probe short: that probe, not the one before, is the last one.
+        waited = time.perf_counter() - in_flight
+        on_probe(
+            ProbeResult(
+                False, None, f"no answer yet; a probe was in flight for {waited:.1f} s", waited
+            )
+        )
     return None
 
 

@@ -1,17 +1,32 @@
-"""Pump the child's output to a sink, keep a tail for the crash report, and hide secrets.
+"""Pump the child's output to a sink, keep a bounded tail for the crash report, and hide secrets.
 
-The reader works in chunks, not lines: it reads up to 256 KiB, hands every complete line of the
-chunk on as one block, and keeps the partial last line for the next chunk. So a multi-megabyte
-line is fine (no `readline` limit to trip), a flood of short lines costs one write per chunk, and
-the pipe is drained as fast as the child fills it: a full pipe would block SGLang's scheduler.
-Bytes that are not UTF-8 become U+FFFD; they are never fatal. Redaction runs on whole lines, so
-a secret split across two reads is still caught.
+The reader works in chunks, not lines: it reads up to 256 KiB and splits it at its last b"\n"
+(never part of a multi-byte UTF-8 character): the whole lines before it are decoded in place and
+handed on as one block, the partial line after it waits for the next chunk. Bad UTF-8 becomes
+U+FFFD, never an error. A flood of short lines therefore costs a handful of C-speed passes per
+256 KiB and no per-line Python: redaction and the observers first ask `memchr`-cheap questions,
+the tail splits only the last N lines of a block, and a block that needed no change is written
+as the bytes that came. The pipe is drained as fast as the child fills it: a full pipe would
+block SGLang's scheduler.
+
+Every buffer has a cap. A line longer than `max_line_bytes` (1 MiB by default: SGLang's longest
+line, `server_args=`, passes whole) is passed on in pieces of about that size, each ending in a
+newline; a tail entry holds at most 8 KiB of its line and says how much it cut.
+
+Secrets (`_redact`): redaction runs on whole lines; a giant line is redacted before it is cut,
+and the cut keeps the longest secret's length (and any `api_key`-like word of the last 4 KiB)
+for the next piece, so a secret that straddles two pieces is still caught.
+
+The supervisor's own lines cannot be forged: they start with `[supervisor] `, and the child's
+output never contains `[supervisor]` anywhere, because the pump rewrites it to `[~supervisor]`.
+So a reader that trusts lines starting with (or even containing) `[supervisor]` reads only ours,
+whatever the child prints, on any line separator; the child's other lines pass byte for byte.
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
-import re
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -20,66 +35,66 @@ from typing import Protocol, TextIO
 import anyio
 
 from ._process import ByteSource
+from ._redact import Needle, Redactor
 
 __all__ = [
+    "FORGED_MARK",
     "LogSink",
     "LogTail",
     "LoggingSink",
     "Redactor",
     "StreamSink",
+    "clip",
     "pump",
+    "unforge",
 ]
 
-REDACTED = "***"
+SUPERVISOR_MARK = "[supervisor]"
+FORGED_MARK = "[~supervisor]"  # what a child's `[supervisor]` becomes
+TAIL_LINE_CHARS = 8 << 10  # the most a tail entry keeps of its line
+_UTF8 = ("utf-8", "utf8")
 
-# Secrets that SGLang and friends print without being asked: the server_args line carries
-# api_key='...' in clear text, and an argv or a header may carry a bearer token. Each pattern
-# comes with literal words that must be present for it to match: a cheap `in` test (memchr
-# speed) skips the regex on the blocks that cannot hold a secret, which is nearly all of them.
-_GENERIC: list[tuple[tuple[str, ...], re.Pattern[str]]] = [
-    (("api_key",), re.compile(r"""(\b(?:admin_)?api_key\s*=\s*['"])(?!None\b)([^'"]+)(['"])""")),
-    (("-api-key",), re.compile(r"""(--(?:admin-)?api-key(?:=|\s+))(?!-)(\S+)()""")),
-    (("earer", "EARER"), re.compile(r"""(\bAuthorization:?\s*['"]?Bearer\s+)([^\s'"]+)()""", re.I)),
-    (
-        ("TOKEN=", "API_KEY="),
-        re.compile(r"""(\b(?:HF_TOKEN|HUGGING_FACE_HUB_TOKEN|API_KEY)=)(\S+)()"""),
-    ),
-    (("hf_",), re.compile(r"""()\b(hf_[A-Za-z0-9]{16,})()""")),
-]
+_FORGED = Needle(SUPERVISOR_MARK)
 
 
-def _mask(m: re.Match[str]) -> str:
-    return f"{m.group(1)}{REDACTED}{m.group(3)}"
+def unforge(text: str) -> str:
+    """Rewrite `[supervisor]` so that no child text can pass for one of our lines."""
+    return text.replace(SUPERVISOR_MARK, FORGED_MARK) if _FORGED.found(text) else text
 
 
-class Redactor:
-    """Replace known secrets and secret-shaped values by `***` in any text the supervisor writes."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        for words, pattern in _GENERIC:
-            if any(w in text for w in words):
-                text = pattern.sub(_mask, text)
-        return text
+def clip(line: str, limit: int = TAIL_LINE_CHARS) -> str:
+    """`line` cut to `limit` characters, saying how many bytes it lost."""
+    if len(line) <= limit:
+        return line
+    lost = len(line[limit:].encode("utf-8", "replace"))
+    return f"{line[:limit]}…[{lost} bytes cut]"
 
 
+# ----------------------------------------------------------------------------- tail and sinks
 class LogTail:
-    """The last N lines of the child's output, both streams interleaved, already redacted."""
+    """The last N lines of the child's output, both streams interleaved, redacted and clipped."""
 
-    def __init__(self, maxlen: int) -> None:
+    def __init__(self, maxlen: int, *, max_line_chars: int = TAIL_LINE_CHARS) -> None:
+        self._maxlen = maxlen
+        self._max_line_chars = max_line_chars
         self._lines: deque[str] = deque(maxlen=maxlen)
-        self.lines_total = 0
-        self.bytes_total = 0
 
-    def extend(self, lines: list[str], nbytes: int) -> None:
-        self._lines.extend(lines)
-        self.lines_total += len(lines)
-        self.bytes_total += nbytes
+    def feed(self, block: str) -> None:
+        """Keep the last lines of `block` (whole lines, each ending in a newline)."""
+        n = self._maxlen
+        # Split only the end of a big block: a window that usually holds n lines, else all of it.
+        window = 160 * (n + 2)
+        parts = block[-window:].rsplit("\n", n + 1) if len(block) > window else []
+        if len(parts) < n + 2:
+            parts = block.rsplit("\n", n + 1)
+        if parts and parts[-1] == "":
+            parts.pop()
+        if len(parts) > n:
+            del parts[0]
+        cap = self._max_line_chars
+        if parts and max(map(len, parts)) > cap:
+            parts = [clip(p, cap) for p in parts]
+        self._lines.extend(parts)
 
     def lines(self, n: int | None = None) -> list[str]:
         items = list(self._lines)
@@ -95,10 +110,14 @@ class LogSink(Protocol):
 
 
 class StreamSink:
-    """Write everything to a text stream (default: this process's stdout), child lines verbatim.
+    """Write everything to a text stream (default: this process's stdout).
 
-    The child's lines keep SGLang's own format; the supervisor's lines start with `[supervisor]`
-    so that `grep` separates them.
+    `child_raw` is the pump's fast path: lines that decoded cleanly and needed no redaction are
+    written as the bytes that came, straight to the stream's binary buffer.
+
+    The child's lines pass as they are (SGLang's own format; the pump has already rewritten any
+    `[supervisor]` in them). Every line of ours starts with `[supervisor] `, a message of several
+    lines included, so `grep '^\\[supervisor\\]'` finds ours and only ours.
     """
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -113,9 +132,22 @@ class StreamSink:
         out.write(text)
         out.flush()
 
-    def supervisor(self, line: str) -> None:
+    def child_raw(self, stream: str, data: bytes | memoryview) -> None:
+        """The same lines as UTF-8 bytes: written past the text layer, saving an encoding pass."""
         out = self.stream
-        out.write(f"[supervisor] {line}\n")
+        binary = getattr(out, "buffer", None)
+        if binary is None or (getattr(out, "encoding", "") or "").lower() not in _UTF8:
+            out.write(str(data, "utf-8"))
+            out.flush()
+            return
+        out.flush()  # our own lines, written as text, go first
+        binary.write(data)
+        binary.flush()
+
+    def supervisor(self, line: str) -> None:
+        body = unforge(line).replace("\n", f"\n{SUPERVISOR_MARK} ")
+        out = self.stream
+        out.write(f"{SUPERVISOR_MARK} {body}\n")
         out.flush()
 
 
@@ -134,7 +166,61 @@ class LoggingSink:
         self._logger.info("%s", line)
 
 
+# ----------------------------------------------------------------------------- the pump
 BlockObserver = Callable[[str], None]
+
+
+RawWriter = Callable[[str, "bytes | memoryview"], None]
+
+
+class _Emitter:
+    """Redact, keep, write and observe one block of whole lines.
+
+    When the block was valid UTF-8 and redaction changed nothing, a sink that offers `child_raw`
+    gets the bytes as they came (no encoding pass); any other sink, and any changed block, gets
+    the text.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        sink: LogSink,
+        tail: LogTail,
+        redact: Redactor,
+        observers: tuple[BlockObserver, ...],
+    ) -> None:
+        self.stream, self.sink, self.tail, self.redact = stream, sink, tail, redact
+        self.observers = observers
+        self.raw: RawWriter | None = getattr(sink, "child_raw", None)
+
+    def text(self, text: str, raw: bytes | memoryview | None = None) -> None:
+        clean = unforge(self.redact(text))
+        self.tail.feed(clean)
+        if raw is not None and clean is text and self.raw is not None:
+            self.raw(self.stream, raw)
+        else:
+            self.sink.child(self.stream, clean)
+        for observe in self.observers:
+            observe(clean)
+
+    def data(self, data: bytes | memoryview) -> None:
+        """Whole lines as bytes; invalid UTF-8 becomes U+FFFD (then the text is written)."""
+        try:
+            self.text(str(data, "utf-8"), data)
+        except UnicodeDecodeError:
+            self.text(str(data, "utf-8", "replace"))
+
+    def piece(self, pending: bytearray) -> None:
+        """Pass on the front of an overlong line; leave in `pending` what the next piece needs.
+
+        The whole buffer is redacted first, then cut where no secret can straddle the cut; what
+        stays behind is the (redacted) end, plus any bytes of a character not yet complete.
+        """
+        text, used = codecs.utf_8_decode(pending, "replace", False)
+        text = self.redact(text)
+        at = self.redact.cut_point(text)
+        self.text(text[:at] + "\n")
+        pending[:used] = text[at:].encode("utf-8")
 
 
 async def pump(
@@ -145,40 +231,43 @@ async def pump(
     tail: LogTail,
     redact: Redactor,
     observers: Iterable[BlockObserver] = (),
-    max_line_bytes: int = 8 << 20,
+    max_line_bytes: int = 1 << 20,
     chunk_bytes: int = 1 << 18,
 ) -> None:
-    """Read `source` to its end; every complete line is redacted, kept, written and observed."""
-    observers = tuple(observers)
+    """Read `source` to its end; every complete line is redacted, kept, written and observed.
 
-    def emit(raw: bytes) -> None:
-        text = redact(raw.decode("utf-8", "replace"))
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        tail.extend(lines, len(raw))
-        sink.child(stream, text)
-        for observe in observers:
-            observe(text)
-
-    buf = bytearray()
+    `max_line_bytes` bounds the partial line held in memory: past it, the line is passed on in
+    pieces of about that size.
+    """
+    emit = _Emitter(stream, sink, tail, redact, tuple(observers))
+    # Lines are split on b"\n", which is never part of a multi-byte UTF-8 character, so whole
+    # lines decode on their own. The middle of a chunk is decoded in place (a memoryview): the
+    # only copies are the partial lines at its two ends.
+    pending = bytearray()
     try:
         while True:
             try:
                 chunk = await source.receive(chunk_bytes)
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 break
-            buf += chunk
-            cut = buf.rfind(b"\n")
-            if cut >= 0:
-                block = bytes(buf[: cut + 1])
-                del buf[: cut + 1]
-                emit(block)
-            if len(buf) > max_line_bytes:  # a line with no end in sight: pass it on in pieces
-                emit(bytes(buf) + b"\n")
-                buf.clear()
-        if buf:  # the final line, even without its newline
-            emit(bytes(buf) + b"\n")
+            last = chunk.rfind(b"\n") + 1
+            if not last:
+                pending += chunk
+            else:
+                begin = 0
+                if pending:
+                    begin = chunk.find(b"\n") + 1
+                    pending += chunk[:begin]
+                    emit.data(bytes(pending))
+                    pending.clear()
+                if begin < last:
+                    whole = begin == 0 and last == len(chunk)
+                    emit.data(chunk if whole else memoryview(chunk)[begin:last])
+                pending += chunk[last:]
+            while len(pending) > max_line_bytes:  # a line with no end in sight
+                emit.piece(pending)
+        if pending:  # the final line, even without its newline
+            emit.data(bytes(pending) + b"\n")
     finally:
         with anyio.CancelScope(shield=True):
             await source.aclose()

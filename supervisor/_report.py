@@ -1,4 +1,9 @@
-"""The crash report: one block of text that says how the server died, written exactly once."""
+"""The crash report: one block of text that says how the server died, written exactly once.
+
+It is bounded whatever the server printed: at most `lines` lines of the tail, each clipped to
+`line_chars`, and at most `max_chars` for the lines together (older lines go first). A 50 MB line
+without a newline before a crash must not become a 50 MB report in the platform's log.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import describe_returncode
+from ._logs import clip
 
 __all__ = ["Classifier", "CrashReport", "unknown_cause"]
 
@@ -39,8 +45,16 @@ class CrashReport:
             f"server died after serving for {self.served_s:.1f} s: {self.how}; cause={self.cause}"
         )
 
-    def render(self, lines: int = 50) -> str:
-        shown = self.tail[-lines:]
+    def render(self, lines: int = 50, *, line_chars: int = 2048, max_chars: int = 32768) -> str:
+        shown: list[str] = []
+        used = 0
+        for line in reversed(self.tail[-lines:] if lines > 0 else ()):
+            line = clip(line, line_chars)
+            used += len(line) + 5
+            if used > max_chars:
+                break
+            shown.append(line)
+        shown.reverse()
         out = [
             "=" * 72,
             "CRASH REPORT",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shlex
+import urllib.parse
 
 import anyio
 import httpx
@@ -24,8 +27,10 @@ from supervisor import (
     WarmupPayload,
     WarmupPolicy,
 )
-from supervisor._health import Nudge, wait_healthy, watch_liveness
-from supervisor._logs import pump
+from supervisor._health import Nudge, probe, wait_healthy, watch_liveness
+from supervisor._logs import StreamSink, pump
+from supervisor._redact import escaped_forms
+from supervisor._report import CrashReport
 from supervisor._timeline import Timeline
 from supervisor._warmup import judge, run_warmups
 
@@ -79,6 +84,7 @@ def test_dead_is_terminal_and_every_live_state_can_stop_or_die() -> None:
             lambda: WarmupPayload.from_json({"name": "a", "path": "/x", "body": {}, "oops": 1}),
             "unknown keys",
         ),
+        (lambda: WarmupPayload("a", "/x", {}, max_answer_bytes=0), "max_answer_bytes must be"),
     ],
 )
 def test_bad_config_is_one_clear_line(build, message: str) -> None:
@@ -104,6 +110,49 @@ def test_redactor_hides_known_and_secret_shaped_values() -> None:
     for secret in ("zzz", "qqq", "ttt", "abc123secret", "hf_abcdefghijklmnopqrstu"):
         assert secret not in out
     assert "api_key='***'" in out and "admin_api_key=None" in out
+
+
+KEY = "Zq9'Xw\\Rt7 Vp8"  # quotes, a backslash and a space: every escaping differs
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        KEY,
+        repr(KEY),
+        repr({"api_key": KEY}),
+        "'" + KEY.replace("\\", "\\\\").replace("'", "\\'") + "'",  # repr's other quote
+        json.dumps(KEY),
+        json.dumps("pässwörd\n" + KEY),
+        shlex.quote(KEY),
+        urllib.parse.quote(KEY),
+        urllib.parse.quote(KEY, safe=""),
+        urllib.parse.quote_plus(KEY),
+    ],
+)
+def test_every_escaped_form_of_a_declared_key_is_hidden(form: str) -> None:
+    r = Redactor([KEY, "pässwörd\n" + KEY])
+    out = r(f"before {form} after")
+    assert "***" in out and "Zq9" not in out and "Rt7" not in out and "Vp8" not in out, out
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ('ServerArgs(api_key="Zq9\'Xw\\\\Rt7 Vp8", port=1)', 'ServerArgs(api_key="***", port=1)'),
+        ("{'api_key': \"Zq9'Xw\\\\Rt7 Vp8\", 'port': 1}", "{'api_key': \"***\", 'port': 1}"),
+        ("api_key='a\\'b c' next", "api_key='***' next"),
+        ('{"api_key": "a\\"b c", "port": 1}', '{"api_key": "***", "port": 1}'),
+        ("api_key='unterminated value\nnext line", "api_key='***\nnext line"),
+        ("OPENAI_API_KEY=sk-123 next", "OPENAI_API_KEY=*** next"),
+        ("--api-key 'Zq9'\"'\"'Xw\\Rt7 Vp8' --port 1", "--api-key *** --port 1"),
+        ("['--api-key', \"a'b\", '--port']", "['--api-key', ***, '--port']"),
+        ("{'authorization': 'Bearer tok123'}", "{'authorization': 'Bearer ***'}"),
+        ("api_key=None admin_api_key=None --api-key-env NAME", None),
+    ],
+)
+def test_secret_shaped_values_are_masked_even_with_escaped_quotes(text: str, masked) -> None:
+    assert Redactor()(text) == (text if masked is None else masked)
 
 
 # ----------------------------------------------------------------------------- log pump
@@ -143,13 +192,16 @@ async def run_pump(
 
 
 async def test_pump_keeps_a_long_line_whole_and_the_final_partial_line() -> None:
-    long = b"x" * (5 << 20)
+    long = b"x" * (900 << 10)  # under the 1 MiB piece size: passed on whole
     chunks = [long[i : i + 65536] for i in range(0, len(long), 65536)] + [b"\nlast without newline"]
     text, tail = await run_pump(chunks)
     lines = text.split("\n")
-    assert len(lines[0]) == 5 << 20
+    assert len(lines[0]) == 900 << 10
     assert lines[1] == "last without newline"
-    assert tail.lines_total == 2
+    # ... but the tail keeps 8 KiB of it, and says how much it cut.
+    first, last = tail.lines()
+    assert first == "x" * 8192 + f"…[{(900 << 10) - 8192} bytes cut]"
+    assert last == "last without newline"
 
 
 async def test_pump_replaces_invalid_utf8_and_never_fails() -> None:
@@ -167,7 +219,6 @@ async def test_pump_redacts_a_secret_split_across_reads() -> None:
 async def test_tail_keeps_the_last_n_lines() -> None:
     _, tail = await run_pump([b"".join(f"line {i}\n".encode() for i in range(1000))], tail=10)
     assert tail.lines() == [f"line {i}" for i in range(990, 1000)]
-    assert tail.lines_total == 1000
 
 
 # ----------------------------------------------------------------------------- timeline
@@ -238,6 +289,41 @@ async def test_nudge_cuts_a_long_backoff_short() -> None:
         with anyio.fail_after(5):  # without the nudge this would sleep 50 s
             result = await wait_healthy(c, "http://x/health", policy, nudge=nudge)
     assert result is not None and len(calls) == 2
+
+
+class EndlessBody(httpx.AsyncByteStream):
+    def __init__(self) -> None:
+        self.read = 0
+
+    async def __aiter__(self):
+        while True:
+            self.read += 65536
+            yield b"x" * 65536
+
+
+async def test_a_probe_reads_the_status_and_never_the_body() -> None:
+    body = EndlessBody()
+    async with client_for(lambda r: httpx.Response(200, stream=body)) as c:
+        result = await probe(c, "http://x/health", 5)
+    assert result.ok and body.read == 0
+
+
+async def test_the_startup_deadline_reports_the_probe_in_flight() -> None:
+    calls = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return httpx.Response(503)
+        await anyio.sleep(30)  # a probe that never answers
+        return httpx.Response(200)
+
+    seen = []
+    policy = HealthPolicy(startup_timeout=0.5, initial_backoff=0.01, max_backoff=0.01, jitter=0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as c:
+        assert await wait_healthy(c, "http://x/health", policy, on_probe=seen.append) is None
+    assert seen[0].describe() == "HTTP 503"
+    assert "no answer" in seen[-1].describe() and seen[-1].latency_s > 0.3
 
 
 async def test_liveness_needs_consecutive_failures_and_resets_on_success() -> None:
@@ -335,6 +421,16 @@ async def test_warmup_timeout_is_a_verdict_not_a_crash() -> None:
     assert not r.ok and "no answer within 0.2 s" in r.reason
 
 
+async def test_an_endless_warmup_answer_is_refused_past_its_cap() -> None:
+    body = EndlessBody()
+    async with client_for(lambda r: httpx.Response(200, stream=body)) as c:
+        [r] = await run_warmups(
+            c, "http://x", [WarmupPayload("big", "/x", {}, max_answer_bytes=1000)]
+        )
+    assert not r.ok and r.status == 200 and "longer than 1000 bytes" in r.reason
+    assert body.read <= 2 * 65536
+
+
 async def test_a_line_past_the_cap_is_passed_on_in_pieces_without_loss() -> None:
     sink, t = ListSink(), LogTail(10)
     data = b"y" * 300_000 + b"\n"
@@ -347,7 +443,73 @@ async def test_a_line_past_the_cap_is_passed_on_in_pieces_without_loss() -> None
         max_line_bytes=100_000,
     )
     assert sink.text.replace("\n", "") == "y" * 300_000
-    assert t.lines_total >= 2
+    assert len(t.lines()) >= 2
+
+
+@pytest.mark.parametrize(("at", "size"), [(1015, 1), (1020, 1), (1024, 1), (1195, 300)])
+async def test_a_secret_is_never_cut_between_pieces(at: int, size: int) -> None:
+    # Lines past max_line_bytes (1024) go on in pieces. Read `size` bytes at a time, a naive cut
+    # falls at 1025 (or 1200): inside the key. The api_key value that follows is tried at every
+    # offset over a piece's length, so some cut falls inside it too.
+    for gap in range(0, 1100, 9):
+        line = "x" * at + KEY + "y" * gap + "api_key='undeclared-value'" + "z" * 2000 + "\n"
+        data = line.encode()
+        sink, t = ListSink(), LogTail(100)
+        await pump(
+            ChunkSource([data[i : i + size] for i in range(0, len(data), size)]),
+            stream="s",
+            sink=sink,
+            tail=t,
+            redact=Redactor([KEY]),
+            max_line_bytes=1024,
+        )
+        expected = "x" * at + "***" + "y" * gap + "api_key='***'" + "z" * 2000
+        assert sink.text.count("\n") >= 3  # it did go on in pieces
+        assert sink.text.replace("\n", "") == expected, gap
+        assert "undeclared" not in "".join(t.lines()) and "Rt7" not in "".join(t.lines())
+
+
+def test_a_cut_keeps_an_unfinished_secret_for_the_next_piece() -> None:
+    r = Redactor([KEY])
+    longest = max(len(form) for form in escaped_forms(KEY))  # shlex's or the URL's: 20
+    assert r.cut_point("x" * 5000) == 5000 - (longest - 1)
+    assert r.cut_point("x" * 5000 + "api_key='" + "a" * 40) == 5000  # its value may go on
+    assert r.cut_point("x" * 5000 + "api_key='abc'" + "y" * 5000) == 10013 - (longest - 1)
+
+
+async def test_the_child_cannot_write_a_supervisor_line() -> None:
+    text, tail = await run_pump(
+        [b"[supervisor] state=serving\n", b"x\r[super", b"visor] state=serving\n"]
+    )
+    assert "[supervisor]" not in text and "[supervisor]" not in "".join(tail.lines())
+    assert text == "[~supervisor] state=serving\nx\r[~supervisor] state=serving\n"
+    out = io.StringIO()
+    StreamSink(out).supervisor("two\nlines")
+    assert out.getvalue() == "[supervisor] two\n[supervisor] lines\n"
+
+
+async def test_clean_blocks_go_out_as_bytes_and_in_order() -> None:
+    raw = io.BytesIO()
+    text = io.TextIOWrapper(raw, encoding="utf-8", write_through=False)
+    sink = StreamSink(text)
+    sink.supervisor("first")
+    await pump(
+        ChunkSource([b"caf\xc3\xa9 clean\n", b"bad \xff\n", b"key abc123 here\n"]),
+        stream="s",
+        sink=sink,
+        tail=LogTail(10),
+        redact=Redactor(["abc123"]),
+    )
+    sink.supervisor("last")
+    assert raw.getvalue().decode() == (
+        "[supervisor] first\ncafé clean\nbad \ufffd\nkey *** here\n[supervisor] last\n"
+    )
+
+
+def test_the_crash_report_is_bounded() -> None:
+    report = CrashReport("exited", 1, "unknown", 1.0, tail=tuple("w" * 100_000 for _ in range(80)))
+    text = report.render()
+    assert len(text) < 40_000 and "bytes cut]" in text
 
 
 def test_logging_sink_hands_every_line_to_logging(caplog) -> None:
