@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ._cluster import ClusterSpec
 from ._errors import ConfigError
+from ._progress import ProgressPolicy
+from ._snapshot import SnapshotPolicy
 
 __all__ = [
     "EXPECTATIONS",
@@ -254,6 +257,12 @@ class SupervisorConfig:
     ready_line: str | None = None
     phase_markers: tuple[tuple[str, str], ...] = ()
     name: str = "server"
+    #: Hang detection by the engine's own progress counters (off: `ProgressPolicy(enabled=False)`).
+    progress: ProgressPolicy = field(default_factory=ProgressPolicy)
+    #: This rank's place in a multi-node cluster; None for a server on one node.
+    cluster: ClusterSpec | None = None
+    #: How to sleep and wake the server around a memory snapshot; None where it cannot.
+    snapshot: SnapshotPolicy | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
