@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -25,6 +26,10 @@ from supervisor.engines.preflight import (
     marker_matches,
 )
 from supervisor.engines.sglang import (
+    BLACKWELL_ONLY,
+    DSA_DECODE_BACKENDS,
+    DSA_PREFILL_BACKENDS,
+    KV_CACHE_DTYPES,
     MITIGATIONS,
     PHASE_MARKERS,
     SGLANG_VERSION,
@@ -48,15 +53,7 @@ needs_parser = pytest.mark.skipif(
 
 
 # ----------------------------------------------------------------------------- parser
-@needs_parser
-@pytest.mark.parametrize("name", profile_names())
-def test_every_profile_serve_and_compile_argv_parse_with_sglang(name: str) -> None:
-    launch = get_profile(name).launch
-    for argv in (launch.serve_argv("some-key"), launch.compile_argv(1800)):
-        verdict = check_argv(argv, python=PARSER)
-        assert verdict.version == SGLANG_VERSION
-        assert verdict.problems == (), verdict.problems
-        assert verdict.warnings == (), verdict.warnings
+# Every profile's serve and compile argv, for every node rank, is parsed in tests/test_profiles.py.
 
 
 @needs_parser
@@ -134,6 +131,165 @@ def test_mitigations_cite_their_source_and_forbid_what_they_must() -> None:
         SGLangLaunch("/m", "m", kv_cache_dtype="fp8")
     with pytest.raises(ConfigError, match="the key comes from the environment"):
         SGLangLaunch("/m", "m", extra_args=("--api-key", "x"))
+
+
+# ----------------------------------------------------------------------------- multi-node
+def _cluster(**kw: Any) -> SGLangLaunch:
+    """A 2-node, TP-16 launch: the template unless a rank and address are given."""
+    return SGLangLaunch("/m", "m", **{"tp_size": 16, "nnodes": 2, **kw})
+
+
+def test_multi_node_flags_come_after_the_tp_size_and_only_on_several_nodes() -> None:
+    argv = _cluster(node_rank=1, dist_init_addr="10.0.0.1:5000").serve_argv()
+    i = argv.index("--tp-size")
+    assert argv[i : i + 8] == [
+        *("--tp-size", "16", "--nnodes", "2"),
+        *("--node-rank", "1", "--dist-init-addr", "10.0.0.1:5000"),
+    ]
+    single = SGLangLaunch("/m", "m", tp_size=8).serve_argv()
+    assert not {"--nnodes", "--node-rank", "--dist-init-addr"} & set(single)
+
+
+def test_for_rank_changes_only_the_rank_and_the_address() -> None:
+    template = _cluster(kv_cache_dtype="bfloat16", enable_metrics=False)
+    ranks = [template.for_rank(r, "[fd00::1]:5000") for r in range(2)]
+    assert [(x.node_rank, x.dist_init_addr) for x in ranks] == [
+        (0, "[fd00::1]:5000"),
+        (1, "[fd00::1]:5000"),
+    ]
+    assert template.node_rank == 0 and template.dist_init_addr is None  # a copy, not a change
+    argvs = [x.serve_argv("k") for x in ranks]
+    diff = [i for i, (a, b) in enumerate(zip(*argvs, strict=True)) if a != b]
+    assert diff == [argvs[0].index("--node-rank") + 1]  # the same argv on every node but the rank
+    assert template.for_rank(1, "10.0.0.1:5000").compile_argv(60).count("--node-rank") == 1
+    single = SGLangLaunch("/m", "m", tp_size=8)
+    assert single.for_rank(0, "10.0.0.1:5000") is single  # no rendezvous on one node
+    assert ranks[1].gpus_per_node == 8 and single.gpus_per_node == 8
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: _cluster(node_rank=2), r"^node rank 2 is not in 0\.\.1 \(nnodes=2\)$"),
+        (lambda: _cluster(node_rank=-1), r"^node rank -1 is not in 0\.\.1"),
+        (lambda: _cluster().for_rank(2, "10.0.0.1:5000"), r"^node rank 2 is not in 0\.\.1"),
+        (
+            lambda: SGLangLaunch("/m", "m", tp_size=8).for_rank(1, "10.0.0.1:5000"),
+            r"^node rank 1 is not in 0\.\.0",
+        ),
+        (
+            lambda: _cluster(tp_size=15),
+            r"^tensor parallelism 15 \(the total\) is not divisible by nnodes 2$",
+        ),
+        (lambda: _cluster(nnodes=0, tp_size=1), r"^nnodes must be >= 1, got 0$"),
+        (
+            lambda: SGLangLaunch("/m", "m", dist_init_addr="10.0.0.1:5000"),
+            r"^dist_init_addr is for nnodes > 1",
+        ),
+        (lambda: _cluster().serve_argv(), r"^this is a 2-node launch template: build each"),
+        (lambda: _cluster().compile_argv(), r"^this is a 2-node launch template"),
+        (lambda: _cluster(dist_init_addr="fd00::1:5000"), r"^dist_init_addr 'fd00::1:5000': "),
+        (lambda: _cluster(dist_init_addr="10.0.0.1"), r"^dist_init_addr '10\.0\.0\.1': "),
+        (lambda: _cluster(dist_init_addr="[10.0.0.1]:5000"), r"^dist_init_addr '\[10"),
+        (lambda: _cluster(dist_init_addr="[fd00::1]5000"), r"^dist_init_addr '\[fd00::1\]5000'"),
+        (lambda: _cluster(dist_init_addr="h:0"), r"^dist_init_addr 'h:0': port '0' is not in"),
+        (lambda: _cluster(dist_init_addr="h:70000"), r"port '70000' is not in 1-65535"),
+        (lambda: _cluster().for_rank(0, "h:x"), r"^dist_init_addr 'h:x': port 'x'"),
+        (
+            lambda: _cluster(dist_init_addr="10.0.0.1:8000"),
+            r"^dist_init_addr port 8000 is the HTTP port too",
+        ),
+    ],
+)
+def test_multi_node_mistakes_are_one_line_config_errors(make, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+def test_ipv6_and_hostname_addresses_are_accepted_as_sglang_parses_them() -> None:
+    for addr in ("[fd00::1]:5000", "[::1]:65535", "rank0.cluster:5000", "10.0.0.1:1"):
+        argv = _cluster().for_rank(1, addr).serve_argv()
+        assert argv[argv.index("--dist-init-addr") + 1] == addr
+
+
+# ----------------------------------------------------------------------------- typed flags
+def test_snapshot_flags_are_emitted_and_the_backup_needs_the_saver() -> None:
+    on = SGLangLaunch("/m", "m", enable_memory_saver=True, enable_weights_cpu_backup=True)
+    argv = on.serve_argv()
+    assert "--enable-memory-saver" in argv and "--enable-weights-cpu-backup" in argv
+    assert "--enable-weights-cpu-backup" in on.compile_argv()
+    assert "--enable-memory-saver" not in SGLangLaunch("/m", "m").serve_argv()
+    with pytest.raises(ConfigError, match=r"^enable_weights_cpu_backup needs enable_memory_saver$"):
+        SGLangLaunch("/m", "m", enable_weights_cpu_backup=True)
+
+
+def test_dsa_backends_are_typed_checked_and_need_a_kv_cache_dtype() -> None:
+    ok = SGLangLaunch(
+        "/m",
+        "m",
+        kv_cache_dtype="bfloat16",
+        dsa_prefill_backend="flashmla_sparse",
+        dsa_decode_backend="fa3",
+    ).serve_argv()
+    assert ok[ok.index("--dsa-prefill-backend") + 1] == "flashmla_sparse"
+    assert ok[ok.index("--dsa-decode-backend") + 1] == "fa3"
+    SGLangLaunch("/m", "m", kv_cache_dtype="bfloat16", dsa_prefill_backend="triton_sparse_mla")
+    with pytest.raises(ConfigError, match=r"^dsa decode backend 'triton_sparse_mla' is not one"):
+        SGLangLaunch("/m", "m", kv_cache_dtype="bfloat16", dsa_decode_backend="triton_sparse_mla")
+    with pytest.raises(ConfigError, match=r"^dsa prefill backend 'nsa' is not one of SGLang"):
+        SGLangLaunch("/m", "m", kv_cache_dtype="bfloat16", dsa_prefill_backend="nsa")
+    with pytest.raises(ConfigError, match=r"^a DSA backend needs kv_cache_dtype set"):
+        SGLangLaunch("/m", "m", dsa_decode_backend="fa3")
+
+
+_CHOICES = """
+import argparse, json, sys, types
+try:
+    import triton  # noqa: F401
+except ImportError:
+    sys.modules["triton"] = types.ModuleType("triton")
+from sglang.srt.server_args import ServerArgs
+parser = argparse.ArgumentParser()
+ServerArgs.add_cli_args(parser)
+print(json.dumps({a.option_strings[0]: list(a.choices or []) for a in parser._actions
+                  if a.option_strings}))
+"""
+
+
+@needs_parser
+def test_typed_choices_are_the_pinned_parsers() -> None:
+    done = subprocess.run(
+        [PARSER or sys.executable, "-c", _CHOICES], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    choices = json.loads(done.stdout)
+    assert tuple(choices["--dsa-prefill-backend"]) == DSA_PREFILL_BACKENDS
+    assert tuple(choices["--dsa-decode-backend"]) == DSA_DECODE_BACKENDS
+    assert tuple(choices["--kv-cache-dtype"]) == KV_CACHE_DTYPES
+    for flag in ("--nnodes", "--node-rank", "--dist-init-addr", "--enable-memory-saver"):
+        assert flag in choices
+    assert "--enable-weights-cpu-backup" in choices
+    for name, values in BLACKWELL_ONLY.items():
+        assert set(values) <= set(choices["--" + name.replace("_", "-")]), name
+
+
+def test_blackwell_only_settings_are_named() -> None:
+    assert get_profile("glm-5.1-fp8").launch.blackwell_only() == [
+        "--moe-runner-backend flashinfer_trtllm"
+    ]
+    hopper = SGLangLaunch("/m", "m", moe_runner_backend="triton", kv_cache_dtype="bfloat16")
+    assert hopper.blackwell_only() == []
+    fused = _cluster(flashinfer_allreduce_fusion_backend="auto")
+    assert fused.blackwell_only() == ["--flashinfer-allreduce-fusion-backend auto on 2 nodes"]
+    assert (
+        SGLangLaunch(
+            "/m", "m", tp_size=8, flashinfer_allreduce_fusion_backend="auto"
+        ).blackwell_only()
+        == []
+    )
+    trt = SGLangLaunch("/m", "m", kv_cache_dtype="fp8_e4m3", dsa_decode_backend="trtllm")
+    assert trt.blackwell_only() == ["--dsa-decode-backend trtllm"]
 
 
 def test_dsa_and_mla_profiles_state_their_kv_cache_dtype_and_can_override_it() -> None:

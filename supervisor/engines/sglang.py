@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from supervisor._cluster import parse_address
 from supervisor._config import (
     HealthPolicy,
     LaunchSpec,
@@ -32,8 +33,11 @@ from supervisor._config import (
 from supervisor._errors import ConfigError
 
 __all__ = [
+    "BLACKWELL_ONLY",
     "COMPILE_SUCCESS_LINE",
     "DG_DEFAULT_CACHE_DIR",
+    "DSA_DECODE_BACKENDS",
+    "DSA_PREFILL_BACKENDS",
     "HEALTH_PATH",
     "KV_CACHE_DTYPES",
     "MITIGATIONS",
@@ -47,6 +51,7 @@ __all__ = [
     "Speculative",
     "StopBudget",
     "classify_crash",
+    "dist_init_port",
     "is_error_line",
     "stop_budget",
 ]
@@ -70,6 +75,54 @@ KV_CACHE_DTYPES = (
     "bfloat16",
     "nvfp4",
     "fp4_mx_block16",
+)
+
+#: `--dsa-prefill-backend` / `--dsa-decode-backend` choices of 0.5.23's parser
+#: (srt/arg_groups/fields/exec_.py: dsa_prefill_backend, dsa_decode_backend; only prefill has
+#: triton_sparse_mla).
+DSA_PREFILL_BACKENDS = (
+    "flashmla_sparse",
+    "flashmla_sparse_q8",
+    "flashmla_kv",
+    "flashmla_auto",
+    "flashinfer_sparse_mla",
+    "triton_sparse_mla",
+    "fa3",
+    "tilelang",
+    "triton",
+    "aiter",
+    "trtllm",
+    "intel_xpu",
+)
+DSA_DECODE_BACKENDS = tuple(b for b in DSA_PREFILL_BACKENDS if b != "triton_sparse_mla")
+
+#: Launch settings whose kernels exist only on Blackwell (SM100) in 0.5.23, so a Hopper profile
+#: must not name them; `SGLangLaunch.blackwell_only` lists the ones a launch uses.
+#: - moe_runner_backend flashinfer_trtllm(_routed): trtllm-gen MoE kernels are SM100-only
+#:   (srt/arg_groups/overrides.py: _moe_runner_backend_quant_constraints; `auto` picks them only
+#:   under get_platform().is_sm100, _deepseek_moe_quant_resolution); flashinfer_megamoe needs an
+#:   SM100-family device (srt/arg_groups/moe_hook.py: _handle_a2a_moe).
+#: - dsa backends trtllm: flashinfer's trtllm-gen sparse MLA, the SM>=10 default of
+#:   overrides.py: _dsa_split_backend_resolution ("flashmla_kv on Hopper, trtllm on Blackwell":
+#:   _check_dsa_backend_constraints); attention backend trtllm_mla: "only supported on Blackwell
+#:   GPUs" (overrides.py: _mla_kv_cache_dtype_checks).
+#: - flashinfer_allreduce_fusion_backend cutedsl: "Blackwell-only"
+#:   (srt/layers/flashinfer_comm_fusion.py: _resolve_backend). On several nodes every fusion
+#:   backend is Blackwell-only there (auto and mnnvl need MNNVL, trtllm is single-node), which
+#:   `blackwell_only` adds for a launch with nnodes > 1.
+#: - kv_cache_dtype mxfp8 / nvfp4: srt/arg_groups/kv_cache_hook.py (SM100+).
+_FUSION = "flashinfer_allreduce_fusion_backend"
+BLACKWELL_ONLY: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "moe_runner_backend": frozenset(
+            {"flashinfer_trtllm", "flashinfer_trtllm_routed", "flashinfer_megamoe"}
+        ),
+        "attention_backend": frozenset({"trtllm_mla"}),
+        "dsa_prefill_backend": frozenset({"trtllm"}),
+        "dsa_decode_backend": frozenset({"trtllm"}),
+        _FUSION: frozenset({"cutedsl"}),
+        "kv_cache_dtype": frozenset({"mxfp8", "nvfp4"}),
+    }
 )
 
 #: Log lines that start a cold-start phase (srt/model_executor/model_runner.py, engine.py).
@@ -142,17 +195,31 @@ class SGLangLaunch:
 
     Only what a deployment decides is typed here; anything else goes in `extra_args` and is
     checked by SGLang's own parser like the rest.
+
+    Multi-node (docs/CLUSTER.md): every node runs the same argv but `--node-rank`. A launch with
+    `nnodes > 1` and no `dist_init_addr` is a template (what a profile holds: rank 0's address is
+    known only once the cluster is up); `for_rank` makes each node's launch, and building an argv
+    from the template is a `ConfigError`.
+
+    Snapshots (docs/SNAPSHOTS.md): `enable_memory_saver` makes SGLang's
+    `/release_memory_occupation` actually free GPU memory, `enable_weights_cpu_backup` keeps a
+    host copy of the weights across the release.
     """
 
     model_path: str
     served_model_name: str
-    tp_size: int = 1
+    tp_size: int = 1  # the total across nodes: each node runs tp_size // nnodes ranks
+    nnodes: int = 1
+    node_rank: int = 0
+    dist_init_addr: str | None = None  # rank 0's host:port ([v6]:port), nnodes > 1 only
     host: str = "0.0.0.0"
     port: int = 8000
     trust_remote_code: bool = False
     ep_size: int | None = None
     attention_backend: str | None = None
     kv_cache_dtype: str | None = None
+    dsa_prefill_backend: str | None = None
+    dsa_decode_backend: str | None = None
     moe_runner_backend: str | None = None
     flashinfer_allreduce_fusion_backend: str | None = None
     speculative: Speculative | None = None
@@ -165,6 +232,8 @@ class SGLangLaunch:
     context_length: int | None = None
     watchdog_timeout: float | None = None
     enable_metrics: bool = True
+    enable_memory_saver: bool = False
+    enable_weights_cpu_backup: bool = False
     mitigations: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
     dg_cache_dir: str | None = None
@@ -177,6 +246,7 @@ class SGLangLaunch:
             raise ConfigError("model path is empty: pass --model-path")
         if self.tp_size < 1:
             raise ConfigError(f"tensor parallelism must be >= 1, got {self.tp_size}")
+        self._check_nodes()
         unknown = [m for m in self.mitigations if m not in MITIGATIONS]
         if unknown:
             raise ConfigError(f"unknown mitigations {unknown}; known: {sorted(MITIGATIONS)}")
@@ -186,6 +256,23 @@ class SGLangLaunch:
                 f"kv cache dtype {self.kv_cache_dtype!r} is not one of SGLang "
                 f"{SGLANG_VERSION}'s: {', '.join(KV_CACHE_DTYPES)}"
             )
+        for name, value, choices in (
+            ("prefill", self.dsa_prefill_backend, DSA_PREFILL_BACKENDS),
+            ("decode", self.dsa_decode_backend, DSA_DECODE_BACKENDS),
+        ):
+            if value is not None and value not in choices:
+                raise ConfigError(
+                    f"dsa {name} backend {value!r} is not one of SGLang {SGLANG_VERSION}'s: "
+                    f"{', '.join(choices)}"
+                )
+        if (self.dsa_prefill_backend or self.dsa_decode_backend) and self.kv_cache_dtype is None:
+            # SGLang warns and guesses (overrides.py:_dsa_kv_cache_dtype_default): a DSA backend
+            # reads one KV layout, so the launch names the dtype it was chosen for.
+            raise ConfigError("a DSA backend needs kv_cache_dtype set: each reads one KV layout")
+        if self.enable_weights_cpu_backup and not self.enable_memory_saver:
+            # The backup is made by the memory saver's weights region; without the saver SGLang's
+            # no-op adapter ignores it (srt/utils/torch_memory_saver_adapter.py: Noop.region).
+            raise ConfigError("enable_weights_cpu_backup needs enable_memory_saver")
         for name in self.mitigations:
             mitigation = MITIGATIONS[name]
             bad = tokens & set(mitigation.forbids)
@@ -203,9 +290,59 @@ class SGLangLaunch:
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
 
+    def _check_nodes(self) -> None:
+        """The multi-node fields agree with each other (the address is checked, not required)."""
+        if self.nnodes < 1:
+            raise ConfigError(f"nnodes must be >= 1, got {self.nnodes}")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise ConfigError(
+                f"node rank {self.node_rank} is not in 0..{self.nnodes - 1} (nnodes={self.nnodes})"
+            )
+        if self.tp_size % self.nnodes:
+            # engine.py:_calculate_rank_ranges gives each node tp_size // nnodes ranks
+            raise ConfigError(
+                f"tensor parallelism {self.tp_size} (the total) is not divisible by "
+                f"nnodes {self.nnodes}"
+            )
+        if self.dist_init_addr is None:
+            return
+        if self.nnodes == 1:
+            raise ConfigError(
+                "dist_init_addr is for nnodes > 1: a single node rendezvouses locally"
+            )
+        port = dist_init_port(self.dist_init_addr)
+        if port == self.port:
+            raise ConfigError(
+                f"dist_init_addr port {port} is the HTTP port too: rank 0 listens on both"
+            )
+
+    @property
+    def gpus_per_node(self) -> int:
+        """GPUs each node needs: its share of the total tensor parallelism."""
+        return self.tp_size // self.nnodes
+
+    def for_rank(self, rank: int, dist_init_addr: str) -> SGLangLaunch:
+        """This launch as node `rank` runs it, rank 0 listening at `dist_init_addr` (host:port).
+
+        Every node gets the same flags but `--node-rank`. A single-node launch has no rendezvous
+        (SGLang uses local IPC), so for nnodes == 1 the address is checked and `self` returned:
+        a deployment can call this for every profile alike.
+        """
+        if self.nnodes == 1:
+            dist_init_port(dist_init_addr)
+            if rank != 0:
+                raise ConfigError(f"node rank {rank} is not in 0..0 (nnodes=1)")
+            return self
+        return replace(self, node_rank=rank, dist_init_addr=dist_init_addr)
+
     # ----------------------------------------------------------------- argv
     def model_args(self) -> list[str]:
-        """The flags shared by serving and the DeepGEMM compile step (no API key)."""
+        """The flags shared by serving and the DeepGEMM compile step (no API key).
+
+        Both carry the multi-node flags: `sglang.compile_deep_gemm` starts the same server on
+        every node, and its non-zero ranks wait for rank 0 (compile_deep_gemm.py:
+        launch_server_process_and_send_one_request).
+        """
         args = [
             "--model-path",
             self.model_path,
@@ -213,6 +350,22 @@ class SGLangLaunch:
             self.served_model_name,
             "--tp-size",
             str(self.tp_size),
+        ]
+        if self.nnodes > 1:
+            if self.dist_init_addr is None:
+                raise ConfigError(
+                    f"this is a {self.nnodes}-node launch template: build each node's argv from "
+                    "for_rank(rank, dist_init_addr) (rank 0's host:port)"
+                )
+            args += [
+                "--nnodes",
+                str(self.nnodes),
+                "--node-rank",
+                str(self.node_rank),
+                "--dist-init-addr",
+                self.dist_init_addr,
+            ]
+        args += [
             "--host",
             self.host,
             "--port",
@@ -224,6 +377,8 @@ class SGLangLaunch:
             ("ep_size", self.ep_size),
             ("attention_backend", self.attention_backend),
             ("kv_cache_dtype", self.kv_cache_dtype),
+            ("dsa_prefill_backend", self.dsa_prefill_backend),
+            ("dsa_decode_backend", self.dsa_decode_backend),
             ("moe_runner_backend", self.moe_runner_backend),
             ("flashinfer_allreduce_fusion_backend", self.flashinfer_allreduce_fusion_backend),
         ]
@@ -250,6 +405,10 @@ class SGLangLaunch:
                 args += [_flag(name), _number(value)]
         if self.enable_metrics:
             args.append("--enable-metrics")
+        if self.enable_memory_saver:
+            args.append("--enable-memory-saver")
+        if self.enable_weights_cpu_backup:
+            args.append("--enable-weights-cpu-backup")
         for name in self.mitigations:
             args += MITIGATIONS[name].adds
         args += self.extra_args
@@ -280,6 +439,18 @@ class SGLangLaunch:
         """
         prefix = list(engine) if engine else [self.python, "-m", "sglang.compile_deep_gemm"]
         return prefix + self.model_args() + ["--timeout", str(int(timeout_s))]
+
+    def blackwell_only(self) -> list[str]:
+        """The settings of this launch that need a Blackwell GPU (`BLACKWELL_ONLY`), as flags."""
+        found = [
+            f"{_flag(name)} {getattr(self, name)}"
+            for name, values in BLACKWELL_ONLY.items()
+            if getattr(self, name) in values
+        ]
+        fusion = self.flashinfer_allreduce_fusion_backend
+        if self.nnodes > 1 and fusion not in (None, *BLACKWELL_ONLY[_FUSION]):
+            found.append(f"{_flag(_FUSION)} {fusion} on {self.nnodes} nodes")
+        return found
 
     def environment(self) -> dict[str, str]:
         """What SGLang must find in its environment, whatever the platform."""
@@ -324,6 +495,19 @@ class SGLangLaunch:
             phase_markers=PHASE_MARKERS,
             name=self.served_model_name,
         )
+
+
+def dist_init_port(address: str) -> int:
+    """The port of a `--dist-init-addr`, or a one-line ConfigError.
+
+    0.5.23 parses the flag with `NetworkAddress.parse` (srt/utils/network.py): `host:port`, an
+    IPv6 literal in brackets (`[fd00::1]:5000`; a bare one is refused as ambiguous); it is only
+    a string to the argparse parser, so the check has to happen here.
+    """
+    try:
+        return parse_address(address)[1]
+    except ValueError as exc:
+        raise ConfigError(f"dist_init_addr {address!r}: {exc}") from None
 
 
 def _number(value: object) -> str:

@@ -9,6 +9,9 @@ The KV cache is stated as bfloat16 (`explicit-kv-cache-dtype`): R1-0528 is MLA w
 `index_topk`), and its FP8 quant config names no KV algorithm, so 0.5.23's `auto` resolves to
 the checkpoint's BF16 (srt/mem_cache/kv_cache_dtype.py:configure_kv_cache_dtype); saying so keeps
 the argv honest if a later release changes that default.
+
+Not snapshot-capable, for GLM-5.1's reasons (docs/SNAPSHOTS.md §5): TP=8's CUDA IPC memory and
+no documented multi-GPU GPU snapshots.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from supervisor.engines.sglang import SGLangLaunch, Speculative
 
 from . import Profile
+from ._blockers import multi_gpu_blocker
 from ._warmups import warmup_set
 
 MODEL = "deepseek-r1"
@@ -55,4 +59,6 @@ PROFILE = Profile(
     api_key_secret="deepseek-r1-api-key",
     startup_timeout_s=3600.0,
     weights_gb=690,
+    snapshot_capable=False,
+    snapshot_blocker=multi_gpu_blocker(8, 690),
 )

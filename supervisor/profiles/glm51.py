@@ -15,6 +15,9 @@ Changes from the seed's command line, each forced by the pinned parser or a know
   (#22359, #17526) was wrong for 0.5.23; override with `kv_cache_dtype="bfloat16"` for BF16
   (0.5.23 then defaults the DSA prefill backend to flashmla_sparse, decode to trtllm);
 - `SGLANG_DG_CACHE_DIR=/dg-cache`, so the DeepGEMM cache volume is actually used.
+
+Not snapshot-capable (docs/SNAPSHOTS.md §5): TP=8 maps CUDA IPC memory, Modal documents no
+multi-GPU GPU snapshots, and a restore would move ~700 GB.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 from supervisor.engines.sglang import SGLangLaunch, Speculative
 
 from . import Profile
+from ._blockers import multi_gpu_blocker
 from ._warmups import warmup_set
 
 MODEL = "glm-5.1"
@@ -66,4 +70,6 @@ PROFILE = Profile(
     api_key_secret="glm51-api-key",
     startup_timeout_s=3600.0,
     weights_gb=700,
+    snapshot_capable=False,
+    snapshot_blocker=multi_gpu_blocker(8, 700),
 )

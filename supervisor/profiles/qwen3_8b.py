@@ -2,6 +2,14 @@
 
 The opposite shape to the MoE profiles: tensor parallelism 1, no speculative decoding, the qwen3
 reasoning parser (thinking switchable by `enable_thinking`) and the qwen tool-call parser.
+
+Snapshot-capable (docs/SNAPSHOTS.md §5), the shape of Modal's own SGLang snapshot example: one
+GPU, so no custom all-reduce and no CUDA IPC memory to checkpoint, and ~16 GB of weights. So it
+launches with `--enable-memory-saver` (SGLang's `/release_memory_occupation` then frees the
+weights, KV cache and CUDA graphs; without it the release frees nothing) and
+`--enable-weights-cpu-backup` (the release copies the weights to ~16 GB of host memory and the
+resume copies them back; without it released weights come back with no contents). The saver
+needs `torch_memory_saver`, a dependency of sglang 0.5.23, so the image has it.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ LAUNCH = SGLangLaunch(
     max_prefill_tokens=MAX_PREFILL_TOKENS,
     context_length=32768,
     enable_metrics=True,
+    enable_memory_saver=True,
+    enable_weights_cpu_backup=True,
     warmup_timeout_s=600,
 )
 
@@ -43,4 +53,5 @@ PROFILE = Profile(
     startup_timeout_s=1200.0,
     uses_deepgemm=False,
     weights_gb=16,
+    snapshot_capable=True,
 )
