@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.testing import free_port
+from supervisor.testing.fake_sglang._ranks import parse_dist_init_addr
 from tests.conftest import fake_argv
 from tests.test_fidelity import sglang_source
 
@@ -633,6 +634,19 @@ def test_a_rendezvous_that_never_completes_fails_both_sides(port: int) -> None:
         in head.output()
     )
     assert "DistNetworkError: The client socket has timed out after 1000ms" in lonely.output()
+
+
+def test_dist_init_addr_is_parsed_like_sglangs_network_address() -> None:
+    assert parse_dist_init_addr("127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert parse_dist_init_addr("[fd00::1]:5000") == ("fd00::1", 5000)
+    assert parse_dist_init_addr("node-0:5000") == ("node-0", 5000)
+    for bad in ("fd00::1:5000", "host", "[fd00::1]", ":5000"):
+        with pytest.raises(ValueError):
+            parse_dist_init_addr(bad)
+    done = subprocess.run(
+        fake_argv(free_port(), "--nnodes", "2"), capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2 and "--dist-init-addr is required" in done.stderr
 
 
 # ============================================================================ the source itself
