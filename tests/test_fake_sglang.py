@@ -64,7 +64,8 @@ def test_port_closed_while_loading_then_503_empty_then_200(port: int) -> None:
 
 
 def test_api_key_rules_and_exempt_paths(port: int) -> None:
-    proc = start(port, "--fake-load-time", "0.1", "--fake-warmup-time", "0.1", "--api-key", "k1")
+    flags = ("--fake-load-time", "0.1", "--fake-warmup-time", "0.1", "--enable-metrics")
+    proc = start(port, *flags, "--api-key", "k1")
     try:
         wait_status(f"http://127.0.0.1:{port}/health", 200)
         base = f"http://127.0.0.1:{port}"

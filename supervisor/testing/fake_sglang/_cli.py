@@ -2,7 +2,8 @@
 
 Unknown flags are accepted and ignored (and named in one log line), so a profile's real SGLang
 argv runs on the fake unchanged. Defaults are SGLang's own timings; `--fake-time-scale 0.1`
-shrinks every one of them (drain, health, compile polling) tenfold for fast tests.
+shrinks every one of them (drain, health, health-check timeout, heartbeat, compile polling)
+tenfold for fast tests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 
 from ._compile import compile_deep_gemm
 from ._faults import FAULTS
+from ._ranks import parse_dist_init_addr
 from ._server import FakeSGLang
 
 
@@ -22,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=30000)
     p.add_argument("--api-key", default=None)
+    p.add_argument("--admin-api-key", default=None)
     p.add_argument("--tp-size", "--tensor-parallel-size", "--tp", type=int, default=1)
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--kv-cache-dtype", default="auto")
@@ -35,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watchdog-timeout", type=float, default=300)
     p.add_argument("--enable-metrics", action="store_true")
     p.add_argument("--skip-server-warmup", action="store_true")
+    p.add_argument("--enable-memory-saver", action="store_true")
+    p.add_argument("--enable-weights-cpu-backup", action="store_true")
+    p.add_argument("--nnodes", type=int, default=1)
+    p.add_argument("--node-rank", type=int, default=0)
+    p.add_argument("--dist-init-addr", default=None)
+    p.add_argument("--dist-timeout", type=int, default=None)
     p.add_argument("--timeout", type=int, default=3600, help="compile mode: SGLang's --timeout")
     # the fake's own knobs
     p.add_argument("--fake-load-time", type=float, default=1.0, help="seconds with the port closed")
@@ -48,6 +57,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds /health takes (default: SGLang's 1 s generation step, time-scaled)",
     )
     p.add_argument("--fake-gen-time", type=float, default=0.0, help="seconds each generation takes")
+    p.add_argument(
+        "--fake-token-time",
+        type=float,
+        default=0.0,
+        help="seconds each generated token takes (streamed as made; the decode counter moves)",
+    )
+    p.add_argument(
+        "--fake-health-check-timeout",
+        type=float,
+        default=None,
+        help="seconds before /health gives up with 503 (SGLANG_HEALTH_CHECK_TIMEOUT or 20, scaled)",
+    )
+    p.add_argument(
+        "--fake-stall-after-requests",
+        type=int,
+        default=None,
+        help="stall fault: strike once N client generations finished after ready (not by time)",
+    )
+    p.add_argument(
+        "--fake-memory-release-time",
+        type=float,
+        default=0.2,
+        help="seconds /release_memory_occupation takes",
+    )
+    p.add_argument(
+        "--fake-resume-time",
+        type=float,
+        default=0.2,
+        help="seconds /resume_memory_occupation takes",
+    )
+    p.add_argument(
+        "--fake-dist-timeout",
+        type=float,
+        default=None,
+        help="multi-node rendezvous bound (default: --dist-timeout, else torch's 1800 s)",
+    )
     p.add_argument(
         "--fake-time-scale",
         type=float,
@@ -66,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the served model's architecture (default: guessed from --model-path)",
     )
     p.add_argument("--fake-fault", action="append", choices=FAULTS, default=[])
-    p.add_argument("--fake-crash-after", type=float, default=1.0, help="seconds after ready")
+    p.add_argument(
+        "--fake-crash-after",
+        type=float,
+        default=1.0,
+        help="seconds after ready (crash-after-serving, hang, stall)",
+    )
     p.add_argument(
         "--fake-crash-log",
         action="append",
@@ -93,11 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, unknown = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
     args.unknown = unknown
     args.fake_compile_warmup = False
     if not args.fake_time_scale > 0:
         raise SystemExit(f"fake-sglang: --fake-time-scale must be > 0, got {args.fake_time_scale}")
+    if args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes:
+        parser.error(f"--node-rank must be in [0, {args.nnodes}), got {args.node_rank}")
+    if args.nnodes > 1:
+        if not args.dist_init_addr:
+            parser.error("--dist-init-addr is required with --nnodes > 1")
+        try:
+            parse_dist_init_addr(args.dist_init_addr)
+        except ValueError as e:
+            parser.error(str(e))
     if args.fake_mode == "compile":
         compile_deep_gemm(args)
     else:

@@ -15,7 +15,16 @@ supervisor's crash classification is tested on real texts:
 - slow-warmup: SGLang's own warmup takes 20 times `--fake-warmup-time`;
 - warmup-error: `Initialization failed. warmup error: ...`, then SIGKILL of the whole tree;
 - log-flood: a burst of decode-batch lines; escape: the last scheduler leaves the session and
-  the parent chain (sglang #23627) and survives its server.
+  the parent chain (sglang #23627) and survives its server;
+- stall: the scheduler stops for good with the port open (`--fake-crash-after` seconds after
+  the ready line, or once `--fake-stall-after-requests` client generations have finished):
+  requests are taken and never progress, `/metrics` answers with frozen counters (`_engine`);
+- resume-fails: `/resume_memory_occupation` answers 400 `{"error": {"message": "CUDA error: out of
+  memory"}}` and the memory stays released; unhealthy-after-resume: the resume answers 200, then
+  `/health` 503 and generations 500; garbage-after-resume: the resume answers 200, `/health` 200,
+  and every generation answers 200 with junk (what resumed weights without a CPU backup give).
+
+Texts of the other deaths the fake plays (memory, multi-node) are here too, each with its source.
 """
 
 from __future__ import annotations
@@ -36,7 +45,98 @@ FAULTS = (
     "warmup-error",
     "log-flood",
     "escape",
+    "stall",
+    "resume-fails",
+    "unhealthy-after-resume",
+    "garbage-after-resume",
 )
+
+_SITE = "/usr/local/lib/python3.12/dist-packages"
+_SCHEDULER_TOP = (
+    "Scheduler hit an exception: Traceback (most recent call last):",
+    f'  File "{_SITE}/sglang/srt/managers/scheduler.py", line 6368, in run_scheduler_process',
+    "    scheduler.run_event_loop()",
+)
+
+# srt/managers/scheduler_components/weight_updater.py:release_memory_occupation, not idle
+RELEASE_NOT_IDLE_LINES = (
+    *_SCHEDULER_TOP,
+    f'  File "{_SITE}/sglang/srt/managers/scheduler_components/weight_updater.py", line 339, '
+    "in release_memory_occupation",
+    "    assert self.is_fully_idle(",
+    "AssertionError: release_memory_occupation should be called only when server is idle.",
+)
+
+
+def resume_key_error_lines(tag: str) -> tuple[str, ...]:
+    """weight_updater.py:resume_memory_occupation, `self.offload_tags.remove(tag)` of a tag
+    that was not released."""
+    return (
+        *_SCHEDULER_TOP,
+        f'  File "{_SITE}/sglang/srt/managers/scheduler_components/weight_updater.py", '
+        "line 390, in resume_memory_occupation",
+        "    self.offload_tags.remove(tag)",
+        f"KeyError: {tag!r}",
+    )
+
+
+def cannot_pause_line(tag: str) -> str:
+    """torch_memory_saver `csrc/core.cpp: TorchMemorySaver::pause` on a region already paused:
+    this on stderr (std::cerr, no timestamp), then `exit(1)` in the scheduler."""
+    return (
+        f"[torch_memory_saver.cpp] Cannot pause allocation that is not active. tag={tag} "
+        "ptr=139872395378688 file=csrc/core.cpp func=pause line=172"
+    )
+
+
+# A forward pass on memory the memory saver unmapped (redai-studio/Relax#282, "Bug B").
+ILLEGAL_ACCESS_LINES = (
+    *_SCHEDULER_TOP,
+    "torch.AcceleratorError: CUDA error: an illegal memory access was encountered",
+    "CUDA kernel errors might be asynchronously reported at some other API call, so the "
+    "stacktrace below might be incorrect.",
+    "For debugging consider passing CUDA_LAUNCH_BLOCKING=1",
+)
+
+
+def rendezvous_timeout_lines(seconds: float, joined: int, world: int) -> tuple[str, ...]:
+    """Rank 0 (torch's TCPStore server, `waitForWorkers`) when workers never come; the scheduler
+    fails in `init_process_group` (srt/distributed/parallel_state.py:
+    init_distributed_environment) and SIGQUITs its server."""
+    return (
+        "Scheduler hit an exception: Traceback (most recent call last):",
+        f'  File "{_SITE}/torch/distributed/distributed_c10d.py", line 1742, in init_process_group',
+        "    store, rank, world_size = next(rendezvous_iterator)",
+        f"torch.distributed.DistStoreError: Timed out after {seconds:.0f} seconds waiting for "
+        f"clients. {joined}/{world} clients joined.",
+    )
+
+
+def connect_timeout_lines(seconds: float, host: str, port: int) -> tuple[str, ...]:
+    """A worker whose rank 0 never listens (torch's TCPStore client)."""
+    return (
+        "Scheduler hit an exception: Traceback (most recent call last):",
+        f'  File "{_SITE}/torch/distributed/rendezvous.py", line 189, in _create_c10d_store',
+        "    return TCPStore(",
+        "torch.distributed.DistNetworkError: The client socket has timed out after "
+        f"{seconds * 1000:.0f}ms while trying to connect to ({host}, {port}).",
+    )
+
+
+def peer_closed_lines(host: str, port: int) -> tuple[str, ...]:
+    """A worker's scheduler when rank 0 is gone: its broadcast of the next requests over the
+    TP group's gloo group fails (request_receiver.py: recv_requests, srt/utils/common.py:
+    broadcast_pyobj; text as in sgl-project/sglang#3685 and #26375)."""
+    return (
+        *_SCHEDULER_TOP,
+        f'  File "{_SITE}/sglang/srt/utils/common.py", line 2715, in broadcast_pyobj',
+        "    dist.broadcast(tensor_size, src=src, group=dist_group)",
+        f'  File "{_SITE}/torch/distributed/distributed_c10d.py", line 2974, in broadcast',
+        "    work.wait()",
+        "RuntimeError: [/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:547] Connection "
+        f"closed by peer [{host}]:{port}",
+    )
+
 
 CRASH_LOADING_LINES = (
     "Traceback (most recent call last):",

@@ -1,19 +1,27 @@
 """HTTP routing and the API-key rules of SGLang 0.5.23's server (`srt/entrypoints/http_server.py`).
 
 The status codes the supervisor depends on: 503 with an empty body while starting, `/health`
-and the rest answering once up, 401 `{"error": "Unauthorized"}` without the key except on the
-exempt probe paths (`srt/utils/auth.py`). The OpenAI answers come from `_openai.OpenAIRoutes`.
+and the rest answering once up, 401 `{"error": "Unauthorized"}` without the right key except on
+the exempt probe paths (`srt/utils/auth.py: decide_request_auth`, with its `ADMIN_OPTIONAL`
+level for the control endpoints). `/metrics` exists only with `--enable-metrics`, and then
+every request is counted in `sglang:http_requests_active` from arrival to its last byte
+(`srt/observability/http_request_metrics.py: track_http_status_code`). The OpenAI answers come
+from `_openai`, `/generate` from `_generate`, the control endpoints from `_memory`.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import socket
+import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
-from ._logs import HEALTH_DURING_SHUTDOWN_LINE, log
+from ._engine import Aborted, Disconnected, Engine
+from ._logs import HEALTH_DURING_SHUTDOWN_LINE, health_failed_line, log
+from ._memory import CONTROL_PATHS, GET_ALLOWED, Memory, MemoryRoutes
 from ._openai import OpenAIRoutes
 
 if TYPE_CHECKING:
@@ -21,6 +29,17 @@ if TYPE_CHECKING:
 
 
 GENERATE_PATHS = ("/v1/chat/completions", "/v1/completions", "/generate")
+# http_server.py routes marked @auth_level(AuthLevel.ADMIN_OPTIONAL) that the fake serves
+ADMIN_OPTIONAL = (*CONTROL_PATHS, "/freeze_gc", "/abort_request")
+PHRASES = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    422: "Unprocessable Entity",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
@@ -32,25 +51,33 @@ def handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
     return Bound
 
 
-class Handler(OpenAIRoutes, BaseHTTPRequestHandler):
+def endpoint_of(path: str) -> str:
+    """`_get_fastapi_request_path`: the matched route's path, else the raw path."""
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{model:path}"
+    return path
+
+
+class Handler(OpenAIRoutes, MemoryRoutes, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "uvicorn"
     sys_version = ""
+
+    @property
+    def engine(self) -> Engine:  # type: ignore[override]
+        return self.fake.engine
+
+    @property
+    def memory(self) -> Memory:  # type: ignore[override]
+        return self.fake.memory
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def access(self, status: int) -> None:
-        phrase = {
-            200: "OK",
-            400: "Bad Request",
-            401: "Unauthorized",
-            404: "Not Found",
-            503: "Service Unavailable",
-        }
         log(
             f"INFO:     {self.client_address[0]}:{self.client_address[1]} - "
-            f'"{self.command} {self.path} HTTP/1.1" {status} {phrase.get(status, "")}'
+            f'"{self.command} {self.path} HTTP/1.1" {status} {PHRASES.get(status, "")}'
         )
 
     # -------------------------------------------------------------- plumbing
@@ -69,64 +96,91 @@ class Handler(OpenAIRoutes, BaseHTTPRequestHandler):
         self.end_headers()
         self.access(status)
 
-    def send_error_json(self, status: int, message: str) -> None:
-        self.send_json(
-            status,
-            {
-                "object": "error",
-                "message": message,
-                "type": "BadRequestError",
-                "param": None,
-                "code": status,
-            },
-        )
+    def send_error_json(self, status: int, message: str, kind: str = "BadRequestError") -> None:
+        error = {"object": "error", "message": message, "type": kind, "param": None}
+        self.send_json(status, {**error, "code": status})
 
-    def authorized(self) -> bool:
-        """srt/utils/auth.py:decide_request_auth: probe paths are exempt; the scheme is matched
-        case-insensitively (`bearer`), the token exactly."""
-        path = self.path.split("?", 1)[0]
-        if not self.fake.api_key or path.startswith(("/health", "/ready", "/metrics")):
+    def start_sse(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+
+    def event(self, payload: Any) -> None:
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        self.wfile.write(f"data: {data}\n\n".encode())
+        self.wfile.flush()
+
+    def authorized(self, path: str) -> bool:
+        """srt/utils/auth.py:decide_request_auth: probe paths are exempt; `ADMIN_OPTIONAL` paths
+        want the admin key when one is set (the API key is then refused), else the API key;
+        the scheme is matched case-insensitively (`bearer`), the token exactly."""
+        if self.command == "OPTIONS" or path.startswith(("/health", "/ready", "/metrics")):
             return True
-        if self.command == "OPTIONS":
+        fake = self.fake
+        key = fake.api_key
+        if path in ADMIN_OPTIONAL and fake.admin_api_key:
+            key = fake.admin_api_key
+        if not key:
             return True
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-        return scheme.lower() == "bearer" and token == self.fake.api_key
+        return scheme.lower() == "bearer" and token == key
 
-    def read_body(self) -> dict[str, Any] | None:
+    def read_raw(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length else b""
+
+    def client_gone(self) -> bool:
+        """Starlette's `request.is_disconnected()`: the peer closed its side."""
         try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError:
-            self.send_error_json(400, "Invalid JSON body")
-            return None
-        if not isinstance(body, dict):
-            self.send_error_json(400, "Body must be a JSON object")
-            return None
-        return body
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def hang_if_hung(self) -> None:
         if self.fake.hung.is_set():
             time.sleep(10**6)
 
-    # -------------------------------------------------------------- routes
+    # -------------------------------------------------------------- dispatch
     def do_GET(self) -> None:
+        self.dispatch()
+
+    def do_POST(self) -> None:
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Every request, counted in `sglang:http_requests_active` until its last byte."""
         self.hang_if_hung()
         path = self.path.split("?", 1)[0]
-        if not self.authorized():
-            self.send_json(401, {"error": "Unauthorized"})
-            return
+        counted = bool(self.fake.args.enable_metrics)
+        endpoint, method = endpoint_of(path), self.command
+        if counted:
+            self.fake.metrics.http_begin(endpoint, method)
+        try:
+            if not self.authorized(path):
+                self.send_json(401, {"error": "Unauthorized"})
+            elif self.command == "GET":
+                self.get(path)
+            else:
+                self.post(path)
+        except (BrokenPipeError, ConnectionResetError, Disconnected):
+            self.close_connection = True  # the client left; SGLang aborts its request too
+        finally:
+            if counted:
+                self.fake.metrics.http_end(endpoint, method)
+
+    def get(self, path: str) -> None:
         fake = self.fake
         if path in ("/health", "/health_generate"):
             self.health()
         elif path == "/ready":  # is_ready(): healthy and not paused
-            self.send_empty(
-                200 if fake.status == "Up" and not fake.gracefully_exit.is_set() else 503
-            )
+            self.send_empty(200 if fake.is_healthy() and not self.engine.is_pause else 503)
         elif path == "/ping":  # is_healthy()
-            self.send_empty(
-                200 if fake.status == "Up" and not fake.gracefully_exit.is_set() else 503
-            )
+            self.send_empty(200 if fake.is_healthy() else 503)
         elif path == "/v1/models":
             self.send_json(200, {"object": "list", "data": [self.model_card(fake.model)]})
         elif path.startswith("/v1/models/"):
@@ -148,28 +202,80 @@ class Handler(OpenAIRoutes, BaseHTTPRequestHandler):
                 200,
                 {**fake.server_args(), "api_key": None, "version": "0.5.23", "frontend": "python"},
             )
-        elif path == "/metrics":
+        elif path == "/metrics" and fake.args.enable_metrics:
             self.send_metrics()
+        elif path in GET_ALLOWED:  # api_route(GET, POST), and the body is required
+            self.control(path, self.read_raw())
         else:
             self.send_json(404, {"detail": "Not Found"})
 
+    def post(self, path: str) -> None:
+        raw = self.read_raw()
+        if path in CONTROL_PATHS:
+            self.control(path, raw)
+            return
+        if path not in (*GENERATE_PATHS, "/freeze_gc", "/abort_request"):
+            self.send_json(404, {"detail": "Not Found"})
+            return
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self.send_error_json(400, "Invalid JSON body")
+            return
+        if not isinstance(body, dict):
+            self.send_error_json(400, "Body must be a JSON object")
+        elif path in ("/freeze_gc", "/abort_request"):
+            self.send_json(200, {"success": True})
+        elif path == "/v1/chat/completions":
+            self.chat(body)
+        elif path == "/v1/completions":
+            self.completion(body)
+        else:
+            self.native_generate(body)
+
+    # -------------------------------------------------------------- health
     def health(self) -> None:
         """srt/entrypoints/http_server.py:health_generate: 503 while starting or shutting down,
-        else a real one-token generation, watched in 1 s steps (so about 1 s when healthy)."""
-        fake = self.fake
+        else a one-token generation, watched in 1 s steps: 200 as soon as any output arrived
+        after it started, else 503 after `HEALTH_CHECK_TIMEOUT` (20 s) with SGLang's error line
+        and the server marked `UnHealthy` (so `/ready` and `/ping` say 503 until a later pass)."""
+        fake, engine = self.fake, self.engine
         if fake.gracefully_exit.is_set():
             log(HEALTH_DURING_SHUTDOWN_LINE)
             self.send_empty(503)
             return
-        if fake.status != "Up":
+        if fake.status == "Starting" or self.memory.unhealthy:
             self.send_empty(503)
             return
-        rid = fake.begin_request(f"HEALTH_CHECK_{uuid.uuid4().hex}")
-        try:
+        fake.enter_running_phase()
+        timeout = fake.health_check_timeout
+        tic, tic_wall = time.monotonic(), time.time()
+        gen = engine.enter(1, False, health=True)
+
+        def generate() -> None:
+            try:
+                engine.admit(gen, pause_timeout=timeout)
+                engine.token(gen)
+            except Aborted:
+                pass
+            finally:
+                engine.finish(gen)
+
+        threading.Thread(target=generate, daemon=True, name="health-generate").start()
+        while True:
             time.sleep(fake.health_time)
-        finally:
-            fake.end_request(rid)
-        self.send_empty(200)
+            if engine.last_receive > tic:
+                engine.forget(gen)
+                fake.status = "Up"
+                self.send_empty(200)
+                return
+            if time.monotonic() - tic >= timeout:
+                break
+        last = tic_wall - (tic - engine.last_receive) if engine.last_receive else 0.0
+        log(health_failed_line(timeout, tic_wall, last))
+        engine.forget(gen)
+        fake.status = "UnHealthy"
+        self.send_empty(503)
 
     def model_card(self, model: str) -> dict[str, Any]:
         """http_server.py:available_models: `root` is the served name, not the path."""
@@ -203,76 +309,12 @@ class Handler(OpenAIRoutes, BaseHTTPRequestHandler):
             "architectures": [fake.architecture],
         }
 
-    def do_POST(self) -> None:
-        self.hang_if_hung()
-        if not self.authorized():
-            self.send_json(401, {"error": "Unauthorized"})
-            return
-        path = self.path.split("?", 1)[0]
-        body = self.read_body()
-        if body is None:
-            return
-        if path in ("/pause_generation", "/continue_generation", "/abort_request", "/freeze_gc"):
-            self.send_json(200, {"success": True})
-            return
-        if path not in GENERATE_PATHS:
-            self.send_json(404, {"detail": "Not Found"})
-            return
-        rid = self.fake.begin_request()
-        try:
-            if not body.get("stream"):  # a stream spreads its generation time over its chunks
-                time.sleep(self.fake.args.fake_gen_time)
-            if path == "/v1/chat/completions":
-                self.chat(body)
-            elif path == "/v1/completions":
-                self.completion(body)
-            else:
-                meta = {"id": rid, "finish_reason": {"type": "length"}}
-                self.send_json(200, {"text": " Paris.", "meta_info": meta})
-        finally:
-            self.fake.end_request(rid)
-
     def send_metrics(self) -> None:
-        labels = f'model_name="{self.fake.model}",engine_type="unified",tp_rank="0"'
-        c = self.fake.counters
-        text = "".join(
-            [
-                "# HELP sglang:num_running_reqs The number of running requests.\n",
-                "# TYPE sglang:num_running_reqs gauge\n",
-                f"sglang:num_running_reqs{{{labels}}} {float(len(self.fake.rid_to_state))}\n",
-                "# HELP sglang:num_queue_reqs The number of requests in the waiting queue.\n",
-                "# TYPE sglang:num_queue_reqs gauge\n",
-                f"sglang:num_queue_reqs{{{labels}}} 0.0\n",
-                "# HELP sglang:gen_throughput The generation throughput (token/s).\n",
-                "# TYPE sglang:gen_throughput gauge\n",
-                f"sglang:gen_throughput{{{labels}}} 95.23\n",
-                "# HELP sglang:prompt_tokens_total Number of prefill tokens processed.\n",
-                "# TYPE sglang:prompt_tokens_total counter\n",
-                f"sglang:prompt_tokens_total{{{labels}}} {float(c['prompt_tokens'])}\n",
-                "# HELP sglang:generation_tokens_total Number of generation tokens processed.\n",
-                "# TYPE sglang:generation_tokens_total counter\n",
-                f"sglang:generation_tokens_total{{{labels}}} {float(c['generation_tokens'])}\n",
-                "# HELP sglang:num_requests_total Number of requests processed.\n",
-                "# TYPE sglang:num_requests_total counter\n",
-                f"sglang:num_requests_total{{{labels}}} {float(c['requests'])}\n",
-            ]
-        ).encode()
+        """prometheus_client's exposition; never compressed (the fake ignores Accept-Encoding)."""
+        text = self.fake.metrics.render()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.send_header("Content-Length", str(len(text)))
         self.end_headers()
         self.wfile.write(text)
         self.access(200)
-
-    def start_sse(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-
-    def event(self, payload: Any) -> None:
-        data = payload if isinstance(payload, str) else json.dumps(payload)
-        self.wfile.write(f"data: {data}\n\n".encode())
-        self.wfile.flush()

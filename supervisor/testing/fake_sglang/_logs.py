@@ -34,6 +34,10 @@ RUNNING_SIGQUIT_LINE = (
 )
 # srt/entrypoints/http_server.py:health_generate
 HEALTH_DURING_SHUTDOWN_LINE = "Health check request received during shutdown. Returning 503."
+# srt/distributed/bootstrap.py:init_parallel_runtime, around the rendezvous (each rank)
+INIT_PARALLEL_BEGIN_LINE = "Init parallel begin."
+# the fake's own line when `--fake-fault stall` strikes (SGLang says nothing)
+STALLED_LINE = "fake: scheduler stalled"
 # uvicorn's own shutdown, once the drain sets `server.should_exit` (http_server.py stop hook)
 UVICORN_SHUTDOWN_LINES = (
     "INFO:     Shutting down",
@@ -95,3 +99,33 @@ def subprocess_crashed_line(name: str, pid: int, exitcode: int) -> str:
         f"Subprocess {name} (pid={pid}) crashed with exit code {exitcode}. "
         f"Triggering SIGQUIT for cleanup..."
     )
+
+
+def health_failed_line(timeout: float, tic: float, last_receive: float) -> str:
+    """srt/entrypoints/http_server.py:health_generate, when no output came within the timeout;
+    `tic` and `last_receive` are wall-clock times."""
+    tic_time = time.strftime("%H:%M:%S", time.localtime(tic))
+    last = time.strftime("%H:%M:%S", time.localtime(last_receive))
+    return (
+        f"Health check failed. Server couldn't get a response from detokenizer for last "
+        f"{timeout:g} seconds. tic start time: {tic_time}. last_heartbeat time: {last}"
+    )
+
+
+def worker_sigterm_line(node_rank: int) -> str:
+    """srt/entrypoints/engine.py:Engine._launch_subprocesses, a rank >= 1's SIGTERM handler."""
+    return (
+        f"SIGTERM received on node_rank {node_rank}; waiting for the rank-0 ShutdownReq "
+        "broadcast to stop the schedulers."
+    )
+
+
+def dummy_health_line(host: str, port: int) -> str:
+    """srt/utils/common.py:launch_dummy_health_check_server (`NetworkAddress.to_host_port_str`)."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"Dummy health check server started in background thread at {where}"
+
+
+def scheduler_terminated_line(pid: int, exitcode: int | None) -> str:
+    """engine.py:block_until_scheduler_exits, a rank >= 1 joining its schedulers in order."""
+    return f"Scheduler or DataParallelController {pid} terminated with {exitcode}"

@@ -3,7 +3,10 @@
 Shapes as SGLang 0.5.23 returns them (`srt/entrypoints/openai/serving_chat.py`,
 `serving_completions.py`, `protocol.py`): reasoning in `reasoning_content` before any content,
 tool calls with `call_<24 hex>` ids, streaming chunks ending in `data: [DONE]`, usage when asked.
-`OpenAIRoutes` is mixed into the HTTP handler (`_http.py`), which provides the plumbing.
+Tokens are made one by one (`_generate.GenerationRoutes.produce`): a stream sends one chunk per
+token as it is made (the first one after the role chunk, which comes with the first token, so a
+stream whose engine never produces gets its headers and nothing more); a plain answer comes
+after the last token. `OpenAIRoutes` is mixed into the HTTP handler (`_http.py`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,9 @@ import json
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ._server import FakeSGLang
+from ._generate import GenerationRoutes, budget, pieces, words
 
 
 def _text_of(content: Any) -> str:
@@ -45,16 +47,14 @@ def _tool_arguments(tool: dict[str, Any], prompt: str) -> dict[str, Any]:
     return out
 
 
-def chat_answer(server: FakeSGLang, body: dict[str, Any]) -> dict[str, Any]:
+def chat_answer(reasoning_parser: str | None, body: dict[str, Any]) -> dict[str, Any]:
     """Decide what the model 'says': reasoning, content and tool calls, like SGLang's parsers."""
     messages = body.get("messages") or []
     last = messages[-1] if messages else {}
     prompt = " ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
     user = _text_of(last.get("content")) if isinstance(last, dict) else ""
     kwargs = body.get("chat_template_kwargs") or {}
-    thinking = (
-        bool(server.args.reasoning_parser) and kwargs.get("enable_thinking", True) is not False
-    )
+    thinking = bool(reasoning_parser) and kwargs.get("enable_thinking", True) is not False
     tools = body.get("tools") or []
     tool_choice = body.get("tool_choice", "auto")
     answer: dict[str, Any] = {
@@ -99,56 +99,115 @@ def chat_answer(server: FakeSGLang, body: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-class OpenAIRoutes:
+def chat_tokens(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The answer as stream deltas, one per token: reasoning, content, then each tool call (its
+    name, then its arguments in pieces of 8 characters)."""
+    out: list[dict[str, Any]] = [
+        {"reasoning_content": p} for p in pieces(answer["reasoning"] or "")
+    ]
+    out += [{"content": p} for p in pieces(answer["content"] or "")]
+    for call in answer["tool_calls"] or []:
+        fn = call["function"]
+        head = {"index": 0, "id": call["id"], "type": "function"}
+        out.append({"tool_calls": [{**head, "function": {"name": fn["name"], "arguments": ""}}]})
+        args = fn["arguments"]
+        for i in range(0, len(args), 8):
+            out.append({"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 8]}}]})
+    return out
+
+
+def assemble(made: list[dict[str, Any]]) -> dict[str, Any]:
+    """The non-streamed message from the deltas made."""
+    reasoning = "".join(d.get("reasoning_content", "") for d in made)
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(d.get("content", "") for d in made),
+        "reasoning_content": reasoning or None,
+    }
+    calls = [d["tool_calls"][0] for d in made if "tool_calls" in d]
+    if calls:
+        head = calls[0]
+        arguments = "".join(c["function"]["arguments"] for c in calls[1:])
+        function = {"name": head["function"]["name"], "arguments": arguments}
+        message["tool_calls"] = [
+            {"id": head["id"], "index": 0, "type": "function", "function": function}
+        ]
+    return message
+
+
+class OpenAIRoutes(GenerationRoutes):
     """Chat and legacy completions; the handler it is mixed into sends the bytes."""
 
-    fake: FakeSGLang
-
-    def send_json(self, status: int, payload: Any) -> None:
+    def send_error_json(self, status: int, message: str, kind: str = "BadRequestError") -> None:
         raise NotImplementedError
-
-    def send_error_json(self, status: int, message: str) -> None:
-        raise NotImplementedError
-
-    def start_sse(self) -> None:
-        raise NotImplementedError
-
-    def event(self, payload: Any) -> None:
-        raise NotImplementedError
-
-    def access(self, status: int) -> None:
-        raise NotImplementedError
-
-    def send_paced(self, events: list[Any]) -> None:
-        """Send a stream's events with `--fake-gen-time` spread over them, so that a stream is
-        really in flight for that long (a drain must wait for its end)."""
-        delay = self.fake.args.fake_gen_time / max(1, len(events))
-        for payload in events:
-            if delay:
-                time.sleep(delay)
-            self.event(payload)
 
     def chat(self, body: dict[str, Any]) -> None:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             self.send_error_json(400, "messages must be a non-empty list")
             return
-        answer = chat_answer(self.fake, body)
+        if self.unhealthy():
+            self.send_error_json(500, "fake: the engine is unhealthy", "InternalServerError")
+            return
+        answer = chat_answer(self.fake.args.reasoning_parser, body)
+        tokens = chat_tokens(answer)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        limited = budget(tokens, limit, body.get("ignore_eos"), lambda w: {"content": w})
         model = body.get("model") or self.fake.model
         rid = uuid.uuid4().hex
         created = int(time.time())
-        finish = "tool_calls" if answer["tool_calls"] else "stop"
-        usage = self.fake.usage(answer["prompt"], (answer["reasoning"] or "") + answer["content"])
+
+        def finish(made: list[dict[str, Any]], aborted: bool) -> str:
+            if aborted:
+                return "abort"
+            if limited:
+                return "length"
+            return "tool_calls" if any("tool_calls" in d for d in made) else "stop"
+
+        def usage(made: list[Any]) -> dict[str, int]:
+            p, c = words(answer["prompt"]), len(made)
+            return {"prompt_tokens": p, "total_tokens": p + c, "completion_tokens": c}
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            return {
+                "id": rid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
+
         if body.get("stream"):
-            self.stream_chat(rid, created, model, answer, finish, usage, body)
+            self.start_sse()
+
+            sent: list[dict[str, Any]] = []
+
+            def emit(delta: dict[str, Any]) -> None:
+                if not sent:  # serving_chat.py: the role chunk, with the first output
+                    self.event(chunk({"role": "assistant", "content": ""}))
+                sent.append(delta)
+                self.event(chunk(delta))
+
+            made, aborted = self.produce(
+                answer["prompt"], tokens, True, emit, lambda: {"content": "!"}
+            )
+            self.event(chunk({}, finish(made, aborted)))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                self.event({**chunk({}), "choices": [], "usage": usage(made)})
+            self.event("[DONE]")
+            self.access(200)
             return
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": answer["content"],
-            "reasoning_content": answer["reasoning"],
+        made, aborted = self.produce(
+            answer["prompt"], tokens, False, None, lambda: {"content": "!"}
+        )
+        choice = {
+            "index": 0,
+            "message": assemble(made),
+            "logprobs": None,
+            "finish_reason": finish(made, aborted),
+            "matched_stop": None,
         }
-        if answer["tool_calls"]:
-            message["tool_calls"] = answer["tool_calls"]
         self.send_json(
             200,
             {
@@ -156,120 +215,56 @@ class OpenAIRoutes:
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "logprobs": None,
-                        "finish_reason": finish,
-                        "matched_stop": None,
-                    }
-                ],
-                "usage": usage,
+                "choices": [choice],
+                "usage": usage(made),
             },
         )
-
-    def stream_chat(
-        self,
-        rid: str,
-        created: int,
-        model: str,
-        answer: dict[str, Any],
-        finish: str,
-        usage: dict[str, int],
-        body: dict[str, Any],
-    ) -> None:
-        self.start_sse()
-
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-            return {
-                "id": rid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": delta,
-                        "logprobs": None,
-                        "finish_reason": finish_reason,
-                    }
-                ],
-            }
-
-        self.event(chunk({"role": "assistant", "content": ""}))
-        out: list[Any] = []
-        for piece in re.findall(r"\S+\s*", answer["reasoning"] or ""):
-            out.append(chunk({"reasoning_content": piece}))
-        for piece in re.findall(r"\S+\s*", answer["content"] or ""):
-            out.append(chunk({"content": piece}))
-        for call in answer["tool_calls"] or []:
-            fn = call["function"]
-            out.append(
-                chunk(
-                    {
-                        "tool_calls": [
-                            {
-                                "index": 0,
-                                "id": call["id"],
-                                "type": "function",
-                                "function": {"name": fn["name"], "arguments": ""},
-                            }
-                        ]
-                    }
-                )
-            )
-            args = fn["arguments"]
-            for i in range(0, len(args), 8):
-                out.append(
-                    chunk(
-                        {"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 8]}}]}
-                    )
-                )
-        out.append(chunk({}, finish))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            out.append(
-                {
-                    "id": rid,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": usage,
-                }
-            )
-        self.send_paced(out)
-        self.event("[DONE]")
-        self.access(200)
 
     def completion(self, body: dict[str, Any]) -> None:
         prompt = body.get("prompt")
         if not isinstance(prompt, (str, list)) or not prompt:
             self.send_error_json(400, "prompt must be a non-empty string")
             return
-        text = f" and this is a fake continuation of: {str(prompt)[:60]}"
+        if self.unhealthy():
+            self.send_error_json(500, "fake: the engine is unhealthy", "InternalServerError")
+            return
+        tokens = pieces(f" and this is a fake continuation of: {str(prompt)[:60]}")
+        limited = budget(tokens, body.get("max_tokens"), body.get("ignore_eos"), str)
         model = body.get("model") or self.fake.model
         rid = uuid.uuid4().hex
         created = int(time.time())
-        usage = self.fake.usage(str(prompt), text)
+
+        def chunk(piece: str, finish: str | None) -> dict[str, Any]:
+            choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
+            return {
+                "id": rid,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
+
+        def finish(aborted: bool) -> str:
+            return "abort" if aborted else "length" if limited else "stop"
+
         if body.get("stream"):
             self.start_sse()
-
-            def chunk(piece: str, finish: str | None) -> dict[str, Any]:
-                choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
-                return {
-                    "id": rid,
-                    "object": "text_completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [choice],
-                }
-
-            out = [chunk(piece, None) for piece in re.findall(r"\S+\s*|\s+", text)]
-            self.send_paced([*out, chunk("", "stop")])
+            made, aborted = self.produce(
+                str(prompt), tokens, True, lambda piece: self.event(chunk(piece, None))
+            )
+            self.event(chunk("", finish(aborted)))
             self.event("[DONE]")
             self.access(200)
             return
+        made, aborted = self.produce(str(prompt), tokens, False)
+        p, c = words(str(prompt)), len(made)
+        choice = {
+            "index": 0,
+            "text": "".join(made),
+            "logprobs": None,
+            "finish_reason": finish(aborted),
+            "matched_stop": None,
+        }
         self.send_json(
             200,
             {
@@ -277,15 +272,7 @@ class OpenAIRoutes:
                 "object": "text_completion",
                 "created": created,
                 "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "text": text,
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                        "matched_stop": None,
-                    }
-                ],
-                "usage": usage,
+                "choices": [choice],
+                "usage": {"prompt_tokens": p, "total_tokens": p + c, "completion_tokens": c},
             },
         )

@@ -3,8 +3,11 @@
 Schedulers are real processes, one per TP rank, in the server's process group, with
 PR_SET_PDEATHSIG=SIGKILL, like `sglang::scheduler_TPn` (srt/managers/scheduler.py). Each takes
 commands on its stdin, standing in for SGLang's ZMQ messages: `shutdown` (ShutdownReq: release
-the memory, exit 0) and `crash <json lines>` (an exception in the scheduler loop: log the
-traceback, SIGQUIT the parent, exactly as `run_scheduler_process` does).
+the memory, exit 0), `crash <json lines>` (an exception in the scheduler loop: log the
+traceback, SIGQUIT the parent, exactly as `run_scheduler_process` does) and `exit <code> <json
+line>` (a C++ `exit()` inside the process, e.g. torch_memory_saver's: a line on stderr, no
+traceback, no SIGQUIT; only the subprocess watchdog notices). Ranks are global: on node R of a
+multi-node run the first local scheduler is `TP{R * tp_size / nnodes}`.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ for line in sys.stdin:
         print(f"[{stamp} TP{rank}] " + "\n".join(lines), file=sys.stderr, flush=True)
         os.kill(parent, signal.SIGQUIT)
         sys.exit(0)
+    if command == "exit":
+        code, _, text = rest.partition(" ")
+        print(json.loads(text), file=sys.stderr, flush=True)
+        os._exit(int(code))
 while True:  # stdin closed: the parent is gone; an escaped scheduler lives on
     time.sleep(3600)
 """
@@ -121,15 +128,18 @@ class Schedulers:
         gpu_mem_gib: float,
         grandchildren: bool,
         release_s: float,
+        first_rank: int = 0,
     ) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
-        for rank in range(tp_size):
+        self.first_rank = first_rank
+        for index in range(tp_size):
+            rank = first_rank + index
             argv = [
                 sys.executable,
                 "-c",
                 SCHEDULER_CODE,
                 str(rank),
-                "1" if escape_last and rank == tp_size - 1 else "0",
+                "1" if escape_last and index == tp_size - 1 else "0",
                 "1" if ignore_sigterm else "0",
                 str(gpu_mem_gib),
                 "1" if grandchildren else "0",
@@ -156,6 +166,10 @@ class Schedulers:
     def crash(self, lines: Sequence[str]) -> None:
         """Make rank 0 hit an exception: it logs `lines` and SIGQUITs this process."""
         self._send(self.procs[0], "crash " + json.dumps(list(lines)))
+
+    def exit(self, code: int, line: str) -> None:
+        """Make rank 0 print `line` and exit with `code` at once, like a C++ `exit()`."""
+        self._send(self.procs[0], f"exit {code} {json.dumps(line)}")
 
     def alive(self) -> list[int]:
         return [p.pid for p in self.procs if p.poll() is None]
@@ -192,12 +206,12 @@ class SubprocessWatchdog:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
-            for rank, proc in enumerate(self._schedulers.procs):
+            for index, proc in enumerate(self._schedulers.procs):  # engine.py: scheduler_{i}
                 code = proc.poll()
                 if code is None or code == 0:
                     continue
                 if self._stop.is_set():
                     return
-                log(subprocess_crashed_line(f"scheduler_{rank}", proc.pid, code))
+                log(subprocess_crashed_line(f"scheduler_{index}", proc.pid, code))
                 self._on_crash()
                 return

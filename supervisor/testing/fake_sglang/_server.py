@@ -9,6 +9,12 @@ auto_create_handle_loop), so a ready server always drains on SIGTERM: the flag i
 ShutdownReq, the rest of the tree is killed, and the process exits 0 by itself. Before that
 request SIGTERM simply kills (the default action); `--skip-server-warmup` leaves it so until the
 first generation, a `/health` included.
+
+The engine (`_engine`), its metrics (`_metrics`) and the memory controls (`_memory`) live here
+for the HTTP side to use; `--nnodes` > 1 adds the rendezvous of rank 0, and runs a worker
+(`_ranks.run_worker`) for a node rank >= 1. `--fake-fault stall` stops the engine for good
+`--fake-crash-after` seconds after the ready line, or once `--fake-stall-after-requests` client
+generations have finished after it (so a supervisor's warmups pass first).
 """
 
 from __future__ import annotations
@@ -17,41 +23,50 @@ import argparse
 import json
 import os
 import signal
-import sys
 import threading
 import time
 import urllib.request
-import uuid
+from collections.abc import Sequence
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from ._faults import CRASH_AFTER_SERVING_LINES, CRASH_LOADING_LINES, WARMUP_ERROR_TEXT, flood
+from ._engine import Engine, Generation
+from ._faults import (
+    CRASH_AFTER_SERVING_LINES,
+    CRASH_LOADING_LINES,
+    WARMUP_ERROR_TEXT,
+    flood,
+)
 from ._http import handler_for
 from ._logs import (
-    LAUNCH_SIGQUIT_LINE,
     PYTHON_M_WARNING,
     READY_LINE,
-    RUNNING_SIGQUIT_LINE,
-    SIGTERM_LINE,
-    UVICORN_SHUTDOWN_LINES,
-    drain_line,
+    STALLED_LINE,
     log,
     raw,
     server_args_line,
-    stragglers_line,
 )
+from ._memory import Memory
+from ._metrics import Metrics, SchedulerLoop
 from ._model import architecture
+from ._ranks import Rendezvous, join_workers, run_worker
 from ._schedulers import Schedulers, SubprocessWatchdog, kill_process_tree
+from ._signals import SignalsAndDrain
 from ._timings import Timings
 
+# torch.distributed's default process-group timeout (`default_pg_timeout`, 30 minutes): the
+# rendezvous bound when neither --dist-timeout nor --fake-dist-timeout says otherwise.
+DEFAULT_DIST_TIMEOUT_S = 1800.0
 
-class FakeSGLang:
+
+class FakeSGLang(SignalsAndDrain):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.faults = set(args.fake_fault or [])
         self.api_key: str | None = args.api_key or (
             os.environ.get(args.fake_api_key_env) if args.fake_api_key_env else None
         )
+        self.admin_api_key: str | None = args.admin_api_key
         self.timings = Timings(args.fake_time_scale)
         self.status = "Starting"  # Starting -> Up (ServerStatus in tokenizer_manager.py)
         self.model = args.served_model_name or args.model_path
@@ -62,42 +77,91 @@ class FakeSGLang:
         self.watchdog: SubprocessWatchdog | None = None
         self.http: ThreadingHTTPServer | None = None
         self.lock = threading.Lock()
-        self.rid_to_state: dict[str, float] = {}  # in-flight requests, as the drain counts them
         self.hung = threading.Event()
         self.gracefully_exit = threading.Event()
         self.running_phase = threading.Event()  # set by the first generate request
         self.started = time.time()
-        self.counters = {"prompt_tokens": 0, "generation_tokens": 0, "requests": 0}
+        per_node = max(1, args.tp_size // args.nnodes)
+        self.local_ranks = [args.node_rank * per_node + i for i in range(per_node)]
+        self.metrics = Metrics(self.model, self.local_ranks, stats_rank=args.node_rank == 0)
+        self.engine = Engine(
+            self.metrics,
+            token_time=args.fake_token_time,
+            gen_time=args.fake_gen_time,
+            state_wait=self.timings.request_state_wait,
+            crash=self.scheduler_crash,
+        )
+        self.engine.on_finished = self.count_finished
+        self.memory = Memory(
+            self.engine,
+            memory_saver=args.enable_memory_saver,
+            cpu_backup=args.enable_weights_cpu_backup,
+            faults=self.faults,
+            release_time=args.fake_memory_release_time,
+            resume_time=args.fake_resume_time,
+            pause_poll=self.timings.pause_abort_poll,
+            crash=self.scheduler_crash,
+            scheduler_exit=self.scheduler_exit,
+        )
+        self.served_after_ready: int | None = None  # counting starts at the ready line
+        self.rendezvous: Rendezvous | None = None
 
     @property
     def health_time(self) -> float:
         explicit = self.args.fake_health_time
         return self.timings.health_step if explicit is None else explicit
 
+    @property
+    def health_check_timeout(self) -> float:
+        """`HEALTH_CHECK_TIMEOUT`: `SGLANG_HEALTH_CHECK_TIMEOUT` or 20 s (time-scaled)."""
+        if self.args.fake_health_check_timeout is not None:
+            return float(self.args.fake_health_check_timeout)
+        env = os.environ.get("SGLANG_HEALTH_CHECK_TIMEOUT")
+        return float(env) if env else self.timings.health_check_timeout
+
+    @property
+    def dist_timeout(self) -> float:
+        a = self.args
+        explicit = a.fake_dist_timeout if a.fake_dist_timeout is not None else a.dist_timeout
+        return DEFAULT_DIST_TIMEOUT_S if explicit is None else float(explicit)
+
+    def is_healthy(self) -> bool:
+        """tokenizer_manager.py:is_healthy: status Up and not shutting down."""
+        return self.status == "Up" and not self.gracefully_exit.is_set()
+
     # ----------------------------------------------------------------- requests
-    def begin_request(self, rid: str | None = None) -> str:
-        """A generate request enters (tokenizer_manager.generate_request); the first one also
-        runs `auto_create_handle_loop`: running-phase handlers and the SIGTERM watchdog."""
-        rid = rid or uuid.uuid4().hex
+    def enter_running_phase(self) -> None:
+        """A generate request arrives (tokenizer_manager.generate_request); the first one runs
+        `auto_create_handle_loop`: running-phase handlers and the SIGTERM watchdog."""
         with self.lock:
-            self.rid_to_state[rid] = time.monotonic()
             first = not self.running_phase.is_set()
             self.running_phase.set()
         if first:
             threading.Thread(target=self.sigterm_watchdog, daemon=True, name="sigterm").start()
-        return rid
 
-    def end_request(self, rid: str) -> None:
+    def count_finished(self, gen: Generation) -> None:
+        """`--fake-stall-after-requests N`: the stall strikes once N client generations ended."""
+        limit = self.args.fake_stall_after_requests
         with self.lock:
-            self.rid_to_state.pop(rid, None)
+            if self.served_after_ready is None:
+                return
+            self.served_after_ready += 1
+            due = "stall" in self.faults and limit is not None and self.served_after_ready >= limit
+        if due and not self.engine.stalled:
+            self.stall()
 
-    def usage(self, prompt: str, completion: str) -> dict[str, int]:
-        p, c = max(1, len(prompt.split())), max(1, len(completion.split()))
-        with self.lock:
-            self.counters["prompt_tokens"] += p
-            self.counters["generation_tokens"] += c
-            self.counters["requests"] += 1
-        return {"prompt_tokens": p, "total_tokens": p + c, "completion_tokens": c}
+    def stall(self) -> None:
+        log(STALLED_LINE)
+        self.engine.stall()
+
+    def scheduler_crash(self, lines: Sequence[str]) -> None:
+        """Scheduler rank 0 hits an exception: it logs `lines` and SIGQUITs this process."""
+        assert self.schedulers is not None
+        self.schedulers.crash(list(lines))
+
+    def scheduler_exit(self, code: int, line: str) -> None:
+        assert self.schedulers is not None
+        self.schedulers.exit(code, line)
 
     # ----------------------------------------------------------------- lifecycle
     def server_args(self) -> dict[str, Any]:
@@ -113,32 +177,32 @@ class FakeSGLang:
             "max_running_requests": a.max_running_requests,
             "max_total_tokens": a.max_total_tokens,
             "max_prefill_tokens": a.max_prefill_tokens,
+            "dist_timeout": a.dist_timeout,
+            "dist_init_addr": a.dist_init_addr,
+            "nnodes": a.nnodes,
+            "node_rank": a.node_rank,
             "tp_size": a.tp_size,
             "watchdog_timeout": a.watchdog_timeout,
             "host": a.host,
             "port": a.port,
             "skip_server_warmup": a.skip_server_warmup,
             "api_key": self.api_key,
+            "admin_api_key": self.admin_api_key,
             "served_model_name": self.model,
             "reasoning_parser": a.reasoning_parser,
             "tool_call_parser": a.tool_call_parser,
             "enable_metrics": a.enable_metrics,
+            "enable_memory_saver": a.enable_memory_saver,
+            "enable_weights_cpu_backup": a.enable_weights_cpu_backup,
         }
         if a.fake_long_line:
             resolved["fake_padding"] = "x" * a.fake_long_line
         return resolved
 
-    def start(self) -> None:
-        """Up to the bound port: the launch-phase logs, schedulers and weights."""
+    def spawn_schedulers(self) -> Schedulers:
         args = self.args
-        raw(PYTHON_M_WARNING)
-        log(server_args_line(self.server_args()))
-        ignored = [extra for extra in args.unknown if extra.startswith("--")]
-        if ignored:
-            log(f"fake: accepted and ignored {' '.join(ignored)}")
-        self.install_signals()
         self.schedulers = Schedulers(
-            args.tp_size,
+            len(self.local_ranks),
             escape_last="escape" in self.faults,
             ignore_sigterm="ignore-sigterm" in self.faults,
             gpu_mem_gib=args.fake_gpu_mem_gib,
@@ -146,12 +210,20 @@ class FakeSGLang:
             release_s=self.timings.release
             if args.fake_release_time is None
             else args.fake_release_time,
+            first_rank=self.local_ranks[0],
         )
-        ranks = range(args.tp_size) if args.tp_size > 1 else [None]
-        for rank in ranks:
+        return self.schedulers
+
+    def log_ranks(self) -> list[int | None]:
+        return list(self.local_ranks) if self.args.tp_size > 1 else [None]
+
+    def load_weights(self) -> None:
+        args = self.args
+        for rank in self.log_ranks():
             log("Load weight begin. avail mem=78.50 GB", rank)
         for line in args.fake_extra_log or ():
             log(line)
+        assert self.schedulers is not None
         if "crash-loading" in self.faults:
             time.sleep(args.fake_load_time / 2)
             for line in args.fake_crash_log or CRASH_LOADING_LINES:
@@ -163,21 +235,39 @@ class FakeSGLang:
             self.schedulers.kill()
             os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer: not a word
         time.sleep(args.fake_load_time)
-        for rank in ranks:
+        for rank in self.log_ranks():
             log(
                 f"Load weight end. elapsed={args.fake_load_time:.2f} s, type={self.architecture}, "
                 "avail mem=12.30 GB, mem usage=66.20 GB.",
                 rank,
             )
+
+    def start(self) -> None:
+        """Up to the bound port: the launch-phase logs, schedulers, rendezvous and weights."""
+        args = self.args
+        raw(PYTHON_M_WARNING)
+        log(server_args_line(self.server_args()))
+        ignored = [extra for extra in args.unknown if extra.startswith("--")]
+        if ignored:
+            log(f"fake: accepted and ignored {' '.join(ignored)}")
+        self.install_signals()
+        self.spawn_schedulers()
+        if args.nnodes > 1:
+            self.rendezvous = join_workers(self)
+        self.load_weights()
         log(
             f"Engine startup timings (s): load_weight={args.fake_load_time:.2f}, "
             "kv_cache_allocation=0.10, scheduler_e2e="
             f"{args.fake_load_time + 0.2:.2f}, cuda_graph={{'decode': 0.05}}, tokenizer_e2e=0.01"
         )
+        if args.enable_metrics:
+            interval = self.timings.scheduler_time_accounting
+            SchedulerLoop(self.metrics, interval, self.engine.busy).start()
         if args.fake_compile_warmup:  # lifespan's execute_warmups, before uvicorn binds
             log("Running warmup compile-deep-gemm")
             print("\nGenerate warm up request for compiling DeepGEMM...\n", flush=True)
-            self.end_request(self.begin_request())
+            self.enter_running_phase()
+        assert self.schedulers is not None
         self.watchdog = SubprocessWatchdog(
             self.schedulers, self.timings.subprocess_watchdog, self.self_sigquit
         )
@@ -190,6 +280,8 @@ class FakeSGLang:
     def run(self) -> None:
         """`python -m sglang.launch_server`: start, SGLang's own warmup, the ready line, serve."""
         args = self.args
+        if args.node_rank >= 1:
+            run_worker(self)
         self.start()
         if args.skip_server_warmup:
             self.status = "Up"
@@ -221,8 +313,10 @@ class FakeSGLang:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Content-Type", "application/json")
-        if self.api_key:
-            request.add_header("Authorization", f"Bearer {self.api_key}")
+        # _freeze_gc_after_server_warmup: the admin key if set, else the API key
+        key = (self.admin_api_key or self.api_key) if path == "/freeze_gc" else self.api_key
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
         with urllib.request.urlopen(request, timeout=600) as response:
             response.read()
 
@@ -234,75 +328,14 @@ class FakeSGLang:
             time.sleep(args.fake_crash_after)
             assert self.schedulers is not None
             self.schedulers.crash(args.fake_crash_log or CRASH_AFTER_SERVING_LINES)
+        with self.lock:
+            self.served_after_ready = 0
         if "hang" in self.faults:
             time.sleep(args.fake_crash_after)
             log("fake: hanging with the port open")
             self.hung.set()
+        if "stall" in self.faults and args.fake_stall_after_requests is None:
+            time.sleep(args.fake_crash_after)
+            self.stall()
         while True:
             time.sleep(3600)
-
-    def die(self, code: int) -> None:
-        sys.stderr.flush()
-        os._exit(code)
-
-    # ----------------------------------------------------------------- signals
-    def install_signals(self) -> None:
-        signal.signal(signal.SIGQUIT, self.on_sigquit)
-        if "ignore-sigterm" in self.faults:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        else:
-            signal.signal(signal.SIGTERM, self.on_sigterm)
-
-    def self_sigquit(self) -> None:
-        os.kill(os.getpid(), signal.SIGQUIT)
-
-    def on_sigquit(self, signum: int, frame: Any) -> None:
-        """A child failed: launch-phase or running-phase handler, then the tree dies by SIGKILL."""
-        if self.running_phase.is_set():
-            log(RUNNING_SIGQUIT_LINE)
-            if self.watchdog is not None:
-                self.watchdog.stop()
-        else:
-            log(LAUNCH_SIGQUIT_LINE)
-        kill_process_tree(os.getpid())
-
-    def on_sigterm(self, signum: int, frame: Any) -> None:
-        if not self.running_phase.is_set():
-            # No drain installed yet: SIGTERM keeps its default action.
-            if self.schedulers is not None:
-                self.schedulers.kill()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        log(SIGTERM_LINE)
-        self.gracefully_exit.set()
-
-    def sigterm_watchdog(self) -> None:
-        """tokenizer_manager.py:TokenizerManager.sigterm_watchdog, with SGLang's timings."""
-        t = self.timings
-        while not self.gracefully_exit.is_set():
-            time.sleep(t.sigterm_notice)
-        while True:
-            with self.lock:
-                rids = list(self.rid_to_state)
-            log(drain_line(rids))
-            if not rids:
-                break
-            time.sleep(t.drain_poll)
-        if self.watchdog is not None:
-            self.watchdog.stop()  # child exits are expected now, not crashes
-        assert self.schedulers is not None
-        self.schedulers.shutdown()
-        deadline = time.monotonic() + t.scheduler_exit
-        while time.monotonic() < deadline and self.schedulers.alive():
-            time.sleep(0.1)
-        stragglers = self.schedulers.alive()
-        if stragglers:
-            log(stragglers_line(t.scheduler_exit, stragglers))
-        kill_process_tree(os.getpid(), include_parent=False)
-        for line in UVICORN_SHUTDOWN_LINES:
-            log(line.format(pid=os.getpid()))
-        if self.http is not None:
-            self.http.shutdown()
-        kill_process_tree(os.getpid(), include_parent=False)  # launch_server.py's `finally`
-        self.die(0)

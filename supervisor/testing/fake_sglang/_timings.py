@@ -23,6 +23,18 @@ SUBPROCESS_WATCHDOG_S = 1.0
 # sglang/compile_deep_gemm.py: polls its server every 10 s; sleeps 10 s "for safety" after success.
 COMPILE_POLL_S = 10.0
 COMPILE_SETTLE_S = 10.0
+# srt/entrypoints/http_server.py: HEALTH_CHECK_TIMEOUT = int(os.getenv("SGLANG_HEALTH_CHECK_TIMEOUT", 20)):
+# a /health whose generation brings no output within it answers 503.
+HEALTH_CHECK_TIMEOUT_S = 20.0
+# srt/managers/scheduler_components/metrics_reporter.py: _SCHEDULER_TIME_ACCOUNTING_INTERVAL_NS,
+# how often the scheduler loop adds to its idle/CPU-seconds counters (the heartbeat).
+SCHEDULER_TIME_ACCOUNTING_S = 1.0
+# srt/managers/tokenizer_manager.py:pause_generation: abort mode looks again every 1 s until no
+# request holds the model-update lock.
+PAUSE_ABORT_POLL_S = 1.0
+# srt/environ.py: SGLANG_REQUEST_STATE_WAIT_TIMEOUT (4 s): how often a request waiting for the
+# scheduler looks whether its client left (tokenizer_manager.py: _stream_one_response).
+REQUEST_STATE_WAIT_S = 4.0
 # Not SGLang's: how long a fake scheduler takes to "release its GPU memory" after ShutdownReq.
 RELEASE_S = 0.5
 
@@ -68,3 +80,19 @@ class Timings:
     @property
     def release(self) -> float:
         return RELEASE_S * self.scale
+
+    @property
+    def health_check_timeout(self) -> float:
+        return HEALTH_CHECK_TIMEOUT_S * self.scale
+
+    @property
+    def scheduler_time_accounting(self) -> float:
+        return SCHEDULER_TIME_ACCOUNTING_S * self.scale
+
+    @property
+    def pause_abort_poll(self) -> float:
+        return PAUSE_ABORT_POLL_S * self.scale
+
+    @property
+    def request_state_wait(self) -> float:
+        return REQUEST_STATE_WAIT_S * self.scale
