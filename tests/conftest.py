@@ -1,4 +1,9 @@
-"""Shared fixtures. The autouse `no_leftovers` fails any test that leaves a process behind."""
+"""Shared fixtures. The autouse `no_leftovers` fails any test that leaves a process behind.
+
+Several test sessions may share one machine, so "ours" means this session's: a descendant of this
+pytest process, or a process whose environment carries this session's mark (set here, inherited by
+everything the tests start). A process of another session is never counted, let alone killed.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,21 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from supervisor._local import TREE_TOKEN_ENV
 from supervisor._proctree import proc_info
 from supervisor.testing import fake_command, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Inherited by every process the tests start: how `no_leftovers` tells this session's from others'.
+SESSION_MARK_ENV = "SUPERVISOR_TEST_SESSION"
+os.environ[SESSION_MARK_ENV] = uuid.uuid4().hex
+_MARK = f"{SESSION_MARK_ENV}={os.environ[SESSION_MARK_ENV]}".encode()
 
 
 @pytest.fixture
@@ -24,28 +34,42 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def descendants(root: int) -> set[int]:
+    """Pids below `root` by parent links, zombies included."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            info = proc_info(int(name))
+            if info is not None:
+                children.setdefault(info.ppid, []).append(info.pid)
+    found: set[int] = set()
+    stack = [root]
+    while stack:
+        for pid in children.get(stack.pop(), ()):
+            if pid not in found:
+                found.add(pid)
+                stack.append(pid)
+    return found
+
+
 def _ours() -> list[int]:
-    """Processes that a test started: tagged by a supervisor, children of pytest, or the fake."""
+    """Live processes this session started: below this pytest, or carrying the session's mark."""
     me = os.getpid()
+    below = descendants(me)
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
         pid = int(name)
         info = proc_info(pid)
-        if info is None:
+        if info is None or (info.zombie and info.ppid != me):
             continue
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
-                env = f.read()
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
+                marked = _MARK in f.read().split(b"\0")
         except OSError:
             continue
-        tagged = f"{TREE_TOKEN_ENV}=".encode() in env
-        if info.zombie and info.ppid != me:
-            continue
-        if tagged or info.ppid == me or b"supervisor.testing.fake_sglang" in cmd:
+        if marked or pid in below:
             found.append(pid)
     return found
 
