@@ -6,16 +6,24 @@ own (1 s, 2 s, stop timeout + 2 s); they are 5-20x what the code needs on an idl
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import os
+import resource
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from supervisor.testing import free_port
 from tests._watch import Watched
 from tests.conftest import ROOT, cli, fake_argv
 
@@ -406,3 +414,189 @@ def test_a_200kb_log_line_passes_whole_and_redacted(port: int, tmp_path: Path) -
         assert key not in w.output() and "api_key='***'" in line
         w.signal()
         assert w.wait_exit(30)[0] == 0
+
+
+# --------------------------------------------------------------------------- hardening (#12)
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def stale_server(port: int) -> Iterator[http.server.ThreadingHTTPServer]:
+    """Something else answering 200 on the port: a server left behind by a previous run."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_a_stale_server_on_the_port_is_refused_before_spawning(port: int) -> None:
+    with stale_server(port):
+        w = Watched(cli("run", "--port", str(port), "--", *SLEEPER))
+        rc, _ = w.wait_exit(20)
+    assert rc == 2, w.output()
+    assert w.output().strip().splitlines()[-1] == (
+        f"sglang-supervisor: error: port {port} on 127.0.0.1 is already in use (a stale "
+        "server?): stop it or choose another port"
+    )
+    assert "spawned" not in w.output() and "state=warm" not in w.output()
+
+
+def test_a_stale_server_that_answers_for_a_silent_child_fails_startup(port: int) -> None:
+    # The port was free when checked; then something else took it while the child never listens.
+    with Watched(cli("run", "--port", str(port), "--startup-timeout", "30", "--", *SLEEPER)) as w:
+        w.wait_for("spawned pid=", 20)
+        with stale_server(port):
+            rc, _ = w.wait_exit(30)
+    assert rc == 3, w.output()
+    out = w.output()
+    assert f"answered, but port {port} is held by pid {os.getpid()}" in out
+    assert "state=serving" not in out and "state=warm" not in out
+
+
+def test_the_metrics_port_must_not_be_the_servers_port(port: int) -> None:
+    w = Watched(cli("run", "--port", str(port), "--metrics-port", str(port), "--", *SLEEPER))
+    rc, _ = w.wait_exit(20)
+    assert rc == 2
+    lines = w.output().strip().splitlines()
+    assert len(lines) == 1 and "is the server's own port" in lines[0], lines
+
+
+def test_a_taken_metrics_port_is_one_line_exit_2(port: int) -> None:
+    with stale_server(free_port()) as taken:
+        mport = taken.server_address[1]
+        w = Watched(cli("run", "--port", str(port), "--metrics-port", str(mport), "--", *SLEEPER))
+        rc, _ = w.wait_exit(20)
+    assert rc == 2
+    assert w.output().strip().splitlines() == [
+        f"sglang-supervisor: error: --metrics-port {mport}: cannot listen (Address already in use)"
+    ]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_during_startup_is_acknowledged_and_still_exits_0(
+    port: int, signum: int
+) -> None:
+    with run_cli(port, ["--fake-load-time", "20", "--tp-size", "2"]) as w:
+        w.wait_for("health probe: connection refused", 20)
+        w.signal(signum)
+        w.wait_for("stopping", 10)
+        w.signal(signum)
+        rc, _ = w.wait_exit(20)
+        assert rc == 0, w.output()
+        name = signal.Signals(signum).name
+        assert f"received {name}: stopping" in w.output()
+        assert f"received {name} again" in w.output()
+
+
+def test_a_second_signal_after_the_tree_is_dead_changes_nothing(port: int) -> None:
+    # The child dies of the first SIGTERM at once; the second lands while the CLI winds down.
+    with Watched(cli("run", "--port", str(port), "--", *SLEEPER)) as w:
+        w.wait_for("spawned pid=", 20)
+        w.signal(signal.SIGTERM)
+        w.wait_for("state=dead", 10)
+        w.signal(signal.SIGTERM)
+        rc, _ = w.wait_exit(20)
+    assert rc == 0, w.output()
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+
+def test_idle_metrics_connections_never_take_the_server_down(port: int) -> None:
+    mport = free_port()
+    w = Watched(
+        cli(
+            "run",
+            "--port",
+            str(port),
+            "--ready-line",
+            "fired up",
+            "--metrics-port",
+            str(mport),
+            "--",
+            *fake_argv(port, *FAST),
+            preexec_fn=_low_fd_limit,  # 128 descriptors: 400 connections would exhaust them
+        )
+    )
+    with w:
+        w.wait_for("state=serving", 30)
+        idle = [socket.create_connection(("127.0.0.1", mport), timeout=5) for _ in range(400)]
+        try:
+            time.sleep(2)
+            assert w.popen.poll() is None, w.output()
+            assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+        finally:
+            for s in idle:
+                s.close()
+        deadline = time.monotonic() + 20
+        while True:  # the endpoint itself recovers once the idle clients are gone
+            try:
+                if httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the metrics endpoint never recovered"
+            time.sleep(0.2)
+        assert "state=dead" not in w.output()
+        w.signal()
+        rc, _ = w.wait_exit(30)
+        assert rc == 0, w.output()
+        assert "Traceback" not in w.output()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--startup-timeout", "0", "must be a finite number > 0"),
+        ("--startup-timeout", "-5", "must be a finite number > 0"),
+        ("--startup-timeout", "nan", "must be a finite number > 0"),
+        ("--startup-timeout", "inf", "must be a finite number > 0"),
+        ("--liveness-interval", "0", "must be a finite number > 0"),
+        ("--liveness-timeout", "-1", "must be a finite number > 0"),
+        ("--liveness-failures", "0", "must be >= 1"),
+        ("--stop-timeout", "-1", "must be a finite number >= 0"),
+        ("--stop-timeout", "nan", "must be a finite number >= 0"),
+        ("--tail-lines", "0", "must be >= 1"),
+        ("--health-path", "", "must start with '/'"),
+        ("--health-path", "health", "must start with '/'"),
+        ("--host", "", "must not be empty"),
+        ("--ready-line", "", "must not be empty"),
+        ("--warmup", "", "must not be empty"),
+        ("--api-key-env", "", "not an environment variable name"),
+        ("--metrics-port", "70000", "must be a port from 0 to 65535"),
+        ("--metrics-port", "-1", "must be a port from 0 to 65535"),
+        ("--port", "0", "must be a port from 1 to 65535"),
+        ("--port", "x", "not a port number"),
+    ],
+)
+def test_every_bad_flag_value_is_one_line_exit_2(flag: str, value: str, says: str) -> None:
+    args = ["--port", "8000", flag, value] if flag != "--port" else [flag, value]
+    w = Watched(cli("run", *args, "--", *SLEEPER))
+    rc, _ = w.wait_exit(20)
+    lines = w.output().strip().splitlines()
+    assert rc == 2, w.output()
+    assert len(lines) == 1 and f"argument {flag}: {says}" in lines[0], lines
+
+
+def test_a_warmup_path_that_is_a_directory_is_one_line_exit_2(port: int, tmp_path: Path) -> None:
+    w = Watched(cli("run", "--port", str(port), "--warmup", str(tmp_path), "--", *SLEEPER))
+    rc, _ = w.wait_exit(20)
+    lines = w.output().strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "cannot read it" in lines[0], lines
