@@ -21,6 +21,7 @@ import math
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -196,10 +197,11 @@ def build_parser(extra: Sequence[CommandAdder] = ()) -> argparse.ArgumentParser:
     """The `run` command, plus whatever commands the entry point composes in (`extra`)."""
     parser = _Parser(
         prog="sglang-supervisor",
-        description=(
+        description=textwrap.fill(
             "Supervise one model server (SGLang or any HTTP server): own its whole process tree, "
             "stream its logs, wait for health, warm it up, watch liveness, stop it gracefully, "
-            "and exit when it dies so the platform recycles the container."
+            "and exit when it dies so the platform recycles the container.",
+            78,
         ),
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -264,6 +266,7 @@ def config_from_args(
     startup_timeout: float | None = None,
 ) -> SupervisorConfig:
     """One config from the flags; a flag given on the command line wins over a default."""
+
     def given(value: Any, fallback: Any) -> Any:
         return fallback if value is None else value  # never `or`: 0 and "" are not "not given"
 

@@ -145,3 +145,19 @@ class Quiet:
     def child(self, stream: str, text: str) -> None: ...
 
     def supervisor(self, line: str) -> None: ...
+
+
+def test_the_package_ships_its_types_marker_keeper_and_license() -> None:
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "py.typed" in project["tool"]["setuptools"]["package-data"]["supervisor"]
+    assert (root / "supervisor" / "py.typed").is_file()
+    assert (root / "supervisor" / "_keeper.py").is_file()  # a module: packaged like any other
+    assert project["project"]["license"] == "Apache-2.0"
+    assert project["project"]["license-files"] == ["LICENSE"]
+    license_text = (root / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text

@@ -600,3 +600,87 @@ def test_a_warmup_path_that_is_a_directory_is_one_line_exit_2(port: int, tmp_pat
     rc, _ = w.wait_exit(20)
     lines = w.output().strip().splitlines()
     assert rc == 2 and len(lines) == 1 and "cannot read it" in lines[0], lines
+
+
+DEMO_FAST = ["--fake-arg=--fake-load-time=0.3", "--fake-arg=--fake-warmup-time=0.2"]
+
+
+def demo_key(w: Watched) -> str:
+    line = next(line for _, line in w.lines if "shown once" in line)
+    return line.split("OPENAI_API_KEY=")[1].split()[0]
+
+
+def test_demo_runs_with_a_key_shown_once_and_refuses_requests_without_it(port: int) -> None:
+    with Watched(cli("demo", "--port", str(port), *DEMO_FAST)) as w:
+        w.wait_for("state=serving", 60)
+        key = demo_key(w)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/v1/models", timeout=5).status_code == 401
+        auth = {"Authorization": f"Bearer {key}"}
+        assert httpx.get(f"{base}/v1/models", headers=auth, timeout=5).status_code == 200
+        w.signal()
+        assert w.wait_exit(30)[0] == 0
+        assert w.output().count(key) == 1, "the demo key must be shown once, then redacted"
+        assert "--api-key ***" in w.output()
+
+
+def test_demo_restarts_at_once_on_the_port_it_just_left(port: int) -> None:
+    # A stopped server leaves its port in TIME_WAIT; the preflight must not take that for "taken".
+    env = {"RESTART_KEY": "restart-secret"}
+    auth = {"Authorization": "Bearer restart-secret"}
+    for run in range(2):
+        args = ["demo", "--port", str(port), "--api-key-env", "RESTART_KEY", *DEMO_FAST]
+        with Watched(cli(*args, env=env)) as w:
+            w.wait_for("state=serving", 60)
+            with httpx.Client() as client:  # keep-alive: the server closes first on its way out
+                r = client.get(f"http://127.0.0.1:{port}/v1/models", headers=auth, timeout=5)
+                assert r.status_code == 200
+                w.signal()
+                assert w.wait_exit(30)[0] == 0, f"run {run}: {w.output()}"
+
+
+def test_demo_help_lists_only_the_demos_flags() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "supervisor", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    ).stdout
+    for flag in ("--port", "--api-key-env", "--warmup", "--fake-arg", "--metrics-port"):
+        assert flag in out
+    for flag in ("--engine-command", "--liveness-interval", "--dry-run", "--model-path", "--fake "):
+        assert flag not in out, flag
+    assert "exit codes:" in out
+
+
+def test_serve_refuses_a_missing_warmup_file_in_one_line(port: int, tmp_path: Path) -> None:
+    args = ["serve", "--profile", "qwen3-8b", "--fake", "--port", str(port)]
+    w = Watched(cli(*args, "--warmup", str(tmp_path / "missing.json")))
+    rc, _ = w.wait_exit(30)
+    lines = w.output().strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "no such file" in lines[0], lines
+
+
+def test_serve_adds_the_warmup_file_to_the_profiles_set(port: int, tmp_path: Path) -> None:
+    extra = tmp_path / "extra.json"
+    extra.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "my-traffic",
+                    "path": "/v1/chat/completions",
+                    "expect": "content",
+                    "body": {"messages": [{"role": "user", "content": "hi"}]},
+                }
+            ]
+        )
+    )
+    args = ["serve", "--profile", "qwen3-8b", "--fake", "--port", str(port), *DEMO_FAST]
+    with Watched(cli(*args, "--warmup", str(extra))) as w:
+        w.wait_for("state=serving", 60)
+        verdicts = [line for line in w.output().splitlines() if "verdict=ok" in line]
+        assert any("my-traffic" in line for line in verdicts), w.output()
+        assert len(verdicts) >= 2, "the profile's own payloads must still run"
+        w.signal()
+        assert w.wait_exit(30)[0] == 0
