@@ -9,7 +9,6 @@ and reaped before it returns: no process outlives its supervisor.
 
 from __future__ import annotations
 
-import enum
 import shlex
 import sys
 import time
@@ -43,18 +42,13 @@ from ._metrics import SupervisorMetrics
 from ._process import ByteSource, ChildProcess, ProcessManager
 from ._report import Classifier, CrashReport, unknown_cause
 from ._states import Event, State, StateMachine, Transition
+from ._tasks import Race, race, single_error
 from ._timeline import Timeline
 from ._warmup import WarmupResult, run_warmups
 
 __all__ = ["Outcome", "OutcomeKind", "Supervisor", "force_exit"]
 
 T = TypeVar("T")
-
-
-class _Race(enum.Enum):
-    DONE = "done"
-    EXITED = "exited"
-    STOP = "stop"
 
 
 class Supervisor(Endings):
@@ -208,9 +202,9 @@ class Supervisor(Endings):
                 on_probe=lambda r: self._on_probe("startup", r),
             )
         )
-        if kind is _Race.EXITED:
+        if kind is Race.EXITED:
             await self._startup_exit(child)
-        if kind is _Race.STOP:
+        if kind is Race.STOP:
             return await self._graceful_stop(child)
         if healthy is None:
             self.machine.fire(
@@ -239,9 +233,9 @@ class Supervisor(Endings):
                     on_result=self._on_warmup,
                 )
             )
-            if kind is _Race.EXITED:
+            if kind is Race.EXITED:
                 await self._startup_exit(child)
-            if kind is _Race.STOP:
+            if kind is Race.STOP:
                 return await self._graceful_stop(child)
             self.warmup_results = list(results or [])
             failed = [r for r in self.warmup_results if not r.ok]
@@ -275,9 +269,9 @@ class Supervisor(Endings):
             )
 
         kind, failure = await self._race(liveness)
-        if kind is _Race.STOP:
+        if kind is Race.STOP:
             return await self._graceful_stop(child)
-        if kind is _Race.EXITED:
+        if kind is Race.EXITED:
             self.machine.fire(Event.EXITED, describe_returncode(self._returncode))
             return await self._death(child, "exited", "")
         assert failure is not None
@@ -301,31 +295,9 @@ class Supervisor(Endings):
         if check.verdict == "unknown":
             self.say(f"note: cannot tell whose socket answers ({check.detail}); trusting it")
 
-    async def _race(self, fn: Callable[[], Awaitable[T]]) -> tuple[_Race, T | None]:
+    async def _race(self, fn: Callable[[], Awaitable[T]]) -> tuple[Race, T | None]:
         """Run `fn` until it returns, the main process exits, or a stop is requested."""
-        winner: list[tuple[_Race, Any]] = []
-
-        async with anyio.create_task_group() as tg:
-
-            async def body() -> None:
-                value = await fn()
-                winner.append((_Race.DONE, value))
-                tg.cancel_scope.cancel()
-
-            async def on_event(event: anyio.Event, kind: _Race) -> None:
-                await event.wait()
-                winner.append((kind, None))
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(on_event, self._exited, _Race.EXITED)
-            tg.start_soon(on_event, self._stop_requested, _Race.STOP)
-            tg.start_soon(body)
-        # A crash outranks a stop: an operator must learn that the server died.
-        kinds = {k for k, _ in winner}
-        for kind in (_Race.EXITED, _Race.STOP):
-            if kind in kinds:
-                return kind, None
-        return winner[0]
+        return await race(fn, exited=self._exited, stop=self._stop_requested)
 
     # ----------------------------------------------------------------- tasks
     async def _pumps(self, child: ChildProcess) -> None:
@@ -420,24 +392,8 @@ class Supervisor(Endings):
                 return await tg.__aexit__(*exc_info)
             await tg.__aexit__(None, None, None)  # the body's error is the caller's, untouched
         except BaseExceptionGroup as group:
-            single = _single(group)
+            single = single_error(group, prefer=ServerDied)
             if single is not None:
                 raise single from None
             raise
         return None
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one error a group carries (ServerDied first), or None if it carries several."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    died = [e for e in leaves if isinstance(e, ServerDied)]
-    if died:
-        return died[0]
-    return leaves[0] if len(leaves) == 1 else None

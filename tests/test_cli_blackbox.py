@@ -49,11 +49,14 @@ def run_cli(
 def test_demo_reaches_serving_answers_and_stops_with_exit_0(port: int) -> None:
     with run_cli(port, [*FAST, "--tp-size", "2", "--fake-grandchildren"]) as w:
         w.wait_for("state=serving", 30)
+        tree = w.tree()
+        assert len(tree) == 6, tree  # keeper, main, two schedulers, one grandchild each
         r = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
         assert r.status_code == 200 and r.json()["data"][0]["id"] == "fake/model"
         w.signal(signal.SIGTERM)
         rc, _ = w.wait_exit(30)
         assert rc == 0, w.output()
+        assert w.alive(tree) == []
         assert "state=stopping" in w.output() and "state=dead" in w.output()
 
 
@@ -72,9 +75,11 @@ def test_death_after_serving_exits_1_within_1s_and_leaves_no_process(port: int) 
         ],
     ) as w:
         w.wait_for("state=serving", 30)
+        tree = w.tree()
         died = w.wait_for("Received sigquit from a child process", 10)
         rc, exited = w.wait_exit(10)
         assert rc == 1, w.output()
+        assert len(tree) >= 5 and w.alive(tree) == []
         assert exited - died < 1.0, f"took {exited - died:.2f} s"
         out = w.output()
         assert "CRASH REPORT" in out and "signal SIGKILL" in out
@@ -150,10 +155,12 @@ def test_sigterm_exits_0_within_stop_timeout_even_when_the_tree_resists(port: in
         "1.5",
     ) as w:
         w.wait_for("state=serving", 30)
+        tree = w.tree()
         t0 = time.monotonic()
         w.signal(signal.SIGTERM)
         rc, exited = w.wait_exit(15)
         assert rc == 0, w.output()
+        assert len(tree) == 6 and w.alive(tree) == []
         assert exited - t0 < 1.5 + 2.0
         assert "still running after 1.5 s; SIGKILL" in w.output()
 
@@ -174,8 +181,10 @@ def test_escaped_scheduler_is_killed_when_main_dies(port: int) -> None:
         ],
     ) as w:
         w.wait_for("state=serving", 30)
+        tree = w.tree()
         rc, _ = w.wait_exit(10)
         assert rc == 1, w.output()
+        assert len(tree) >= 3 and w.alive(tree) == []  # the escaped scheduler included
 
 
 def test_four_warmups_of_1s_run_concurrently_under_2s(port: int, tmp_path: Path) -> None:

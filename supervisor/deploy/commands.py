@@ -29,17 +29,13 @@ from supervisor._cli import (
     EXIT_CONFIG,
     EXIT_STARTUP,
     config_from_args,
-    count,
-    env_name,
-    port,
     read_api_key,
     read_warmup_file,
-    seconds,
     supervise,
-    text,
 )
 from supervisor._config import LaunchSpec, WarmupPayload
 from supervisor._errors import ConfigError
+from supervisor._flags import count, env_name, port, seconds, text
 from supervisor._logs import Redactor
 from supervisor.engines.preflight import PreflightReport, run_preflight
 from supervisor.engines.sglang import PHASE_MARKERS, READY_LINE, SGLangLaunch, classify_crash
