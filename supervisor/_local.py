@@ -214,13 +214,16 @@ class LocalChild:
         self._returncode = -signal.SIGKILL
 
     def _signal(self, signum: int) -> None:
-        try:
-            if self._pidfd is not None:
+        if self._pidfd is not None:
+            try:
                 signal.pidfd_send_signal(self._pidfd, signum)
-            else:
-                os.kill(self._pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
+                return
+            except ProcessLookupError:
+                return
+            except OSError:  # a sandbox with pidfd_open but not pidfd_send_signal
+                self._pidfd = None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self._pid, signum)
 
     def send_signal(self, signum: int) -> None:
         if self._returncode is None:

@@ -181,3 +181,20 @@ async def test_command_not_found_and_bad_cwd_are_one_line_config_errors(tmp_path
         await LocalProcessManager().start(
             LaunchSpec(argv=(sys.executable, "-c", "pass"), cwd=str(tmp_path / "nope"))
         )
+
+
+async def test_a_killed_keeper_is_noticed_and_the_tree_is_still_found_and_killed() -> None:
+    child = await LocalProcessManager().start(LaunchSpec(argv=(sys.executable, "-c", TREE)))
+    try:
+        line = await read_until(child.stdout, b"pids")
+        pids = [int(p) for p in line.split()[1:]]
+        os.kill(child.keeper_pid, signal.SIGKILL)  # the OOM killer's mistake, say
+        with anyio.fail_after(10):
+            assert await child.wait() == -signal.SIGKILL  # the main is killed: status unknowable
+        assert child.keeper_lost
+        result = await child.kill_tree(5)
+        assert result.survivors == ()
+        for pid in pids:
+            assert not alive(pid), f"{pid} outlived the lost keeper"
+    finally:
+        await child.aclose()
