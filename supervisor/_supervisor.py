@@ -372,8 +372,11 @@ class Supervisor(Endings):
 
         try:
             await tg.start(runner)
-        except BaseException as exc:
-            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            # The runner is over (its error is this one): close the group empty-handed, so the
+            # caller gets the StartupError itself, not a group around it.
+            self._entered = None
+            await tg.__aexit__(None, None, None)
             raise
         return self
 

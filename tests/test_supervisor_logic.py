@@ -311,3 +311,15 @@ async def test_the_bodys_own_error_is_not_wrapped_in_a_group() -> None:
             raise ValueError("mine")
     assert type(info.value) is ValueError
     assert sup.state is State.DEAD and manager.children[0].returncode is not None
+
+
+async def test_a_failed_start_under_async_with_raises_the_startup_error_itself() -> None:
+    sup, _ = make(
+        Server(health=503),
+        InMemoryProcessManager(),
+        health=HealthPolicy(startup_timeout=0.2, initial_backoff=0.01, max_backoff=0.02, jitter=0),
+    )
+    with pytest.raises(HealthTimeout) as info:
+        async with sup:
+            pass
+    assert type(info.value) is HealthTimeout and sup.state is State.DEAD
