@@ -81,6 +81,8 @@ def hostile_run(port: int, *flags: str, cli_flags: tuple[str, ...] = ()) -> Watc
             "20",
             "--stop-timeout",
             "2",
+            "--ready-line",
+            "hostile: listening",
             *cli_flags,
             "--",
             sys.executable,
