@@ -604,6 +604,24 @@ def test_every_bad_flag_value_is_one_line_exit_2(flag: str, value: str, says: st
     assert len(lines) == 1 and f"argument {flag}: {says}" in lines[0], lines
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["serve", "--profile", "qwen3-8b", "--fake", "--startup-timeout", "0"], "> 0"),
+        (["serve", "--profile", "qwen3-8b", "--engine-command", ""], "must not be empty"),
+        (["serve", "--profile", "qwen3-8b", "--model-path", ""], "must not be empty"),
+        (["demo", "--port", "70000"], "must be a port from 1 to 65535"),
+        (["demo", "--stop-timeout", "nan"], "must be a finite number >= 0"),
+        (["compile", "--profile", "glm-5.1-fp8", "--timeout", "0"], "must be >= 1"),
+    ],
+)
+def test_the_deployment_commands_check_their_flags_too(args: list[str], says: str) -> None:
+    w = Watched(cli(*args))
+    rc, _ = w.wait_exit(30)
+    lines = w.output().strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and says in lines[0], lines
+
+
 def test_a_warmup_path_that_is_a_directory_is_one_line_exit_2(port: int, tmp_path: Path) -> None:
     w = Watched(cli("run", "--port", str(port), "--warmup", str(tmp_path), "--", *SLEEPER))
     rc, _ = w.wait_exit(20)
