@@ -1,8 +1,9 @@
 """The command line: parse, own the signals, run the supervisor, map the ending to an exit code.
 
-Exit codes are the contract a platform acts on:
+Exit codes are the contract a platform acts on (`EXIT_CODES` says them in --help):
   0  stopped on request          1  the server died or stopped answering after serving
-  2  usage or configuration      3  startup failed (exited early, timed out, warmup failed)
+  2  usage or configuration, a taken port included (nothing was started)
+  3  startup failed (exited early, timed out, warmup failed, a stale server answered)
 
 Only this module installs signal handlers (they work only in the main thread); the library never
 does. Signals are a stream that one task reads: the first SIGTERM or SIGINT is `stop()` (drain,
