@@ -21,10 +21,13 @@ from ._config import (
 from ._errors import (
     ChildExited,
     ConfigError,
+    ForeignListener,
     HealthTimeout,
     IllegalTransition,
+    PortInUse,
     ServerDied,
     StartupError,
+    StoppedBeforeServing,
     SupervisorError,
     WarmupFailed,
     describe_returncode,
@@ -33,7 +36,7 @@ from ._health import ProbeResult
 from ._local import LocalChild, LocalProcessManager
 from ._logs import LoggingSink, LogSink, LogTail, Redactor, StreamSink
 from ._metrics import SupervisorMetrics, serve_metrics
-from ._process import ByteSource, ChildProcess, KillResult, ProcessManager
+from ._process import ByteSource, ChildProcess, KillResult, ListenerCheck, ProcessManager
 from ._report import CrashReport
 from ._states import TRANSITIONS, Event, State, StateMachine, Transition
 from ._supervisor import Outcome, OutcomeKind, Supervisor, force_exit
@@ -49,11 +52,13 @@ __all__ = [
     "ConfigError",
     "CrashReport",
     "Event",
+    "ForeignListener",
     "HealthPolicy",
     "HealthTimeout",
     "IllegalTransition",
     "KillResult",
     "LaunchSpec",
+    "ListenerCheck",
     "LivenessPolicy",
     "LocalChild",
     "LocalProcessManager",
@@ -63,6 +68,7 @@ __all__ = [
     "LoggingSink",
     "Outcome",
     "OutcomeKind",
+    "PortInUse",
     "ProbeResult",
     "ProcessManager",
     "Redactor",
@@ -71,6 +77,7 @@ __all__ = [
     "State",
     "StateMachine",
     "StopPolicy",
+    "StoppedBeforeServing",
     "StreamSink",
     "Supervisor",
     "SupervisorConfig",

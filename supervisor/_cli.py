@@ -1,11 +1,17 @@
 """The command line: parse, own the signals, run the supervisor, map the ending to an exit code.
 
-Exit codes are the contract a platform acts on:
+Exit codes are the contract a platform acts on (`EXIT_CODES` says them in --help):
   0  stopped on request          1  the server died or stopped answering after serving
-  2  usage or configuration      3  startup failed (exited early, timed out, warmup failed)
+  2  usage or configuration, a taken port included (nothing was started)
+  3  startup failed (exited early, timed out, warmup failed, a stale server answered)
 
 Only this module installs signal handlers (they work only in the main thread); the library never
-does. Signals are a stream that one task reads and turns into `Supervisor.stop()`.
+does. Signals are a stream that one task reads: the first SIGTERM or SIGINT is `stop()` (drain,
+then kill), a second one `stop(now=True)` (kill now); each is acknowledged, and once the
+supervisor is done a late one is ignored, so the exit code always says how the server ended.
+
+Every flag is checked where it is parsed: a zero, negative, NaN or infinite number, an empty
+string or a port out of range is one line naming the flag, exit 2, never a silent default.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,13 +39,15 @@ from ._config import (
     WarmupPayload,
     WarmupPolicy,
 )
-from ._errors import ConfigError, StartupError
+from ._errors import ConfigError, PortInUse, StartupError
+from ._flags import count, env_name, port, seconds, text, url_path
 from ._logs import Redactor
 from ._metrics import serve_metrics
 from ._report import Classifier, unknown_cause
 from ._supervisor import OutcomeKind, Supervisor
 
 __all__ = [
+    "EXIT_CODES",
     "EXIT_CONFIG",
     "EXIT_DIED",
     "EXIT_STARTUP",
@@ -49,6 +58,14 @@ __all__ = [
 ]
 
 EXIT_STOPPED, EXIT_DIED, EXIT_CONFIG, EXIT_STARTUP = 0, 1, 2, 3
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: The epilog of every supervising command's --help.
+EXIT_CODES = """exit codes:
+  0  stopped on request (SIGTERM/SIGINT; a second one skips the drain)
+  1  the server died, or stopped answering, after serving: recycle the container
+  2  usage or configuration error, or the port is already taken (one line says what to fix)
+  3  startup failed: exited early, health timed out, a warmup failed, or a stale server answered"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,19 +76,19 @@ class _Parser(argparse.ArgumentParser):
 def _add_supervision_flags(p: argparse.ArgumentParser, *, port_required: bool) -> None:
     health, live, stop = HealthPolicy(), LivenessPolicy(), StopPolicy()
     p.add_argument(
-        "--port", type=int, required=port_required, help="the port the server listens on"
+        "--port", type=port(), required=port_required, help="the port the server listens on"
     )
-    p.add_argument("--host", default=None, help="the host to probe (default 127.0.0.1)")
-    p.add_argument("--health-path", default=None, help=f"default {health.path}")
+    p.add_argument("--host", type=text, default=None, help="the host to probe (default 127.0.0.1)")
+    p.add_argument("--health-path", type=url_path, default=None, help=f"default {health.path}")
     p.add_argument(
         "--startup-timeout",
-        type=float,
+        type=seconds(),
         default=None,
         help=f"seconds to wait for the first healthy answer (default {health.startup_timeout:g})",
     )
     p.add_argument(
         "--warmup",
-        type=Path,
+        type=text,
         default=None,
         metavar="FILE.json",
         help='a JSON array of {"name", "path", "body", "expect"?} objects',
@@ -83,27 +100,30 @@ def _add_supervision_flags(p: argparse.ArgumentParser, *, port_required: bool) -
     )
     p.add_argument(
         "--api-key-env",
+        type=env_name,
         default=None,
         metavar="NAME",
         help="read the API key from this environment variable (never from argv)",
     )
-    p.add_argument("--liveness-interval", type=float, default=live.interval)
-    p.add_argument("--liveness-timeout", type=float, default=live.timeout)
-    p.add_argument("--liveness-failures", type=int, default=live.failures)
+    p.add_argument("--liveness-interval", type=seconds(), default=live.interval)
+    p.add_argument("--liveness-timeout", type=seconds(), default=live.timeout)
+    p.add_argument("--liveness-failures", type=count, default=live.failures)
     p.add_argument("--no-liveness", action="store_true", help="only the main process's exit counts")
     p.add_argument(
         "--stop-timeout",
-        type=float,
+        type=seconds(zero=True),
         default=stop.stop_timeout,
         help="seconds to drain after SIGTERM before SIGKILL of the whole tree",
     )
-    p.add_argument("--ready-line", default=None, help="a log line that makes us probe at once")
-    p.add_argument("--tail-lines", type=int, default=LogPolicy().tail_lines)
+    p.add_argument(
+        "--ready-line", type=text, default=None, help="a log line that makes us probe at once"
+    )
+    p.add_argument("--tail-lines", type=count, default=LogPolicy().tail_lines)
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=port(zero=True),
         default=None,
-        help="serve the supervisor's own Prometheus metrics on this port",
+        help="serve the supervisor's own Prometheus metrics on this port (0: any free port)",
     )
 
 
@@ -115,13 +135,23 @@ def build_parser(extra: Sequence[CommandAdder] = ()) -> argparse.ArgumentParser:
     """The `run` command, plus whatever commands the entry point composes in (`extra`)."""
     parser = _Parser(
         prog="sglang-supervisor",
-        description="Supervise a model server: logs, health, warmup, liveness, graceful stop.",
+        description=textwrap.fill(
+            "Supervise one model server (SGLang or any HTTP server): own its whole process tree, "
+            "stream its logs, wait for health, warm it up, watch liveness, stop it gracefully, "
+            "and exit when it dies so the platform recycles the container.",
+            78,
+        ),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser(
         "run",
         help="supervise any command that serves HTTP",
+        description="Supervise COMMAND, a server that listens on --port and answers health.",
         usage="%(prog)s --port P [options] -- COMMAND [ARG...]",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_supervision_flags(run, port_required=True)
     run.add_argument("argv", nargs=argparse.REMAINDER, help="the server's command, after --")
@@ -141,13 +171,18 @@ def read_api_key(env_name: str | None) -> str | None:
     return value
 
 
-def read_warmup_file(path: Path | None) -> tuple[WarmupPayload, ...]:
+def read_warmup_file(path: str | Path | None) -> tuple[WarmupPayload, ...]:
     if path is None:
         return ()
+    path = Path(path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"--warmup {path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--warmup {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"--warmup {path}: cannot read it ({exc.strerror or exc})") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"--warmup {path}: not valid JSON ({exc.msg} at line {exc.lineno})"
@@ -169,14 +204,19 @@ def config_from_args(
     startup_timeout: float | None = None,
 ) -> SupervisorConfig:
     """One config from the flags; a flag given on the command line wins over a default."""
-    defaults = HealthPolicy()
+
+    def given(value: Any, fallback: Any) -> Any:
+        return fallback if value is None else value  # never `or`: 0 and "" are not "not given"
+
     return SupervisorConfig(
         launch=launch,
         port=args.port,
-        host=args.host or "127.0.0.1",
+        host=given(args.host, "127.0.0.1"),
         health=HealthPolicy(
-            path=args.health_path or health_path,
-            startup_timeout=args.startup_timeout or startup_timeout or defaults.startup_timeout,
+            path=given(args.health_path, health_path),
+            startup_timeout=given(
+                args.startup_timeout, given(startup_timeout, HealthPolicy().startup_timeout)
+            ),
         ),
         liveness=LivenessPolicy(
             interval=args.liveness_interval,
@@ -188,7 +228,7 @@ def config_from_args(
         stop=StopPolicy(stop_timeout=args.stop_timeout),
         logs=LogPolicy(tail_lines=args.tail_lines),
         api_key=api_key,
-        ready_line=args.ready_line or ready_line,
+        ready_line=given(args.ready_line, ready_line),
         phase_markers=tuple(phase_markers),
     )
 
@@ -199,25 +239,56 @@ async def supervise(
     metrics_port: int | None = None,
     classify: Classifier = unknown_cause,
 ) -> int:
-    """Run one supervisor under this process's signals; return the exit code."""
+    """Run one supervisor under this process's signals; return the exit code.
+
+    Owns SIGINT and SIGTERM for good: once the supervisor is done they stay ignored, so a late
+    signal cannot turn a clean ending into a death by signal. Meant for a process's main thread.
+    """
+    if metrics_port is not None and metrics_port == config.port:
+        raise ConfigError(
+            f"--metrics-port {metrics_port} is the server's own port: its health probe would "
+            "reach the supervisor's metrics instead of the server; choose another"
+        )
     sup = Supervisor(config, classify=classify)
     code = EXIT_STOPPED
     config_error: ConfigError | None = None
     async with anyio.create_task_group() as tg:
 
         async def on_signals(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                task_status.started()
-                async for signum in signals:
-                    sup.say(f"received {signal.Signals(signum).name}: stopping")
-                    sup.stop()
+            try:
+                with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+                    try:
+                        task_status.started()
+                        seen = 0
+                        async for signum in signals:
+                            seen += 1
+                            name = signal.Signals(signum).name
+                            if seen == 1:
+                                sup.say(f"received {name}: stopping")
+                                sup.stop()
+                            else:
+                                sup.say(f"received {name} again: skipping the drain, killing now")
+                                sup.stop(now=True)
+                    finally:
+                        # Closing the receiver restores the default action (death by signal):
+                        # hold the signals back until they are ignored instead.
+                        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            finally:
+                for signum in _STOP_SIGNALS:
+                    signal.signal(signum, signal.SIG_IGN)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
         # Listen before spawning: a SIGTERM in between must stop the child, not orphan it.
         await tg.start(on_signals)
-        if metrics_port is not None:
-            bound = await tg.start(serve_metrics, sup.metrics.registry, metrics_port)
-            sup.say(f"supervisor metrics on http://127.0.0.1:{bound}/metrics")
         try:
+            if metrics_port is not None:
+                try:
+                    bound = await tg.start(_serve_metrics, sup, metrics_port)
+                except OSError as exc:
+                    raise PortInUse(
+                        f"--metrics-port {metrics_port}: cannot listen ({exc.strerror or exc})"
+                    ) from None
+                sup.say(f"supervisor metrics on http://127.0.0.1:{bound}/metrics")
             outcome = await sup.run()
             code = EXIT_DIED if outcome.kind is OutcomeKind.DIED else EXIT_STOPPED
         except StartupError as exc:
@@ -233,6 +304,12 @@ async def supervise(
     if config_error is not None:
         raise config_error
     return code
+
+
+async def _serve_metrics(
+    sup: Supervisor, port: int, *, task_status: anyio.abc.TaskStatus[int]
+) -> None:
+    await serve_metrics(sup.metrics.registry, port, on_error=sup.say, task_status=task_status)
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -4,11 +4,14 @@ Callers catch at the level they care about::
 
     SupervisorError
     ├── ConfigError              bad input: fix the config or the command line (CLI exit 2)
+    │   └── PortInUse            the port was taken before the server was spawned
     ├── IllegalTransition        a bug: an event that the state machine does not allow
     ├── StartupError             the server never reached `serving` (CLI exit 3)
     │   ├── ChildExited          the child exited while starting
     │   ├── HealthTimeout        no healthy answer before the startup deadline
-    │   └── WarmupFailed         a warmup payload got no valid answer
+    │   ├── ForeignListener      what answered on the port is not the server's (a stale server)
+    │   ├── WarmupFailed         a warmup payload got no valid answer
+    │   └── StoppedBeforeServing a stop was asked for before the server was serving
     └── ServerDied               the server died or stopped answering after serving (CLI exit 1)
 
 Errors about the child carry what an operator needs to act: the exit status and the last lines of
@@ -23,10 +26,13 @@ from collections.abc import Sequence
 __all__ = [
     "ChildExited",
     "ConfigError",
+    "ForeignListener",
     "HealthTimeout",
     "IllegalTransition",
+    "PortInUse",
     "ServerDied",
     "StartupError",
+    "StoppedBeforeServing",
     "SupervisorError",
     "WarmupFailed",
     "describe_returncode",
@@ -51,6 +57,14 @@ class SupervisorError(Exception):
 
 class ConfigError(SupervisorError, ValueError):
     """The configuration cannot work; the message is one line that says what to fix."""
+
+
+class PortInUse(ConfigError):
+    """Something already listens on the server's port (or the metrics port): nothing was started.
+
+    A configuration error (exit 2) rather than a failed start: no server ran, and what must
+    change is the machine or the flags (stop the stale server, or pick another port).
+    """
 
 
 class IllegalTransition(SupervisorError):
@@ -80,6 +94,18 @@ class ChildExited(StartupError):
 
 class HealthTimeout(StartupError):
     """The health path never answered 200 before the startup deadline."""
+
+
+class ForeignListener(StartupError):
+    """The health path answered, but from a socket held outside the server's tree."""
+
+
+class StoppedBeforeServing(StartupError):
+    """`stop()` won before the server was serving; the tree is dead, `returncode` says how.
+
+    Raised to callers that wait for `serving` (`tg.start(sup.run)`, `async with`,
+    `BlockingSupervisor.start()`); `run()` awaited directly returns a stopped `Outcome` instead.
+    """
 
 
 class WarmupFailed(StartupError):

@@ -2,12 +2,15 @@
 
 The collectors are fed by the supervisor's events (state changes, probes, warmups, log blocks,
 deaths); nothing here polls. `serve_metrics` exposes a registry over HTTP from a task in the
-caller's task group, not from prometheus-client's daemon thread, so it stops with its owner.
+caller's task group, not from prometheus-client's daemon thread, so it stops with its owner; its
+connections are bounded in number and time, so no client can take the supervisor down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import cast
 
 import anyio
 import anyio.abc
@@ -136,33 +139,73 @@ async def serve_metrics(
     port: int,
     host: str = "127.0.0.1",
     *,
+    max_connections: int = 32,
+    connection_timeout: float = 5.0,
+    on_error: Callable[[str], None] | None = None,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `registry` at any path over plain HTTP until cancelled; reports the bound port."""
+    """Serve `registry` at any path over plain HTTP until cancelled; reports the bound port.
 
-    async def handle(stream: anyio.abc.SocketStream) -> None:
-        async with stream:
-            with anyio.move_on_after(5):
-                request = b""
-                while b"\r\n\r\n" not in request and len(request) < 16384:
-                    try:
-                        request += await stream.receive(4096)
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        return
-                body = generate_latest(registry)
-                head = (
-                    "HTTP/1.1 200 OK\r\n"
-                    f"Content-Type: {CONTENT_TYPE_LATEST}\r\n"
-                    f"Content-Length: {len(body)}\r\n"
-                    "Connection: close\r\n\r\n"
-                ).encode()
-                try:
-                    await stream.send(head + body)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    return
+    The endpoint must never take the server down, whatever its clients do: at most
+    `max_connections` are open at once (the rest wait in the kernel's backlog, costing us no
+    file descriptor), each gets `connection_timeout` seconds in all, and an error (a client that
+    vanishes, `accept()` out of descriptors) is contained and reported once per kind through
+    `on_error`. Only a failure to listen at all is raised, before `task_status.started`.
+    """
+    reported: set[str] = set()
 
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
-    async with listener:
-        bound = listener.extra(anyio.abc.SocketAttribute.local_port)
-        task_status.started(bound)
-        await listener.serve(handle)
+    def report(kind: str, message: str) -> None:
+        if kind not in reported:
+            reported.add(kind)
+            if on_error is not None:
+                on_error(f"metrics endpoint: {message} (reported once; the server is unaffected)")
+
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request and len(request) < 16384:
+            try:
+                request += await stream.receive(4096)
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+        body = generate_latest(registry)
+        head = (
+            "HTTP/1.1 200 OK\r\n"
+            f"Content-Type: {CONTENT_TYPE_LATEST}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        try:
+            await stream.send(head + body)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return
+
+    async def handle(stream: anyio.abc.SocketStream, slots: anyio.Semaphore) -> None:
+        try:
+            with anyio.move_on_after(connection_timeout):
+                await answer(stream)
+        except Exception as exc:  # contained: a metrics client must never reach the supervisor
+            report(type(exc).__name__, f"{type(exc).__name__}: {exc}")
+        finally:
+            with anyio.CancelScope(shield=True):
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
+            slots.release()
+
+    async def accept(listener: anyio.abc.SocketListener, slots: anyio.Semaphore) -> None:
+        while True:
+            await slots.acquire()  # no descriptor is taken for a connection we cannot serve
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # out of descriptors, a connection reset before accept, ...
+                slots.release()
+                report(f"accept-{exc.errno}", f"accept failed: {exc.strerror or exc}")
+                await anyio.sleep(0.1)
+                continue
+            tg.start_soon(handle, stream, slots)
+
+    multi = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+    async with multi, anyio.create_task_group() as tg:
+        slots = anyio.Semaphore(max_connections)
+        for listener in multi.listeners:
+            tg.start_soon(accept, cast(anyio.abc.SocketListener, listener), slots)
+        task_status.started(multi.extra(anyio.abc.SocketAttribute.local_port))

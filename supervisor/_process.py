@@ -1,20 +1,22 @@
 """The process-manager seam: what the supervisor needs from "a running server".
 
-Shaped like anyio's `abc.Process` (pid, returncode, wait, send_signal, two byte streams) plus the
-one thing anyio lacks for a GPU server: `kill_tree`, which must reach every descendant, including
-those that left the process group or the session. `LocalProcessManager` implements it on the
-local machine; `supervisor.testing.InMemoryProcessManager` implements it without processes, for
-unit tests of the supervisor's logic.
+Shaped like anyio's `abc.Process` (pid, returncode, wait, send_signal, two byte streams) plus
+what anyio lacks for a GPU server: `kill_tree`, which must reach every descendant, including
+those that left the process group or the session, and the two port checks, which only the
+manager can make because only it knows where the server runs (a remote manager checks there).
+`LocalProcessManager` implements it on the local machine;
+`supervisor.testing.InMemoryProcessManager` implements it without processes, for unit tests of
+the supervisor's logic.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from ._config import LaunchSpec
 
-__all__ = ["ByteSource", "ChildProcess", "KillResult", "ProcessManager"]
+__all__ = ["ByteSource", "ChildProcess", "KillResult", "ListenerCheck", "ProcessManager"]
 
 
 @runtime_checkable
@@ -32,6 +34,18 @@ class KillResult:
 
     killed: int
     survivors: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ListenerCheck:
+    """Who holds the socket that answers on the server's port.
+
+    `ours`: a process of the server's tree; `foreign`: another process (`detail` names it), such
+    as a stale server; `unknown`: it cannot be told here (`detail` says why).
+    """
+
+    verdict: Literal["ours", "foreign", "unknown"]
+    detail: str = ""
 
 
 @runtime_checkable
@@ -66,6 +80,10 @@ class ChildProcess(Protocol):
         """SIGKILL every process of the tree, reap what is ours, wait at most `timeout` s."""
         ...
 
+    def check_listener(self, host: str, port: int) -> ListenerCheck:
+        """Say whether the socket listening on `port` belongs to this tree."""
+        ...
+
     async def aclose(self) -> None:
         """Leave nothing behind: kill the tree if it runs, reap, close the pipes."""
         ...
@@ -73,5 +91,9 @@ class ChildProcess(Protocol):
 
 class ProcessManager(Protocol):
     """Starts servers; the only way the supervisor gets a `ChildProcess`."""
+
+    def port_conflict(self, host: str, port: int) -> str | None:
+        """Why a server could not listen on `host:port` now (a stale server?), or None."""
+        ...
 
     async def start(self, spec: LaunchSpec) -> ChildProcess: ...

@@ -5,27 +5,25 @@ GPU memory each (sglang #23627). A process group or a session alone misses a chi
 `setsid()`, and a parent-pid walk misses an orphan once its parent is gone. So a process belongs
 to the tree when any of these holds:
 
+- it is a known member: the keeper, the main process, or one seen in the tree before (pid and
+  start time, so a reused pid is not mistaken for it);
 - it is in the session the supervisor created for the server;
 - its environment carries the tree's token (every descendant inherits it unless it clears its
   environment on purpose);
-- it was seen in the tree before (pid and start time, so a reused pid is not mistaken for it);
-- its parent belongs to the tree.
+- its parent belongs to the tree. The keeper is the tree's subreaper, so every orphan of the tree,
+  however it escaped, has the keeper as its parent and is found by this rule alone.
 
 Only `/proc` is read; nothing here signals or waits.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["ProcInfo", "find_tree", "proc_info", "set_child_subreaper", "supports_proc"]
-
-_PR_SET_CHILD_SUBREAPER = 36
+__all__ = ["ProcInfo", "find_tree", "proc_info", "supports_proc"]
 
 
 def supports_proc() -> bool:
@@ -89,21 +87,19 @@ def _has_token(pid: int, token: bytes) -> bool:
 
 def find_tree(
     *,
-    root: int,
     sid: int,
     token: bytes,
     known: Iterable[tuple[int, int]] = (),
     exclude: Iterable[int] = (),
 ) -> dict[int, ProcInfo]:
-    """Every process of the tree rooted at `root`, zombies included, keyed by pid."""
+    """Every process of the tree, zombies included, keyed by pid (see the module docstring)."""
     excluded = {os.getpid(), *exclude}
     known_set = set(known)
     procs = [p for p in _all_procs() if p.pid not in excluded]
     members: dict[int, ProcInfo] = {}
     for p in procs:
         if (
-            p.pid == root
-            or (sid > 0 and p.sid == sid)
+            (sid > 0 and p.sid == sid)
             or (p.pid, p.starttime) in known_set
             or (not p.zombie and _has_token(p.pid, token))
         ):
@@ -119,18 +115,3 @@ def find_tree(
                 members[child.pid] = child
                 stack.append(child.pid)
     return members
-
-
-def set_child_subreaper() -> bool:
-    """Make orphans of our descendants come to us instead of PID 1, so we can reap them.
-
-    Returns False where the kernel or platform has no such thing; the tree kill still works
-    there, but an escaped orphan is reaped by init instead of by us.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False

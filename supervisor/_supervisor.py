@@ -9,14 +9,10 @@ and reaped before it returns: no process outlives its supervisor.
 
 from __future__ import annotations
 
-import enum
-import os
 import shlex
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -27,11 +23,14 @@ if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 from ._config import SupervisorConfig
+from ._endings import DeathHandler, Endings, Outcome, OutcomeKind, force_exit
 from ._errors import (
-    ChildExited,
+    ForeignListener,
     HealthTimeout,
+    PortInUse,
     ServerDied,
     StartupError,
+    StoppedBeforeServing,
     SupervisorError,
     WarmupFailed,
     describe_returncode,
@@ -43,50 +42,16 @@ from ._metrics import SupervisorMetrics
 from ._process import ByteSource, ChildProcess, ProcessManager
 from ._report import Classifier, CrashReport, unknown_cause
 from ._states import Event, State, StateMachine, Transition
+from ._tasks import Race, race, single_error
 from ._timeline import Timeline
 from ._warmup import WarmupResult, run_warmups
 
 __all__ = ["Outcome", "OutcomeKind", "Supervisor", "force_exit"]
 
 T = TypeVar("T")
-DeathHandler = Callable[[CrashReport], None]
-
-_DRAIN_LOGS_S = 2.0  # after the tree is dead, how long the pumps get to flush what was written
 
 
-class OutcomeKind(enum.Enum):
-    STOPPED = "stopped"  # stopped on request (CLI exit 0)
-    DIED = "died"  # died or stopped answering after serving (CLI exit 1)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    kind: OutcomeKind
-    returncode: int | None
-    report: CrashReport | None = None
-
-
-def force_exit(code: int = 1) -> None:
-    """Flush what we wrote and leave now, skipping cleanup that might hang.
-
-    This is the exit that makes a platform recycle the container; use it as the death handler
-    where the supervisor runs inside someone else's process (Modal's web server thread).
-    """
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
-class _Race(enum.Enum):
-    DONE = "done"
-    EXITED = "exited"
-    STOP = "stop"
-
-
-class Supervisor:
+class Supervisor(Endings):
     """Start, watch and stop one server; see `run` for the lifecycle and `stop` to end it."""
 
     def __init__(
@@ -118,6 +83,7 @@ class Supervisor:
         self.child: ChildProcess | None = None
         self._state_changed = anyio.Event()
         self._stop_requested = anyio.Event()
+        self._stop_now = anyio.Event()
         self._exited = anyio.Event()
         self._pumps_done = anyio.Event()
         self._returncode: int | None = None
@@ -125,6 +91,8 @@ class Supervisor:
         self._last_probe: ProbeResult | None = None
         self._serving_since: float | None = None
         self._ran = False
+        self._serving_announced = False
+        self.outcome: Outcome | None = None
         self._entered: Any = None
 
     # ----------------------------------------------------------------- observing
@@ -150,12 +118,16 @@ class Supervisor:
             await self._state_changed.wait()
 
     # ----------------------------------------------------------------- controlling
-    def stop(self) -> None:
-        """Ask for a graceful stop: SIGTERM to the main pid, then SIGKILL after the stop timeout.
+    def stop(self, *, now: bool = False) -> None:
+        """Ask for a stop: SIGTERM to the main pid, then SIGKILL to the tree after the stop timeout.
 
-        Safe to call at any time, from the event loop's thread, any number of times.
+        A stop wins at any moment, also before `serving` (see `run` for what the caller sees).
+        `now=True` skips what is left of the drain and kills the tree at once (the CLI's second
+        SIGTERM or SIGINT). Safe to call any number of times, from the event loop's thread.
         """
         self._stop_requested.set()
+        if now:
+            self._stop_now.set()
 
     # ----------------------------------------------------------------- lifecycle
     async def run(
@@ -164,15 +136,22 @@ class Supervisor:
         """Start the server and supervise it until it is dead.
 
         With `await tg.start(sup.run)` the caller resumes once the server is serving, or gets the
-        `StartupError` that stopped it. Returns how it ended: stopped on request, or died after
-        serving (after the crash report is written and the death handler called).
+        `StartupError` that stopped it (`StoppedBeforeServing` if `stop()` came first). Awaited
+        directly, it returns how it ended: stopped on request (before serving or after), or died
+        after serving (after the crash report is written and the death handler called).
+        Raises `PortInUse`, before spawning anything, if something already listens on the port.
         """
         if self._ran:
             raise RuntimeError("a Supervisor runs once; create a new one to start again")
         self._ran = True
-        argv = " ".join(shlex.quote(a) for a in self.config.launch.argv)
-        self.say(f"starting {self.config.name}: {argv}")
-        child = await self._manager.start(self.config.launch)
+        cfg = self.config
+        conflict = self._manager.port_conflict(cfg.host, cfg.port)
+        if conflict is not None:
+            self.machine.fire(Event.FAILED, conflict)
+            raise PortInUse(f"{conflict} (a stale server?): stop it or choose another port")
+        argv = " ".join(shlex.quote(a) for a in cfg.launch.argv)
+        self.say(f"starting {cfg.name}: {argv}")
+        child = await self._manager.start(cfg.launch)
         self.child = child
         self.say(f"spawned pid={child.pid}")
         outcome: Outcome | None = None
@@ -196,6 +175,14 @@ class Supervisor:
         if failure is not None:
             raise failure
         assert outcome is not None
+        self.outcome = outcome
+        if not self._serving_announced and task_status is not anyio.TASK_STATUS_IGNORED:
+            # The caller waits for `serving`, which will never come: tell it why, plainly.
+            raise StoppedBeforeServing(
+                f"stopped on request before serving ({describe_returncode(outcome.returncode)})",
+                returncode=outcome.returncode,
+                tail=self.tail.lines(),
+            )
         return outcome
 
     async def _lifecycle(
@@ -215,9 +202,9 @@ class Supervisor:
                 on_probe=lambda r: self._on_probe("startup", r),
             )
         )
-        if kind is _Race.EXITED:
+        if kind is Race.EXITED:
             await self._startup_exit(child)
-        if kind is _Race.STOP:
+        if kind is Race.STOP:
             return await self._graceful_stop(child)
         if healthy is None:
             self.machine.fire(
@@ -231,6 +218,7 @@ class Supervisor:
                 tail=self.tail.lines(),
                 cause=self._classify(self.tail.lines()),
             )
+        await self._check_listener(child)
         self.timeline.mark("healthy")
         self.machine.fire(Event.HEALTHY, f"{cfg.health.path} answered in {healthy.latency_s:.3f} s")
 
@@ -245,9 +233,9 @@ class Supervisor:
                     on_result=self._on_warmup,
                 )
             )
-            if kind is _Race.EXITED:
+            if kind is Race.EXITED:
                 await self._startup_exit(child)
-            if kind is _Race.STOP:
+            if kind is Race.STOP:
                 return await self._graceful_stop(child)
             self.warmup_results = list(results or [])
             failed = [r for r in self.warmup_results if not r.ok]
@@ -266,6 +254,7 @@ class Supervisor:
         self.say(self.timeline.summary())
         self.machine.fire(Event.WARMED)
         self._serving_since = time.monotonic()
+        self._serving_announced = True
         task_status.started(self)
 
         # serving: sparse liveness probes, racing the exit and a stop.
@@ -280,9 +269,9 @@ class Supervisor:
             )
 
         kind, failure = await self._race(liveness)
-        if kind is _Race.STOP:
+        if kind is Race.STOP:
             return await self._graceful_stop(child)
-        if kind is _Race.EXITED:
+        if kind is Race.EXITED:
             self.machine.fire(Event.EXITED, describe_returncode(self._returncode))
             return await self._death(child, "exited", "")
         assert failure is not None
@@ -292,31 +281,23 @@ class Supervisor:
         self.machine.fire(Event.UNHEALTHY, detail)
         return await self._death(child, "unhealthy", detail)
 
-    async def _race(self, fn: Callable[[], Awaitable[T]]) -> tuple[_Race, T | None]:
+    async def _check_listener(self, child: ChildProcess) -> None:
+        """A 200 proves that something answers, not that it is ours: check whose socket it is."""
+        check = child.check_listener(self.config.host, self.config.port)
+        if check.verdict == "foreign":
+            self.machine.fire(Event.FAILED, check.detail)
+            await self._kill(child)
+            raise ForeignListener(
+                f"{self.config.health.path} answered, but {check.detail} (a stale server?): "
+                "stop it or choose another port",
+                tail=self.tail.lines(),
+            )
+        if check.verdict == "unknown":
+            self.say(f"note: cannot tell whose socket answers ({check.detail}); trusting it")
+
+    async def _race(self, fn: Callable[[], Awaitable[T]]) -> tuple[Race, T | None]:
         """Run `fn` until it returns, the main process exits, or a stop is requested."""
-        winner: list[tuple[_Race, Any]] = []
-
-        async with anyio.create_task_group() as tg:
-
-            async def body() -> None:
-                value = await fn()
-                winner.append((_Race.DONE, value))
-                tg.cancel_scope.cancel()
-
-            async def on_event(event: anyio.Event, kind: _Race) -> None:
-                await event.wait()
-                winner.append((kind, None))
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(on_event, self._exited, _Race.EXITED)
-            tg.start_soon(on_event, self._stop_requested, _Race.STOP)
-            tg.start_soon(body)
-        # A crash outranks a stop: an operator must learn that the server died.
-        kinds = {k for k, _ in winner}
-        for kind in (_Race.EXITED, _Race.STOP):
-            if kind in kinds:
-                return kind, None
-        return winner[0]
+        return await race(fn, exited=self._exited, stop=self._stop_requested)
 
     # ----------------------------------------------------------------- tasks
     async def _pumps(self, child: ChildProcess) -> None:
@@ -375,90 +356,6 @@ class Supervisor:
         self.metrics.on_warmup(result.name, result.ok, result.latency_s)
         self.say(result.describe())
 
-    # ----------------------------------------------------------------- endings
-    async def _kill(self, child: ChildProcess) -> None:
-        """SIGKILL whatever is left of the tree, then let the pumps flush its last words."""
-        result = await child.kill_tree(self.config.stop.kill_timeout)
-        if result.survivors:
-            self.say(f"warning: processes survived SIGKILL: {list(result.survivors)}")
-        with anyio.move_on_after(_DRAIN_LOGS_S):
-            await self._pumps_done.wait()
-
-    async def _startup_exit(self, child: ChildProcess) -> None:
-        self.machine.fire(Event.EXITED, describe_returncode(self._returncode))
-        await self._kill(child)
-        tail = self.tail.lines()
-        cause = self._classify(tail)
-        raise ChildExited(
-            f"the server exited while starting, with {describe_returncode(self._returncode)}"
-            f" (cause: {cause}); last line: {tail[-1] if tail else '(no output)'}",
-            returncode=self._returncode,
-            tail=tail,
-            cause=cause,
-        )
-
-    async def _graceful_stop(self, child: ChildProcess) -> Outcome:
-        policy = self.config.stop
-        self.machine.fire(Event.STOP)
-        with anyio.CancelScope(shield=True):
-            if not self._exited.is_set():
-                self.say(
-                    f"sending SIGTERM to pid={child.pid}; draining up to {policy.stop_timeout:g} s"
-                )
-                child.send_signal(signal.SIGTERM)
-                with anyio.move_on_after(policy.stop_timeout):
-                    await self._exited.wait()
-                if not self._exited.is_set():
-                    self.say(
-                        f"pid={child.pid} still running after {policy.stop_timeout:g} s; SIGKILL"
-                    )
-            await self._kill(child)
-        if self.machine.allows(Event.STOPPED):
-            self.machine.fire(Event.STOPPED, describe_returncode(child.returncode))
-        return Outcome(OutcomeKind.STOPPED, child.returncode)
-
-    async def _death(self, child: ChildProcess, reason: str, detail: str) -> Outcome:
-        with anyio.CancelScope(shield=True):
-            await self._kill(child)
-        served = time.monotonic() - (self._serving_since or time.monotonic())
-        tail = tuple(self.tail.lines())
-        report = CrashReport(
-            reason=reason,
-            returncode=child.returncode,
-            cause=self._classify(tail),
-            served_s=served,
-            detail=detail,
-            tail=tail,
-        )
-        self.report = report
-        self.metrics.on_death(report.cause)
-        for line in report.render().splitlines():
-            self.say(line)
-        if self._on_death is not None:
-            self._on_death(report)
-        return Outcome(OutcomeKind.DIED, child.returncode, report)
-
-    async def _finish(self, child: ChildProcess) -> None:
-        """Whatever ended the lifecycle, leave a dead tree and a dead state behind."""
-        if self.state in (State.DEAD,):
-            return
-        if self.state is State.STOPPING or self._exited.is_set():
-            await self._kill(child)
-        else:
-            # Cancelled or crashed mid-flight: stop as gracefully as the policy allows.
-            policy = self.config.stop
-            if self.machine.allows(Event.STOP):
-                self.machine.fire(Event.STOP, "supervisor cancelled")
-            child.send_signal(signal.SIGTERM)
-            # The exit watcher may itself have been cancelled: wait on the child directly.
-            with anyio.move_on_after(policy.stop_timeout):
-                await child.wait()
-            await self._kill(child)
-        for event in (Event.STOPPED, Event.EXITED):
-            if self.machine.allows(event):
-                self.machine.fire(event, describe_returncode(child.returncode))
-                break
-
     # ----------------------------------------------------------------- context manager
     async def __aenter__(self) -> Supervisor:
         """Start and return once serving; a death later cancels the body with `ServerDied`."""
@@ -475,18 +372,31 @@ class Supervisor:
 
         try:
             await tg.start(runner)
-        except BaseException as exc:
-            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            # The runner is over (its error is this one): close the group empty-handed, so the
+            # caller gets the StartupError itself, not a group around it.
+            self._entered = None
+            await tg.__aexit__(None, None, None)
             raise
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
+        """Stop, wait for the tree to be dead, and hand back the body's own error unwrapped.
+
+        The task group is the library's business: a `ValueError` raised in the body reaches the
+        caller as a `ValueError`, a death while the body ran as `ServerDied`, never as a group.
+        """
         self.stop()
+        tg, self._entered = self._entered, None
+        exc = exc_info[1]
+        own = exc is None or isinstance(exc, anyio.get_cancelled_exc_class())
         try:
-            return await self._entered.__aexit__(*exc_info)
+            if own:  # nothing, or our own cancellation of the body (a death): the group's to judge
+                return await tg.__aexit__(*exc_info)
+            await tg.__aexit__(None, None, None)  # the body's error is the caller's, untouched
         except BaseExceptionGroup as group:
-            # Unwrap the one error we raise on purpose, so callers can `except ServerDied`.
-            died = [e for e in group.exceptions if isinstance(e, ServerDied)]
-            if died:
-                raise died[0] from None
+            single = single_error(group, prefer=ServerDied)
+            if single is not None:
+                raise single from None
             raise
+        return None

@@ -4,61 +4,108 @@ Modal refuses an async `@modal.web_server` method, so the supervisor runs on an 
 thread of its own: anyio's blocking portal, which owns that thread and joins it on close (the
 portal works only as a context manager, so nothing is left running by accident). `start()`
 returns once the server is serving or raises the `StartupError` that stopped it.
+
+A stop wins at any moment: `stop()` from another thread while `start()` is still waiting makes
+`start()` raise `StoppedBeforeServing` (a `StartupError`) once the tree is dead, and a `stop()`
+that comes before `start()` makes `start()` raise it without spawning anything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from concurrent.futures import Future
 from typing import Any
 
+import anyio.abc
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._config import SupervisorConfig
+from ._errors import StoppedBeforeServing
 from ._states import State
-from ._supervisor import Outcome, Supervisor
+from ._supervisor import Outcome, OutcomeKind, Supervisor
 
 __all__ = ["BlockingSupervisor"]
 
 
 class BlockingSupervisor:
-    """`Supervisor` for synchronous callers: `start()`, `stop()`, `wait()`, or use it as `with`."""
+    """`Supervisor` for synchronous callers: `start()`, `stop()`, `wait()`, or use it as `with`.
+
+    Every method may be called from any thread; one object runs one server once.
+    """
 
     def __init__(self, config: SupervisorConfig, **supervisor_kwargs: Any) -> None:
         self.config = config
         self._kwargs = supervisor_kwargs
+        self._lock = threading.Lock()
         self._stack: contextlib.ExitStack | None = None
         self._portal: BlockingPortal | None = None
         self._future: Future[Outcome] | None = None
+        self._finished = threading.Event()
+        self._started = False
+        self._stop_asked = False
         self.supervisor: Supervisor | None = None
 
     @property
     def state(self) -> State:
-        return self.supervisor.state if self.supervisor is not None else State.STARTING
+        if self.supervisor is not None:
+            return self.supervisor.state
+        return State.DEAD if self._stop_asked else State.STARTING
 
     def start(self) -> Supervisor:
         """Block until the server is serving; raise `StartupError` (and clean up) if it never is."""
-        if self._stack is not None:
-            raise RuntimeError("already started")
-        stack = contextlib.ExitStack()
-        portal = stack.enter_context(start_blocking_portal(backend="asyncio"))
-        self._stack, self._portal = stack, portal
+        with self._lock:
+            if self._started:
+                raise RuntimeError("already started; a BlockingSupervisor runs once")
+            self._started = True
+            if self._stop_asked:
+                self._finished.set()
+                raise StoppedBeforeServing("stopped on request before the server was started")
+            stack = contextlib.ExitStack()
+            portal = stack.enter_context(start_blocking_portal(backend="asyncio"))
+            self._stack, self._portal = stack, portal
+            try:
+                self.supervisor = portal.call(lambda: Supervisor(self.config, **self._kwargs))
+            except BaseException:
+                self._finished.set()
+                self.close()
+                raise
         try:
-            self.supervisor = portal.call(lambda: Supervisor(self.config, **self._kwargs))
-            self._future, _ = portal.start_task(self.supervisor.run, name="supervisor")
+            self._future, _ = portal.start_task(self._run, name="supervisor")
         except BaseException:
             self.close()
             raise
         return self.supervisor
 
-    def stop(self, timeout: float | None = None) -> Outcome | None:
-        """Stop gracefully (SIGTERM, drain, SIGKILL) and wait for the tree to be gone."""
-        if self._portal is None or self.supervisor is None or self._future is None:
-            return None
-        if not self._future.done():
-            self._portal.call(self.supervisor.stop)
+    async def _run(self, *, task_status: anyio.abc.TaskStatus[Supervisor]) -> Outcome:
+        assert self.supervisor is not None
         try:
-            return self.wait(timeout)
+            with self._lock:
+                if self._stop_asked:  # a stop() that came while the supervisor was being made
+                    self.supervisor.stop()
+            return await self.supervisor.run(task_status=task_status)
+        finally:
+            self._finished.set()
+
+    def stop(self, timeout: float | None = None) -> Outcome | None:
+        """Stop gracefully (SIGTERM, drain, SIGKILL) and wait for the tree to be gone.
+
+        Returns how it ended, or None if it never started. From another thread while `start()`
+        waits, this wins: `start()` raises `StoppedBeforeServing` and this returns once the tree
+        is dead.
+        """
+        with self._lock:
+            self._stop_asked = True
+            portal, sup = self._portal, self.supervisor
+        if portal is None or sup is None:
+            return None
+        if not self._finished.is_set():
+            with contextlib.suppress(RuntimeError):  # the portal closed meanwhile: it is over
+                portal.call(sup.stop)
+        try:
+            if not self._finished.wait(self._bound(timeout)):
+                raise TimeoutError("the supervisor did not finish stopping in time")
+            return sup.outcome or Outcome(OutcomeKind.STOPPED, None)
         finally:
             self.close()
 
@@ -66,14 +113,18 @@ class BlockingSupervisor:
         """Block until the server is dead and return how it ended."""
         if self._future is None:
             raise RuntimeError("not started")
-        if timeout is None:
-            stop = self.config.stop
-            timeout = stop.stop_timeout + stop.kill_timeout + 10.0
-        return self._future.result(timeout=timeout)
+        return self._future.result(timeout=self._bound(timeout))
+
+    def _bound(self, timeout: float | None) -> float:
+        if timeout is not None:
+            return timeout
+        stop = self.config.stop
+        return stop.stop_timeout + stop.kill_timeout + 10.0
 
     def close(self) -> None:
         """Leave the portal: cancels anything still running there and joins its thread."""
-        stack, self._stack, self._portal = self._stack, None, None
+        with self._lock:
+            stack, self._stack, self._portal = self._stack, None, None
         if stack is not None:
             stack.close()
 

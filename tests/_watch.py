@@ -1,4 +1,8 @@
-"""Watch a real process's output line by line, with the time each line arrived."""
+"""Watch a real process's output line by line, with the time each line arrived, and count its tree.
+
+`tree()` snapshots every process below the watched one (pid and start time); `gone()` then
+says which of them are still alive, so a test asserts "no process outlived it" by counting.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +60,38 @@ class Watched:
         exited = time.monotonic()
         self._reader.join(5)
         return rc, exited
+
+    def tree(self) -> dict[int, int]:
+        """pid -> start time of every live process below the watched one, right now."""
+        from supervisor._proctree import proc_info
+        from tests.conftest import descendants
+
+        found = {}
+        for pid in descendants(self.popen.pid):
+            info = proc_info(pid)
+            if info is not None and not info.zombie:
+                found[pid] = info.starttime
+        return found
+
+    @staticmethod
+    def alive(tree: dict[int, int], within: float = 2.0) -> list[int]:
+        """Those of `tree` still alive (same pid, same start time) after up to `within` s."""
+        from supervisor._proctree import proc_info
+
+        def left() -> list[int]:
+            out = []
+            for pid, start in tree.items():
+                info = proc_info(pid)
+                if info is not None and not info.zombie and info.starttime == start:
+                    out.append(pid)
+            return out
+
+        deadline = time.monotonic() + within
+        still = left()
+        while still and time.monotonic() < deadline:
+            time.sleep(0.05)
+            still = left()
+        return still
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         os.kill(self.popen.pid, signum)

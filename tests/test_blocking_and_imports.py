@@ -16,6 +16,7 @@ from supervisor import (
     LivenessPolicy,
     OutcomeKind,
     State,
+    StoppedBeforeServing,
     StopPolicy,
     SupervisorConfig,
 )
@@ -61,6 +62,40 @@ def test_blocking_death_calls_the_handler_from_the_loop_thread(port: int) -> Non
     sup.close()
     assert outcome.kind is OutcomeKind.DIED and len(reports) == 1
     assert reports[0].returncode == -9
+
+
+def test_stop_from_another_thread_while_start_waits_wins(port: int) -> None:
+    import threading
+    import time
+
+    sup = BlockingSupervisor(config(port, "--fake-load-time", "20"))
+    outcomes = []
+
+    def stopper() -> None:
+        while sup.supervisor is None or sup.supervisor.child is None:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        outcomes.append(sup.stop(timeout=20))
+
+    thread = threading.Thread(target=stopper)
+    thread.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(StoppedBeforeServing, match="before serving"):
+            sup.start()
+    finally:
+        thread.join(30)
+    assert time.monotonic() - began < 15, "start() waited for the server instead of the stop"
+    assert sup.state is State.DEAD
+    assert outcomes and outcomes[0].kind is OutcomeKind.STOPPED
+
+
+def test_stop_before_start_means_start_spawns_nothing(port: int) -> None:
+    sup = BlockingSupervisor(config(port))
+    assert sup.stop() is None
+    with pytest.raises(StoppedBeforeServing):
+        sup.start()
+    assert sup.supervisor is None and sup.state is State.DEAD
 
 
 def test_core_never_imports_modal_or_sglang() -> None:
@@ -110,3 +145,19 @@ class Quiet:
     def child(self, stream: str, text: str) -> None: ...
 
     def supervisor(self, line: str) -> None: ...
+
+
+def test_the_package_ships_its_types_marker_keeper_and_license() -> None:
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "py.typed" in project["tool"]["setuptools"]["package-data"]["supervisor"]
+    assert (root / "supervisor" / "py.typed").is_file()
+    assert (root / "supervisor" / "_keeper.py").is_file()  # a module: packaged like any other
+    assert project["project"]["license"] == "Apache-2.0"
+    assert project["project"]["license-files"] == ["LICENSE"]
+    license_text = (root / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text

@@ -6,16 +6,24 @@ own (1 s, 2 s, stop timeout + 2 s); they are 5-20x what the code needs on an idl
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import os
+import resource
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from supervisor.testing import free_port
 from tests._watch import Watched
 from tests.conftest import ROOT, cli, fake_argv
 
@@ -41,11 +49,14 @@ def run_cli(
 def test_demo_reaches_serving_answers_and_stops_with_exit_0(port: int) -> None:
     with run_cli(port, [*FAST, "--tp-size", "2", "--fake-grandchildren"]) as w:
         w.wait_for("state=serving", 30)
+        tree = w.tree()
+        assert len(tree) == 6, tree  # keeper, main, two schedulers, one grandchild each
         r = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
         assert r.status_code == 200 and r.json()["data"][0]["id"] == "fake/model"
         w.signal(signal.SIGTERM)
         rc, _ = w.wait_exit(30)
         assert rc == 0, w.output()
+        assert w.alive(tree) == []
         assert "state=stopping" in w.output() and "state=dead" in w.output()
 
 
@@ -64,9 +75,11 @@ def test_death_after_serving_exits_1_within_1s_and_leaves_no_process(port: int) 
         ],
     ) as w:
         w.wait_for("state=serving", 30)
+        tree = w.tree()
         died = w.wait_for("Received sigquit from a child process", 10)
         rc, exited = w.wait_exit(10)
         assert rc == 1, w.output()
+        assert len(tree) >= 5 and w.alive(tree) == []
         assert exited - died < 1.0, f"took {exited - died:.2f} s"
         out = w.output()
         assert "CRASH REPORT" in out and "signal SIGKILL" in out
@@ -142,10 +155,12 @@ def test_sigterm_exits_0_within_stop_timeout_even_when_the_tree_resists(port: in
         "1.5",
     ) as w:
         w.wait_for("state=serving", 30)
+        tree = w.tree()
         t0 = time.monotonic()
         w.signal(signal.SIGTERM)
         rc, exited = w.wait_exit(15)
         assert rc == 0, w.output()
+        assert len(tree) == 6 and w.alive(tree) == []
         assert exited - t0 < 1.5 + 2.0
         assert "still running after 1.5 s; SIGKILL" in w.output()
 
@@ -166,8 +181,10 @@ def test_escaped_scheduler_is_killed_when_main_dies(port: int) -> None:
         ],
     ) as w:
         w.wait_for("state=serving", 30)
+        tree = w.tree()
         rc, _ = w.wait_exit(10)
         assert rc == 1, w.output()
+        assert len(tree) >= 3 and w.alive(tree) == []  # the escaped scheduler included
 
 
 def test_four_warmups_of_1s_run_concurrently_under_2s(port: int, tmp_path: Path) -> None:
@@ -404,5 +421,293 @@ def test_a_200kb_log_line_passes_whole_and_redacted(port: int, tmp_path: Path) -
         line = next(line for line in w.output().splitlines() if "server_args=ServerArgs(" in line)
         assert len(line) > 200_000 and line.endswith("x)")
         assert key not in w.output() and "api_key='***'" in line
+        w.signal()
+        assert w.wait_exit(30)[0] == 0
+
+
+# --------------------------------------------------------------------------- hardening (#12)
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def stale_server(port: int) -> Iterator[http.server.ThreadingHTTPServer]:
+    """Something else answering 200 on the port: a server left behind by a previous run."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_a_stale_server_on_the_port_is_refused_before_spawning(port: int) -> None:
+    with stale_server(port):
+        w = Watched(cli("run", "--port", str(port), "--", *SLEEPER))
+        rc, _ = w.wait_exit(20)
+    assert rc == 2, w.output()
+    assert w.output().strip().splitlines()[-1] == (
+        f"sglang-supervisor: error: port {port} on 127.0.0.1 is already in use (a stale "
+        "server?): stop it or choose another port"
+    )
+    assert "spawned" not in w.output() and "state=warm" not in w.output()
+
+
+def test_a_stale_server_that_answers_for_a_silent_child_fails_startup(port: int) -> None:
+    # The port was free when checked; then something else took it while the child never listens.
+    with Watched(cli("run", "--port", str(port), "--startup-timeout", "30", "--", *SLEEPER)) as w:
+        w.wait_for("spawned pid=", 20)
+        with stale_server(port):
+            rc, _ = w.wait_exit(30)
+    assert rc == 3, w.output()
+    out = w.output()
+    assert f"answered, but port {port} is held by pid {os.getpid()}" in out
+    assert "state=serving" not in out and "state=warm" not in out
+
+
+def test_the_metrics_port_must_not_be_the_servers_port(port: int) -> None:
+    w = Watched(cli("run", "--port", str(port), "--metrics-port", str(port), "--", *SLEEPER))
+    rc, _ = w.wait_exit(20)
+    assert rc == 2
+    lines = w.output().strip().splitlines()
+    assert len(lines) == 1 and "is the server's own port" in lines[0], lines
+
+
+def test_a_taken_metrics_port_is_one_line_exit_2(port: int) -> None:
+    with stale_server(free_port()) as taken:
+        mport = taken.server_address[1]
+        w = Watched(cli("run", "--port", str(port), "--metrics-port", str(mport), "--", *SLEEPER))
+        rc, _ = w.wait_exit(20)
+    assert rc == 2
+    assert w.output().strip().splitlines() == [
+        f"sglang-supervisor: error: --metrics-port {mport}: cannot listen (Address already in use)"
+    ]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_during_startup_is_acknowledged_and_still_exits_0(
+    port: int, signum: int
+) -> None:
+    with run_cli(port, ["--fake-load-time", "20", "--tp-size", "2"]) as w:
+        w.wait_for("health probe: connection refused", 20)
+        w.signal(signum)
+        w.wait_for("stopping", 10)
+        w.signal(signum)
+        rc, _ = w.wait_exit(20)
+        assert rc == 0, w.output()
+        name = signal.Signals(signum).name
+        assert f"received {name}: stopping" in w.output()
+        assert f"received {name} again" in w.output()
+
+
+def test_a_second_signal_after_the_tree_is_dead_changes_nothing(port: int) -> None:
+    # The child dies of the first SIGTERM at once; the second lands while the CLI winds down.
+    with Watched(cli("run", "--port", str(port), "--", *SLEEPER)) as w:
+        w.wait_for("spawned pid=", 20)
+        w.signal(signal.SIGTERM)
+        w.wait_for("state=dead", 10)
+        w.signal(signal.SIGTERM)
+        rc, _ = w.wait_exit(20)
+    assert rc == 0, w.output()
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+
+def test_idle_metrics_connections_never_take_the_server_down(port: int) -> None:
+    mport = free_port()
+    w = Watched(
+        cli(
+            "run",
+            "--port",
+            str(port),
+            "--ready-line",
+            "fired up",
+            "--metrics-port",
+            str(mport),
+            "--",
+            *fake_argv(port, *FAST),
+            preexec_fn=_low_fd_limit,  # 128 descriptors: 400 connections would exhaust them
+        )
+    )
+    with w:
+        w.wait_for("state=serving", 30)
+        idle = [socket.create_connection(("127.0.0.1", mport), timeout=5) for _ in range(400)]
+        try:
+            time.sleep(2)
+            assert w.popen.poll() is None, w.output()
+            assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+        finally:
+            for s in idle:
+                s.close()
+        deadline = time.monotonic() + 20
+        while True:  # the endpoint itself recovers once the idle clients are gone
+            try:
+                if httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the metrics endpoint never recovered"
+            time.sleep(0.2)
+        assert "state=dead" not in w.output()
+        w.signal()
+        rc, _ = w.wait_exit(30)
+        assert rc == 0, w.output()
+        assert "Traceback" not in w.output()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--startup-timeout", "0", "must be a finite number > 0"),
+        ("--startup-timeout", "-5", "must be a finite number > 0"),
+        ("--startup-timeout", "nan", "must be a finite number > 0"),
+        ("--startup-timeout", "inf", "must be a finite number > 0"),
+        ("--liveness-interval", "0", "must be a finite number > 0"),
+        ("--liveness-timeout", "-1", "must be a finite number > 0"),
+        ("--liveness-failures", "0", "must be >= 1"),
+        ("--stop-timeout", "-1", "must be a finite number >= 0"),
+        ("--stop-timeout", "nan", "must be a finite number >= 0"),
+        ("--tail-lines", "0", "must be >= 1"),
+        ("--health-path", "", "must start with '/'"),
+        ("--health-path", "health", "must start with '/'"),
+        ("--host", "", "must not be empty"),
+        ("--ready-line", "", "must not be empty"),
+        ("--warmup", "", "must not be empty"),
+        ("--api-key-env", "", "not an environment variable name"),
+        ("--metrics-port", "70000", "must be a port from 0 to 65535"),
+        ("--metrics-port", "-1", "must be a port from 0 to 65535"),
+        ("--port", "0", "must be a port from 1 to 65535"),
+        ("--port", "x", "not a port number"),
+    ],
+)
+def test_every_bad_flag_value_is_one_line_exit_2(flag: str, value: str, says: str) -> None:
+    args = ["--port", "8000", flag, value] if flag != "--port" else [flag, value]
+    w = Watched(cli("run", *args, "--", *SLEEPER))
+    rc, _ = w.wait_exit(20)
+    lines = w.output().strip().splitlines()
+    assert rc == 2, w.output()
+    assert len(lines) == 1 and f"argument {flag}: {says}" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["serve", "--profile", "qwen3-8b", "--fake", "--startup-timeout", "0"], "> 0"),
+        (["serve", "--profile", "qwen3-8b", "--engine-command", ""], "must not be empty"),
+        (["serve", "--profile", "qwen3-8b", "--model-path", ""], "must not be empty"),
+        (["demo", "--port", "70000"], "must be a port from 1 to 65535"),
+        (["demo", "--stop-timeout", "nan"], "must be a finite number >= 0"),
+        (["compile", "--profile", "glm-5.1-fp8", "--timeout", "0"], "must be >= 1"),
+    ],
+)
+def test_the_deployment_commands_check_their_flags_too(args: list[str], says: str) -> None:
+    w = Watched(cli(*args))
+    rc, _ = w.wait_exit(30)
+    lines = w.output().strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and says in lines[0], lines
+
+
+def test_a_warmup_path_that_is_a_directory_is_one_line_exit_2(port: int, tmp_path: Path) -> None:
+    w = Watched(cli("run", "--port", str(port), "--warmup", str(tmp_path), "--", *SLEEPER))
+    rc, _ = w.wait_exit(20)
+    lines = w.output().strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "cannot read it" in lines[0], lines
+
+
+DEMO_FAST = ["--fake-arg=--fake-load-time=0.3", "--fake-arg=--fake-warmup-time=0.2"]
+
+
+def demo_key(w: Watched) -> str:
+    line = next(line for _, line in w.lines if "shown once" in line)
+    return line.split("OPENAI_API_KEY=")[1].split()[0]
+
+
+def test_demo_runs_with_a_key_shown_once_and_refuses_requests_without_it(port: int) -> None:
+    with Watched(cli("demo", "--port", str(port), *DEMO_FAST)) as w:
+        w.wait_for("state=serving", 60)
+        key = demo_key(w)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/v1/models", timeout=5).status_code == 401
+        auth = {"Authorization": f"Bearer {key}"}
+        assert httpx.get(f"{base}/v1/models", headers=auth, timeout=5).status_code == 200
+        w.signal()
+        assert w.wait_exit(30)[0] == 0
+        assert w.output().count(key) == 1, "the demo key must be shown once, then redacted"
+        assert "--api-key ***" in w.output()
+
+
+def test_demo_restarts_at_once_on_the_port_it_just_left(port: int) -> None:
+    # A stopped server leaves its port in TIME_WAIT; the preflight must not take that for "taken".
+    env = {"RESTART_KEY": "restart-secret"}
+    auth = {"Authorization": "Bearer restart-secret"}
+    for run in range(2):
+        args = ["demo", "--port", str(port), "--api-key-env", "RESTART_KEY", *DEMO_FAST]
+        with Watched(cli(*args, env=env)) as w:
+            w.wait_for("state=serving", 60)
+            with httpx.Client() as client:  # keep-alive: the server closes first on its way out
+                r = client.get(f"http://127.0.0.1:{port}/v1/models", headers=auth, timeout=5)
+                assert r.status_code == 200
+                w.signal()
+                assert w.wait_exit(30)[0] == 0, f"run {run}: {w.output()}"
+
+
+def test_demo_help_lists_only_the_demos_flags() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "supervisor", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    ).stdout
+    for flag in ("--port", "--api-key-env", "--warmup", "--fake-arg", "--metrics-port"):
+        assert flag in out
+    for flag in ("--engine-command", "--liveness-interval", "--dry-run", "--model-path", "--fake "):
+        assert flag not in out, flag
+    assert "exit codes:" in out
+
+
+def test_serve_refuses_a_missing_warmup_file_in_one_line(port: int, tmp_path: Path) -> None:
+    args = ["serve", "--profile", "qwen3-8b", "--fake", "--port", str(port)]
+    w = Watched(cli(*args, "--warmup", str(tmp_path / "missing.json")))
+    rc, _ = w.wait_exit(30)
+    lines = w.output().strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "no such file" in lines[0], lines
+
+
+def test_serve_adds_the_warmup_file_to_the_profiles_set(port: int, tmp_path: Path) -> None:
+    extra = tmp_path / "extra.json"
+    extra.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "my-traffic",
+                    "path": "/v1/chat/completions",
+                    "expect": "content",
+                    "body": {"messages": [{"role": "user", "content": "hi"}]},
+                }
+            ]
+        )
+    )
+    args = ["serve", "--profile", "qwen3-8b", "--fake", "--port", str(port), *DEMO_FAST]
+    with Watched(cli(*args, "--warmup", str(extra))) as w:
+        w.wait_for("state=serving", 60)
+        verdicts = [line for line in w.output().splitlines() if "verdict=ok" in line]
+        assert any("my-traffic" in line for line in verdicts), w.output()
+        assert len(verdicts) >= 2, "the profile's own payloads must still run"
         w.signal()
         assert w.wait_exit(30)[0] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -77,7 +78,7 @@ async def test_orphan_holding_the_pipe_neither_hides_the_exit_nor_survives() -> 
         with anyio.fail_after(2):
             assert await child.wait() == -signal.SIGKILL
         assert alive(escaped)
-        assert proc_info(escaped).ppid == os.getpid()  # the subreaper brought the orphan to us
+        assert proc_info(escaped).ppid == child.keeper_pid  # the keeper, the tree's subreaper
         assert escaped in child.tree()
         result = await child.kill_tree(5)
         assert result.survivors == ()
@@ -135,14 +136,65 @@ async def test_environment_is_added_and_tagged() -> None:
 
 
 async def test_exit_is_seen_without_pidfds(monkeypatch) -> None:
-    # Sandboxes without pidfd_open fall back to polling; the exit must still be seen promptly.
+    # Sandboxes without pidfd_open: signals go by pid, and the exit still comes from the keeper.
     def no_pidfd(pid: int) -> int:
         raise OSError(38, "Function not implemented")
 
     monkeypatch.setattr(os, "pidfd_open", no_pidfd)
     child = await LocalProcessManager().start(
-        LaunchSpec(argv=(sys.executable, "-c", "import time; time.sleep(0.2); raise SystemExit(3)"))
+        LaunchSpec(argv=(sys.executable, "-c", "import time; time.sleep(30)"))
     )
+    child.send_signal(signal.SIGTERM)
     with anyio.fail_after(5):
-        assert await child.wait() == 3
+        assert await child.wait() == -signal.SIGTERM
     await child.aclose()
+
+
+def subreaper_flag() -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    value = ctypes.c_int(-1)
+    assert libc.prctl(37, ctypes.byref(value), 0, 0, 0) == 0  # PR_GET_CHILD_SUBREAPER
+    return value.value
+
+
+async def test_this_process_is_not_made_a_subreaper_the_keeper_is() -> None:
+    # Orphans of other code in a host process must never come to the library.
+    child = await LocalProcessManager().start(LaunchSpec(argv=(sys.executable, "-c", TREE)))
+    try:
+        await read_until(child.stdout, b"pids")
+        assert subreaper_flag() == 0
+        keeper = proc_info(child.keeper_pid)
+        assert keeper is not None and keeper.ppid == os.getpid()
+        assert proc_info(child.pid).ppid == child.keeper_pid
+        assert child.keeper_pid not in child.tree()  # the keeper is ours, not the server's
+    finally:
+        await child.aclose()
+    assert proc_info(child.keeper_pid) is None, "the keeper must leave and be reaped"
+
+
+async def test_command_not_found_and_bad_cwd_are_one_line_config_errors(tmp_path) -> None:
+    from supervisor import ConfigError
+
+    with pytest.raises(ConfigError, match="command not found: '/no/such/binary'"):
+        await LocalProcessManager().start(LaunchSpec(argv=("/no/such/binary",)))
+    with pytest.raises(ConfigError, match="working directory does not exist"):
+        await LocalProcessManager().start(
+            LaunchSpec(argv=(sys.executable, "-c", "pass"), cwd=str(tmp_path / "nope"))
+        )
+
+
+async def test_a_killed_keeper_is_noticed_and_the_tree_is_still_found_and_killed() -> None:
+    child = await LocalProcessManager().start(LaunchSpec(argv=(sys.executable, "-c", TREE)))
+    try:
+        line = await read_until(child.stdout, b"pids")
+        pids = [int(p) for p in line.split()[1:]]
+        os.kill(child.keeper_pid, signal.SIGKILL)  # the OOM killer's mistake, say
+        with anyio.fail_after(10):
+            assert await child.wait() == -signal.SIGKILL  # the main is killed: status unknowable
+        assert child.keeper_lost
+        result = await child.kill_tree(5)
+        assert result.survivors == ()
+        for pid in pids:
+            assert not alive(pid), f"{pid} outlived the lost keeper"
+    finally:
+        await child.aclose()

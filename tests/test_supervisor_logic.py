@@ -11,13 +11,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor import (
     ChildExited,
+    ForeignListener,
     HealthPolicy,
     HealthTimeout,
     LaunchSpec,
+    ListenerCheck,
     LivenessPolicy,
     OutcomeKind,
+    PortInUse,
     ServerDied,
     State,
+    StoppedBeforeServing,
     StopPolicy,
     Supervisor,
     SupervisorConfig,
@@ -239,3 +243,83 @@ async def test_metrics_follow_the_lifecycle_and_parse() -> None:
     assert sup.report is not None and sup.report.served_s >= 0
     assert sup.machine.history[-1].new is State.DEAD
     assert OutcomeKind.DIED.value == "died"
+
+
+async def test_a_taken_port_is_refused_before_anything_is_spawned() -> None:
+    manager = InMemoryProcessManager(port_in_use="port 8000 on 127.0.0.1 is already in use")
+    sup, sink = make(Server(), manager)
+    with pytest.raises(PortInUse, match=r"already in use \(a stale server\?\)"):
+        await sup.run()
+    assert manager.children == [] and sup.state is State.DEAD
+    assert not any("spawned" in line for line in sink.lines)
+
+
+async def test_a_healthy_answer_from_a_foreign_socket_fails_startup() -> None:
+    class Stale(InMemoryProcessManager):
+        async def start(self, spec):
+            child = await super().start(spec)
+            child.listener = ListenerCheck("foreign", "port 8000 is held by pid 1 (old-server)")
+            return child
+
+    manager = Stale()
+    sup, _ = make(Server(), manager)
+    with pytest.raises(ForeignListener, match="answered, but port 8000 is held by pid 1"):
+        await sup.run()
+    assert manager.children[0].tree_killed >= 1 and sup.state is State.DEAD
+
+
+async def test_stop_now_cuts_the_drain_short() -> None:
+    manager = InMemoryProcessManager(exit_on={})  # a server that ignores SIGTERM
+    sup, sink = make(Server(), manager, stop=StopPolicy(stop_timeout=30, kill_timeout=1))
+    async with anyio.create_task_group() as tg:
+        await tg.start(sup.run)
+        sup.stop()
+        await anyio.sleep(0.1)
+        with anyio.fail_after(5):  # not the 30 s drain
+            sup.stop(now=True)
+            await sup.wait_for(State.DEAD)
+    assert any("drain was cut short" in line for line in sink.lines)
+
+
+async def test_a_stop_before_serving_wins_and_says_so() -> None:
+    manager, server = InMemoryProcessManager(), Server(health=503)
+    sup, _ = make(server, manager, health=HealthPolicy(startup_timeout=30, initial_backoff=0.01))
+    async with anyio.create_task_group() as tg:
+
+        async def stop_soon() -> None:
+            await anyio.sleep(0.2)
+            sup.stop()
+
+        tg.start_soon(stop_soon)
+        with anyio.fail_after(10), pytest.raises(StoppedBeforeServing, match="before serving"):
+            await tg.start(sup.run)
+    assert sup.state is State.DEAD and manager.children[0].returncode is not None
+
+    # Awaited directly (the CLI's way), the same stop is an ordinary stopped outcome.
+    manager = InMemoryProcessManager()
+    sup, _ = make(Server(health=503), manager)
+    sup.stop()
+    outcome = await sup.run()
+    assert outcome.kind is OutcomeKind.STOPPED
+
+
+async def test_the_bodys_own_error_is_not_wrapped_in_a_group() -> None:
+    manager = InMemoryProcessManager()
+    sup, _ = make(Server(), manager)
+    with pytest.raises(ValueError, match="mine") as info:
+        async with sup:
+            raise ValueError("mine")
+    assert type(info.value) is ValueError
+    assert sup.state is State.DEAD and manager.children[0].returncode is not None
+
+
+async def test_a_failed_start_under_async_with_raises_the_startup_error_itself() -> None:
+    sup, _ = make(
+        Server(health=503),
+        InMemoryProcessManager(),
+        health=HealthPolicy(startup_timeout=0.2, initial_backoff=0.01, max_backoff=0.02, jitter=0),
+    )
+    with pytest.raises(HealthTimeout) as info:
+        async with sup:
+            pass
+    assert type(info.value) is HealthTimeout and sup.state is State.DEAD

@@ -3,21 +3,39 @@
 `--fake` (or `--engine-command`) swaps `python3 -m sglang.launch_server` for another program that
 takes the same flags, such as the built-in fake server, so a whole deployment runs on a laptop.
 Even then the preflight checks the real SGLang argv with SGLang's parser where one is available.
+
+`--warmup FILE` adds its payloads to the profile's set (a payload with the name of one of the
+profile's replaces it): the profile's set is what the model needs to be warm, the file is what
+your traffic needs on top. `demo` takes only the flags a local demo needs, and always runs with
+an API key: `--api-key-env`'s when given, else a random one printed once (with the exports that
+the examples read) and redacted from everything else, so the examples' "401 without the key"
+really is a 401.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import shlex
 import sys
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 
-from supervisor._cli import EXIT_CONFIG, EXIT_STARTUP, config_from_args, read_api_key, supervise
-from supervisor._config import LaunchSpec
+from supervisor._cli import (
+    EXIT_CODES,
+    EXIT_CONFIG,
+    EXIT_STARTUP,
+    config_from_args,
+    read_api_key,
+    read_warmup_file,
+    supervise,
+)
+from supervisor._config import LaunchSpec, WarmupPayload
 from supervisor._errors import ConfigError
+from supervisor._flags import count, env_name, port, seconds, text
 from supervisor._logs import Redactor
 from supervisor.engines.preflight import PreflightReport, run_preflight
 from supervisor.engines.sglang import PHASE_MARKERS, READY_LINE, SGLangLaunch, classify_crash
@@ -37,15 +55,25 @@ def _add_profile_flags(p: argparse.ArgumentParser, *, default_profile: str | Non
         choices=profile_names(),
         help="the model profile",
     )
-    p.add_argument("--model-path", default=None, help="override the profile's weights directory")
-    p.add_argument("--served-model-name", default=None)
-    p.add_argument("--dg-cache-dir", default=None, help="override SGLANG_DG_CACHE_DIR")
+    p.add_argument(
+        "--model-path", type=text, default=None, help="override the profile's weights directory"
+    )
+    p.add_argument("--served-model-name", type=text, default=None)
+    p.add_argument("--dg-cache-dir", type=text, default=None, help="override SGLANG_DG_CACHE_DIR")
     p.add_argument(
         "--engine-command",
+        type=text,
         default=None,
         help="run this instead of `python3 -m sglang.launch_server` (same flags follow)",
     )
     p.add_argument("--fake", action="store_true", help="run the built-in fake SGLang server")
+    _add_fake_arg(p)
+    p.add_argument(
+        "--sglang-python", type=text, default=None, help="a Python with SGLang, for the parse check"
+    )
+
+
+def _add_fake_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fake-arg",
         action="append",
@@ -53,31 +81,99 @@ def _add_profile_flags(p: argparse.ArgumentParser, *, default_profile: str | Non
         metavar="ARG",
         help="pass ARG to the fake server (e.g. --fake-arg=--fake-load-time=5)",
     )
-    p.add_argument(
-        "--sglang-python", default=None, help="a Python with SGLang, for the parse check"
+
+
+def _add_demo_flags(
+    demo: argparse.ArgumentParser, add_supervision_flags: Callable[..., None]
+) -> None:
+    """Only what a local demo needs; every other setting keeps its `serve` default."""
+    everything = argparse.ArgumentParser(add_help=False)
+    _add_profile_flags(everything, default_profile="glm-5.1-fp8")
+    add_supervision_flags(everything, port_required=False)
+    demo.set_defaults(**vars(everything.parse_args([])))
+    demo.add_argument("--port", type=port(), default=None, help="default 8000")
+    demo.add_argument(
+        "--profile", default="glm-5.1-fp8", choices=profile_names(), help="default glm-5.1-fp8"
     )
+    demo.add_argument(
+        "--api-key-env",
+        type=env_name,
+        default=None,
+        metavar="NAME",
+        help="take the API key from this variable (default: a random key, printed once)",
+    )
+    demo.add_argument(
+        "--warmup",
+        type=text,
+        default=None,
+        metavar="FILE.json",
+        help="payloads to send on top of the profile's warmup set",
+    )
+    demo.add_argument(
+        "--metrics-port",
+        type=port(zero=True),
+        default=None,
+        help="serve the supervisor's own Prometheus metrics on this port",
+    )
+    demo.add_argument(
+        "--stop-timeout",
+        type=seconds(zero=True),
+        help="seconds to drain after SIGTERM before SIGKILL",
+    )
+    _add_fake_arg(demo)
 
 
 def add_commands(sub: Any, add_supervision_flags: Callable[..., None]) -> None:
-    serve = sub.add_parser("serve", help="serve a model profile under the supervisor")
+    def parser(name: str, summary: str, description: str, **kwargs: Any) -> Any:
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description, 78),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kwargs,
+        )
+
+    serve = parser(
+        "serve",
+        "serve a model profile under the supervisor",
+        "Serve a model profile (SGLang, or --fake / --engine-command) under the supervisor: "
+        "preflight, then run, warm up and watch it until stopped or dead. --warmup adds "
+        "payloads to the profile's warmup set.",
+        epilog=EXIT_CODES,
+    )
     _add_profile_flags(serve, default_profile=None)
     add_supervision_flags(serve, port_required=False)
     serve.add_argument("--dry-run", action="store_true", help="print argv, env, preflight; exit")
     serve.add_argument("--skip-preflight", action="store_true")
     serve.set_defaults(handler=_serve)
 
-    demo = sub.add_parser("demo", help="the GLM-5.1 profile on the fake engine, on localhost")
-    _add_profile_flags(demo, default_profile="glm-5.1-fp8")
-    add_supervision_flags(demo, port_required=False)
+    demo = parser(
+        "demo",
+        "the GLM-5.1 profile on the fake engine, on localhost",
+        "Run a profile (GLM-5.1 by default) on the built-in fake SGLang engine on 127.0.0.1, "
+        "under the supervisor, with an API key. Ctrl-C stops it.",
+        epilog=EXIT_CODES,
+    )
+    _add_demo_flags(demo, add_supervision_flags)
     demo.set_defaults(handler=_serve, fake=True, dry_run=False, skip_preflight=False, demo=True)
 
-    compile_ = sub.add_parser("compile", help="compile DeepGEMM kernels for a profile")
+    compile_ = parser(
+        "compile",
+        "compile DeepGEMM kernels for a profile",
+        "Compile a profile's DeepGEMM kernels into its cache, under the supervisor; skipped when "
+        "the cache's marker matches this SGLang, model and TP size.",
+    )
     _add_profile_flags(compile_, default_profile=None)
-    compile_.add_argument("--timeout", type=int, default=3600, help="SGLang's --timeout, seconds")
+    compile_.add_argument("--timeout", type=count, default=3600, help="SGLang's --timeout, seconds")
     compile_.add_argument("--force", action="store_true", help="compile even if the marker matches")
     compile_.set_defaults(handler=_compile)
 
-    preflight = sub.add_parser("preflight", help="check weights, argv, port, GPUs and cache")
+    preflight = parser(
+        "preflight",
+        "check weights, argv, port, GPUs and cache",
+        "Check in seconds what would fail a fifteen-minute cold start: the argv against SGLang's "
+        "parser, the weights, the port, the GPUs and the DeepGEMM cache. Exit 2 if any fails.",
+    )
     _add_profile_flags(preflight, default_profile=None)
     preflight.add_argument("--marker", action="store_true", help="also require the compile marker")
     preflight.set_defaults(handler=_preflight)
@@ -94,7 +190,10 @@ def _resolve(args: argparse.Namespace) -> tuple[Profile, SGLangLaunch, list[str]
         host="127.0.0.1" if fake or args.engine_command else None,
     )
     if args.engine_command:
-        engine: list[str] | None = shlex.split(args.engine_command)
+        try:
+            engine: list[str] | None = shlex.split(args.engine_command)
+        except ValueError as exc:
+            raise ConfigError(f"--engine-command: cannot split it ({exc})") from None
     elif fake:
         engine = [*FAKE_ENGINE, *args.fake_arg]
     else:
@@ -118,9 +217,21 @@ def _preflight_for(
     )
 
 
+def merge_warmups(
+    profile: Sequence[WarmupPayload], extra: Sequence[WarmupPayload]
+) -> tuple[WarmupPayload, ...]:
+    """The profile's set plus `extra`; a payload of `extra` replaces the profile's of its name."""
+    mine = {p.name for p in extra}
+    return (*(p for p in profile if p.name not in mine), *extra)
+
+
 def _serve(args: argparse.Namespace) -> int:
+    demo = getattr(args, "demo", False)
+    extra_warmups = read_warmup_file(args.warmup)  # a bad file is one line, before anything runs
     profile, launch, engine = _resolve(args)
     api_key = read_api_key(args.api_key_env)
+    if demo and api_key is None:
+        api_key = f"demo-{secrets.token_urlsafe(18)}"
     argv = launch.serve_argv(api_key, engine=engine)
     redact = Redactor([api_key] if api_key else [])
     if args.dry_run:
@@ -141,18 +252,26 @@ def _serve(args: argparse.Namespace) -> int:
     config = config_from_args(
         args,
         LaunchSpec(argv=tuple(argv), env=launch.environment()),
-        warmups=profile.warmups,
+        warmups=merge_warmups(profile.warmups, extra_warmups),
         api_key=api_key,
         ready_line=READY_LINE,
         phase_markers=PHASE_MARKERS,
         startup_timeout=profile.startup_timeout_s,
     )
-    if getattr(args, "demo", False):
+    if demo:
+        base = f"http://127.0.0.1:{launch.port}/v1"
         print(
-            f"[supervisor] demo: profile {profile.name} on the fake engine at "
-            f"http://127.0.0.1:{launch.port}/v1 (Ctrl-C stops it)",
+            f"[supervisor] demo: profile {profile.name} on the fake engine at {base} "
+            "(Ctrl-C stops it)",
             flush=True,
         )
+        if not args.api_key_env:
+            # The one place the key is shown: every other line of output is redacted.
+            print(
+                "[supervisor] demo: this run's API key, shown once: "
+                f"export OPENAI_BASE_URL={base} OPENAI_API_KEY={api_key}",
+                flush=True,
+            )
     return anyio.run(
         lambda: supervise(config, metrics_port=args.metrics_port, classify=classify_crash)
     )

@@ -120,6 +120,8 @@ def check_port_free(port: int, host: str = "0.0.0.0") -> Check:
                 "port", "fail", f"something already answers on port {port}: a stale server? stop it"
             )
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the server will: a port in TIME_WAIT after a stop is free, only a listener is not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:

@@ -13,7 +13,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from supervisor._config import LaunchSpec
-from supervisor._process import ByteSource, ChildProcess, KillResult
+from supervisor._process import ByteSource, ChildProcess, KillResult, ListenerCheck
 
 __all__ = ["InMemoryChild", "InMemoryProcessManager"]
 
@@ -33,7 +33,8 @@ class InMemoryChild:
     """A scripted child: `write()` output, `exit()` it; `signals` records what it was sent.
 
     `exit_on` maps a signal to the status it exits with when sent (SIGTERM → -15 by default);
-    leave SIGTERM out to play a server that ignores it.
+    leave SIGTERM out to play a server that ignores it. `listener` is what `check_listener`
+    answers: set it to a "foreign" `ListenerCheck` to play a stale server on the port.
     """
 
     def __init__(self, spec: LaunchSpec, pid: int, exit_on: dict[int, int] | None = None) -> None:
@@ -43,6 +44,7 @@ class InMemoryChild:
         self._exited = anyio.Event()
         self.signals: list[int] = []
         self.tree_killed = 0
+        self.listener = ListenerCheck("ours")
         sigterm = int(signal.SIGTERM)
         self.exit_on: dict[int, int] = {sigterm: -sigterm} if exit_on is None else exit_on
         self._out: dict[str, MemoryObjectSendStream[bytes]] = {}
@@ -97,17 +99,30 @@ class InMemoryChild:
         self.exit(-signal.SIGKILL)
         return KillResult(killed=1 if alive else 0)
 
+    def check_listener(self, host: str, port: int) -> ListenerCheck:
+        return self.listener
+
     async def aclose(self) -> None:
         if self._returncode is None:
             await self.kill_tree(1.0)
 
 
 class InMemoryProcessManager:
-    """Hands out `InMemoryChild`ren; `children` keeps them for the test to drive."""
+    """Hands out `InMemoryChild`ren; `children` keeps them for the test to drive.
 
-    def __init__(self, exit_on: dict[int, int] | None = None) -> None:
+    `port_in_use`, when set, is the reason `port_conflict` gives: the supervisor then refuses to
+    start, as it does when a stale server holds the port.
+    """
+
+    def __init__(
+        self, exit_on: dict[int, int] | None = None, *, port_in_use: str | None = None
+    ) -> None:
         self.children: list[InMemoryChild] = []
         self._exit_on = exit_on
+        self.port_in_use = port_in_use
+
+    def port_conflict(self, host: str, port: int) -> str | None:
+        return self.port_in_use
 
     async def start(self, spec: LaunchSpec) -> ChildProcess:
         child = InMemoryChild(spec, pid=10_000 + len(self.children), exit_on=self._exit_on)
