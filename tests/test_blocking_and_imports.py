@@ -23,7 +23,7 @@ from supervisor import (
 from supervisor.blocking import BlockingSupervisor
 from tests.conftest import fake_argv
 
-FAST = ["--fake-load-time", "0.3", "--fake-warmup-time", "0.2"]
+FAST = ["--fake-load-time", "0.3", "--fake-warmup-time", "0.2", "--fake-time-scale", "0.1"]
 
 
 def config(port: int, *flags: str) -> SupervisorConfig:
