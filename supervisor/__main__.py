@@ -15,7 +15,11 @@ from supervisor.deploy.commands import add_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return core_main(argv, extra=[add_commands])
+    try:
+        return core_main(argv, extra=[add_commands])
+    except BrokenPipeError:  # `serve --dry-run | head`: the reader left; that is not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

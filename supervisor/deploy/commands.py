@@ -15,6 +15,7 @@ really is a 401.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import secrets
 import shlex
 import sys
@@ -37,6 +38,8 @@ from supervisor._config import LaunchSpec, WarmupPayload
 from supervisor._errors import ConfigError
 from supervisor._flags import count, env_name, port, seconds, text
 from supervisor._logs import Redactor
+from supervisor.deploy.ranks import NodeLaunch, for_node, parse_peers
+from supervisor.deploy.settings import DUMMY_WEIGHTS_BANNER, with_dummy_weights
 from supervisor.engines.preflight import PreflightReport, run_preflight
 from supervisor.engines.sglang import PHASE_MARKERS, READY_LINE, SGLangLaunch, classify_crash
 from supervisor.profiles import Profile, get_profile, profile_names
@@ -71,6 +74,35 @@ def _add_profile_flags(p: argparse.ArgumentParser, *, default_profile: str | Non
     p.add_argument(
         "--sglang-python", type=text, default=None, help="a Python with SGLang, for the parse check"
     )
+    p.add_argument(
+        "--dummy-weights",
+        action="store_true",
+        help="--load-format dummy: random weights, no weights preflight, warmups only warn",
+    )
+    nodes = p.add_argument_group("multi-node profiles (one command per node)")
+    nodes.add_argument("--node-rank", type=_rank, default=None, help="this node's rank, from 0")
+    nodes.add_argument(
+        "--dist-init-addr", type=text, default=None, metavar="HOST:PORT", help="rank 0's address"
+    )
+    nodes.add_argument(
+        "--cluster-peers",
+        type=text,
+        default=None,
+        metavar="HOST:PORT,...",
+        help="every rank's supervisor status address, in rank order (default: all on rank 0's "
+        "host, ports from 21000 up by rank)",
+    )
+
+
+def _rank(raw: str) -> int:
+    """A node rank: a whole number >= 0."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {raw!r}")
+    return value
 
 
 def _add_fake_arg(p: argparse.ArgumentParser) -> None:
@@ -180,6 +212,12 @@ def add_commands(sub: Any, add_supervision_flags: Callable[..., None]) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Profile, SGLangLaunch, list[str] | None]:
+    profile, node, engine = _resolve_node(args)
+    return profile, node.launch, engine
+
+
+def _resolve_node(args: argparse.Namespace) -> tuple[Profile, NodeLaunch, list[str] | None]:
+    """The profile, this node's launch and cluster place, and the engine command to run."""
     profile = get_profile(args.profile)
     fake = bool(args.fake)
     launch = profile.launch.with_overrides(
@@ -198,7 +236,15 @@ def _resolve(args: argparse.Namespace) -> tuple[Profile, SGLangLaunch, list[str]
         engine = [*FAKE_ENGINE, *args.fake_arg]
     else:
         engine = None
-    return profile, launch, engine
+    if getattr(args, "dummy_weights", False):
+        launch = with_dummy_weights(launch)
+    node = for_node(
+        launch,
+        rank=getattr(args, "node_rank", None),
+        dist_init_addr=getattr(args, "dist_init_addr", None),
+        peers=parse_peers(args.cluster_peers) if getattr(args, "cluster_peers", None) else None,
+    )
+    return profile, node, engine
 
 
 def _preflight_for(
@@ -209,7 +255,7 @@ def _preflight_for(
         launch,
         launch.serve_argv("<api-key>"),  # the real SGLang argv, even when a fake runs
         gpu_type=profile.gpu,
-        weights=real,
+        weights=real and not getattr(args, "dummy_weights", False),
         gpus=real,
         dg_cache=real and profile.uses_deepgemm,
         marker=marker,
@@ -228,8 +274,12 @@ def merge_warmups(
 def _serve(args: argparse.Namespace) -> int:
     demo = getattr(args, "demo", False)
     extra_warmups = read_warmup_file(args.warmup)  # a bad file is one line, before anything runs
-    profile, launch, engine = _resolve(args)
+    profile, node, engine = _resolve_node(args)
+    launch = node.launch
     api_key = read_api_key(args.api_key_env)
+    if getattr(args, "dummy_weights", False):
+        print(DUMMY_WEIGHTS_BANNER, flush=True)
+        args.warmup_warn_only = True
     if demo and api_key is None:
         api_key = f"demo-{secrets.token_urlsafe(18)}"
     argv = launch.serve_argv(api_key, engine=engine)
@@ -241,6 +291,9 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  {key}={value}")
         report = _preflight_for(args, profile, launch)
         print(report.render())
+        if node.cluster is not None:
+            spec = node.cluster
+            print(f"cluster: rank {spec.rank} of {spec.size}; status peers {', '.join(spec.peers)}")
         return 0 if report.ok else EXIT_CONFIG
     if not args.skip_preflight:
         report = _preflight_for(args, profile, launch)
@@ -249,15 +302,19 @@ def _serve(args: argparse.Namespace) -> int:
         if not report.ok:
             return EXIT_CONFIG
     args.port = launch.port
+    worker = node.cluster is not None and node.cluster.rank > 0
     config = config_from_args(
         args,
         LaunchSpec(argv=tuple(argv), env=launch.environment()),
-        warmups=merge_warmups(profile.warmups, extra_warmups),
+        # a worker rank serves no API (SGLang's dummy health only): nothing to warm up there
+        warmups=() if worker else merge_warmups(profile.warmups, extra_warmups),
         api_key=api_key,
         ready_line=READY_LINE,
         phase_markers=PHASE_MARKERS,
         startup_timeout=profile.startup_timeout_s,
     )
+    if node.cluster is not None:
+        config = dataclasses.replace(config, cluster=node.cluster)
     if demo:
         base = f"http://127.0.0.1:{launch.port}/v1"
         print(

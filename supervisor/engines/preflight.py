@@ -249,7 +249,7 @@ def run_preflight(
     if port:
         checks.append(check_port_free(launch.port))
     if gpus:
-        checks.append(check_gpus(launch.tp_size, gpu_type))
+        checks.append(check_gpus(launch.gpus_per_node, gpu_type))
     if dg_cache:
         checks.append(check_dg_cache(launch.dg_cache_dir))
     if marker:
