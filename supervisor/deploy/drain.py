@@ -1,0 +1,84 @@
+"""The drain budget: how long a stop may take, derived from SGLang's own shutdown timings.
+
+Split from `settings` (which parses deploy-time environment variables) because this is
+arithmetic about SGLang, not configuration: the platform's exit grace and the supervisor's stop
+timeout both follow from when SGLang notices SIGTERM, how often it counts in-flight requests, how
+long its schedulers get to release GPU memory, and how long we allow for SIGKILL and the reap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from supervisor._errors import ConfigError
+from supervisor.engines import sglang
+
+__all__ = [
+    "DEFAULT_DRAIN_IN_FLIGHT_S",
+    "DRAIN_POLL_S",
+    "MAX_EXIT_GRACE_S",
+    "REAP_MARGIN_S",
+    "SCHEDULER_RELEASE_S",
+    "SIGTERM_NOTICE_S",
+    "WEB_SERVER_EXIT_GRACE_S",
+    "DrainBudget",
+]
+
+# ------------------------------------------------------------------ drain budget (SGLang 0.5.23)
+# SGLang's own timings come from the engine edge (`supervisor.engines.sglang`, with their sources):
+#: `sigterm_watchdog` sleeps 5 s between looks at the SIGTERM flag (tokenizer_manager.py).
+SIGTERM_NOTICE_S: Final = int(sglang.SIGTERM_NOTICE_S)
+#: While requests are in flight it polls their number every 5 s, so the last one's end is seen
+#: up to 5 s late. With none in flight it goes straight to the schedulers.
+DRAIN_POLL_S: Final = int(sglang.DRAIN_POLL_S)
+#: `_SCHEDULER_EXIT_TIMEOUT_SECS`: after `ShutdownReq`, schedulers get 15 s to release GPU memory.
+SCHEDULER_RELEASE_S: Final = int(sglang.SCHEDULER_EXIT_S)
+#: Our SIGKILL to whatever is left of the tree (StopPolicy.kill_timeout, 5 s) and the reap, with
+#: 5 s to spare before the platform kills the container.
+REAP_MARGIN_S: Final = 10
+#: The longest in-flight request a server-entry drain waits for. A GLM-5.1 reasoning answer of
+#: ~15k tokens at ~50 tokens/s per stream under a full batch (48 running requests, EAGLE on
+#: 8xB200) streams for about 5 minutes; longer answers are cut by the SIGKILL. Raising it costs
+#: nothing when a container stops idle (SGLang exits as soon as nothing is in flight), only the
+#: GPUs held while a long answer finishes during a redeploy or `modal app stop`.
+DEFAULT_DRAIN_IN_FLIGHT_S: Final = 300
+#: `@modal.exit` on an `@app.cls` container gets a fixed 30 s grace
+#: (https://modal.com/docs/guide/lifecycle-functions); `@app.server` takes up to 3600 s.
+WEB_SERVER_EXIT_GRACE_S: Final = 30
+MAX_EXIT_GRACE_S: Final = 3600
+
+
+@dataclass(frozen=True)
+class DrainBudget:
+    """How long a stop may take, derived from SGLang's shutdown steps (see the constants above).
+
+    exit grace = SIGTERM notice 5 + in-flight + last poll 5 (only if in-flight > 0)
+                 + scheduler release 15 + SIGKILL/reap 10
+    stop timeout (SIGTERM -> SIGKILL, the supervisor's) = exit grace - SIGKILL/reap 10
+
+    With no in-flight budget this is 30 s: exactly the fixed grace of an `@app.cls` container,
+    which is why the web_server entry uses `DrainBudget.derive(0)`.
+    """
+
+    in_flight_s: int
+    exit_grace_s: int
+    stop_timeout_s: int
+
+    @classmethod
+    def derive(cls, in_flight_s: int) -> DrainBudget:
+        if in_flight_s < 0:
+            raise ConfigError(f"in-flight drain budget must be >= 0 s, got {in_flight_s}")
+        poll = DRAIN_POLL_S if in_flight_s else 0
+        grace = SIGTERM_NOTICE_S + in_flight_s + poll + SCHEDULER_RELEASE_S + REAP_MARGIN_S
+        return cls(
+            in_flight_s=in_flight_s, exit_grace_s=grace, stop_timeout_s=grace - REAP_MARGIN_S
+        )
+
+    def describe(self) -> str:
+        poll = f" + last poll {DRAIN_POLL_S}" if self.in_flight_s else ""
+        return (
+            f"exit grace {self.exit_grace_s} s = SIGTERM notice {SIGTERM_NOTICE_S}"
+            f" + in-flight {self.in_flight_s}{poll} + scheduler release {SCHEDULER_RELEASE_S}"
+            f" + SIGKILL/reap {REAP_MARGIN_S}; supervisor stop timeout {self.stop_timeout_s} s"
+        )
