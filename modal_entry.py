@@ -11,6 +11,12 @@ parsed by `supervisor.deploy.settings` from environment variables (docs/RUNBOOK.
 The settings given at deploy time are baked into the images, so a container importing this file
 resolves the very same ones.
 
+A profile on several nodes (`glm-5.1-fp8-2x8xh100`) is served by a cluster: `@modal.clustered
+(size=N, rdma=True)` under `@app.server`, every container running one rank under its own
+supervisor, its rank and the rendezvous address (rank 0's IP) taken from Modal's cluster info.
+A snapshot-capable profile (`qwen3-8b`) turns on CPU+GPU memory snapshots and splits its enter:
+`snap=True` starts, warms and releases GPU memory; `snap=False` resumes and verifies.
+
 Two entries, one at a time, chosen by SGLANG_SUPERVISOR_MODAL_ENTRY:
 - `server` (default): `@app.server`, Modal Servers. `@modal.enter` starts the supervisor and
   returns once serving (Modal routes only then); `exit_grace_period` is the drain budget;
@@ -33,6 +39,7 @@ import modal
 from supervisor import CrashReport, force_exit
 from supervisor.deploy.lifecycle import (
     ENV_ENGINE_COMMAND,
+    NodePlace,
     ServerLifecycle,
     download_weights,
     validate_deployment,
@@ -121,6 +128,18 @@ def runtime_check() -> list[str]:
     return list(runtime_problems())
 
 
+NODES = PROFILE.launch.nnodes
+SNAPSHOTS = PROFILE.snapshot_capable and SETTINGS.entry == ENTRY_SERVER
+
+
+def cluster_place() -> NodePlace:
+    """This container's rank and every rank's IP, from Modal's cluster info (no RPC)."""
+    import modal.experimental
+
+    info = modal.experimental.get_cluster_info()
+    return NodePlace(rank=info.rank, hosts=tuple(info.container_ips))
+
+
 def _reload(volume: modal.Volume) -> None:
     if not modal.is_local():  # outside a container, reload() needs a token
         volume.reload()
@@ -178,6 +197,15 @@ def _bind(user_cls: type) -> Any:
     """Register the serving class with Modal as the chosen entry; one server object at a time."""
     if SETTINGS.entry == ENTRY_SERVER:
         target = SETTINGS.target_concurrency
+        if NODES > 1:
+            # Requests reach rank 0 only; every container runs one rank (docs/CLUSTER.md).
+            user_cls = modal.clustered(size=NODES, rdma=True)(user_cls)
+        snapshot: dict[str, Any] = {}
+        if SNAPSHOTS:
+            snapshot = {
+                "enable_memory_snapshot": True,
+                "experimental_options": {"enable_gpu_snapshot": True},
+            }
         return app.server(
             image=gpu_image,
             gpu=GPU,
@@ -196,6 +224,7 @@ def _bind(user_cls: type) -> Any:
             routing_region=SETTINGS.routing_region,
             compute_region=list(SETTINGS.compute_region) if SETTINGS.compute_region else None,
             unauthenticated=not SETTINGS.proxy_auth,
+            **snapshot,
         )(user_cls)
     concurrent = modal.concurrent(
         max_inputs=SETTINGS.web_max_inputs, target_inputs=int(SETTINGS.target_concurrency)
@@ -220,7 +249,7 @@ def _bind(user_cls: type) -> Any:
 class Server:
     """The serving container: SGLang under the supervisor, for either entry."""
 
-    @modal.enter()
+    @modal.enter(snap=SNAPSHOTS)
     def start(self) -> None:
         self.lifecycle = ServerLifecycle(
             PROFILE,
@@ -229,8 +258,20 @@ class Server:
             stop_timeout_s=SETTINGS.drain.stop_timeout_s,
             startup_timeout_s=SETTINGS.supervisor_startup_timeout_s,
             runtime_check=lambda: runtime_check(),
+            node=(lambda: cluster_place()) if NODES > 1 else None,
         )
         self.lifecycle.enter()
+        if SNAPSHOTS:
+            # The last thing before Modal snapshots the container: free the GPU memory.
+            self.lifecycle.sleep()
+
+    if SNAPSHOTS:
+
+        @modal.enter(snap=False)
+        def wake(self) -> None:
+            """First thing after a restore (or right after start, when no snapshot was taken):
+            resume GPU memory, verify health and a generation; a failure fails the start."""
+            self.lifecycle.wake()
 
     if SETTINGS.entry != ENTRY_SERVER:
 

@@ -64,3 +64,20 @@ def class_settings(cls: Any, web_method: str) -> PrivateSettings:
         web_startup_timeout=webhook.web_server_startup_timeout,
         web_requires_proxy_auth=webhook.requires_proxy_auth,
     )
+
+
+@dataclass(frozen=True)
+class SnapshotSettings:
+    memory_snapshot: bool
+    gpu_snapshot: bool
+
+
+def snapshot_settings(server: Any) -> SnapshotSettings:
+    """Whether `@app.server` recorded CPU+GPU memory snapshots (not in the public ServerInfo)."""
+    service = synchronizer._translate_in(server)._get_service_function()
+    cells = _cells(service)
+    options = cells["experimental_options"] or {}
+    return SnapshotSettings(
+        memory_snapshot=bool(cells["enable_memory_snapshot"]),
+        gpu_snapshot=str(options.get("enable_gpu_snapshot", "")).lower() == "true",
+    )

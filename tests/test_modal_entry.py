@@ -39,7 +39,11 @@ from supervisor.testing import free_port
 from tests.conftest import ROOT
 
 modal = pytest.importorskip("modal")
-from tests.modal_private import class_settings, server_settings  # noqa: E402  (needs modal)
+from tests.modal_private import (  # noqa: E402  (needs modal)
+    class_settings,
+    server_settings,
+    snapshot_settings,
+)
 
 PARSER = os.environ.get("SGLANG_PARSER_PYTHON") or (
     str(ROOT / ".venv-sglang/bin/python") if (ROOT / ".venv-sglang/bin/python").exists() else None
@@ -635,3 +639,38 @@ def test_download_calls_the_real_snapshot_download_signature() -> None:
             token=None,
             allow_patterns=patterns,
         )
+
+
+# ------------------------------------------------------------------ clusters and snapshots
+def test_the_two_node_profile_is_a_clustered_server_with_rdma_on_h100s(monkeypatch) -> None:
+    m = load_entry(monkeypatch, SGLANG_SUPERVISOR_PROFILE="glm-5.1-fp8-2x8xh100")
+    try:
+        info = m.Server.info()
+        assert info.cluster_info is not None
+        assert (info.cluster_info.size, info.cluster_info.rdma) == (2, True)
+        assert info.gpus == [("H100", 8)]
+        private = server_settings(m.Server)
+        # Modal counts a cluster's containers one by one: whole clusters only
+        assert private.max_containers == 6 and private.min_containers == 0
+        assert not snapshot_settings(m.Server).memory_snapshot
+    finally:
+        load_entry(monkeypatch)
+
+
+def test_a_cluster_cannot_be_a_web_server_and_counts_whole_clusters() -> None:
+    env = {"SGLANG_SUPERVISOR_PROFILE": "glm-5.1-fp8-2x8xh100"}
+    with pytest.raises(ConfigError, match="cluster serves only through @app.server"):
+        DeploySettings.from_env({**env, "SGLANG_SUPERVISOR_MODAL_ENTRY": "web_server"})
+    with pytest.raises(ConfigError, match="multiple of the cluster size 2"):
+        DeploySettings.from_env({**env, "SGLANG_SUPERVISOR_MAX_CONTAINERS": "3"})
+
+
+@pytest.mark.parametrize(("profile", "on"), [("qwen3-8b", True), ("glm-5.1-fp8", False)])
+def test_memory_snapshots_only_for_a_snapshot_capable_profile(monkeypatch, profile, on) -> None:
+    m = load_entry(monkeypatch, SGLANG_SUPERVISOR_PROFILE=profile)
+    try:
+        settings = snapshot_settings(m.Server)
+        assert settings.memory_snapshot is on and settings.gpu_snapshot is on
+        assert hasattr(m.Server._get_user_cls(), "wake") is on  # the snap=False half of enter
+    finally:
+        load_entry(monkeypatch)

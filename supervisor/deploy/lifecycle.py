@@ -9,6 +9,7 @@ objects.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import time
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field
 from supervisor._config import LivenessPolicy, StopPolicy
 from supervisor._errors import ConfigError, StartupError
 from supervisor._report import CrashReport
+from supervisor._snapshot import SnapshotPolicy
 from supervisor._supervisor import Supervisor
 from supervisor.blocking import BlockingSupervisor
+from supervisor.deploy.ranks import NodeLaunch, for_node
 from supervisor.deploy.settings import (
     DUMMY_WEIGHTS_BANNER,
     ENV_DUMMY_WEIGHTS,
@@ -43,6 +46,7 @@ from supervisor.engines.sglang import SGLANG_VERSION, SGLangLaunch, classify_cra
 from supervisor.profiles import Profile
 
 __all__ = [
+    "DIST_INIT_PORT",
     "DUMMY_WEIGHTS_BANNER",
     "ENV_API_KEY",
     "ENV_DUMMY_WEIGHTS",
@@ -50,6 +54,7 @@ __all__ = [
     "ENV_PORT",
     "ENV_PROFILE",
     "KNOWN_GPUS",
+    "NodePlace",
     "ServerLifecycle",
     "download_weights",
     "no_runtime_problems",
@@ -59,6 +64,9 @@ __all__ = [
 
 ENV_ENGINE_COMMAND = "SGLANG_SUPERVISOR_ENGINE_COMMAND"  # run a fake instead of SGLang (tests)
 ENV_API_KEY = "API_KEY"  # the variable the API-key secret provides
+#: The rendezvous port on rank 0 (`--dist-init-addr`): SGLang derives its fixed ports from it
+#: upwards (dist port + 1 ...), clear of the supervisors' status ports from 21000.
+DIST_INIT_PORT = 20000
 
 #: What SGLang still reads with dummy weights: the config and the tokenizer (a few MB).
 DUMMY_DOWNLOAD_PATTERNS = (
@@ -216,8 +224,12 @@ class ServerLifecycle:
     runtime_check: Callable[[], Sequence[str]] = no_runtime_problems
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+    #: Where this container sits in a multi-node cluster (the platform's cluster info); called
+    #: once, only for a profile with nnodes > 1.
+    node: Callable[[], NodePlace] | None = None
     supervisor: BlockingSupervisor | None = None
     preflight: PreflightReport | None = None
+    _node: NodeLaunch | None = field(default=None, init=False, repr=False)
 
     @property
     def engine(self) -> list[str] | None:
@@ -230,13 +242,37 @@ class ServerLifecycle:
 
     @property
     def launch(self) -> SGLangLaunch:
-        port = self.env.get(ENV_PORT)
-        launch = self.profile.launch
-        if self.engine:
-            launch = launch.with_overrides(host="127.0.0.1")
-        if self.dummy_weights:
-            launch = with_dummy_weights(launch)
-        return launch.with_overrides(port=int(port)) if port else launch
+        """This node's launch: overrides applied and, on a cluster, its rank and rendezvous."""
+        return self.node_launch.launch
+
+    @property
+    def node_launch(self) -> NodeLaunch:
+        if self._node is None:
+            port = self.env.get(ENV_PORT)
+            launch = self.profile.launch
+            if self.engine:
+                launch = launch.with_overrides(host="127.0.0.1")
+            if self.dummy_weights:
+                launch = with_dummy_weights(launch)
+            if port:
+                launch = launch.with_overrides(port=int(port))
+            if launch.nnodes == 1:
+                self._node = NodeLaunch(launch, None)
+            else:
+                if self.node is None:
+                    raise ConfigError(
+                        f"profile {self.profile.name} runs on {launch.nnodes} nodes: the platform "
+                        "must say where this container sits (ServerLifecycle.node)"
+                    )
+                place = self.node()
+                self._node = for_node(
+                    launch,
+                    rank=place.rank,
+                    dist_init_addr=place.dist_init_addr,
+                    hosts=place.hosts,
+                    peers=place.peers,
+                )
+        return self._node
 
     def enter(self) -> Supervisor:
         """Check, reload, preflight, start; return once serving (or raise saying why not)."""
@@ -270,9 +306,12 @@ class ServerLifecycle:
     def start(self) -> Supervisor:
         """Start SGLang under the supervisor; return once serving."""
         api_key = self.env.get(ENV_API_KEY) or None
-        config = self.launch.supervisor_config(
+        node = self.node_launch
+        worker = node.cluster is not None and node.cluster.rank > 0
+        config = node.launch.supervisor_config(
             api_key=api_key,
-            warmups=self.profile.warmups,
+            # a worker rank serves no API (SGLang's dummy health only): nothing to warm up there
+            warmups=() if worker else self.profile.warmups,
             startup_timeout=self.startup_timeout_s or self.profile.startup_timeout_s,
             engine=self.engine,
             liveness=LivenessPolicy(),
@@ -280,6 +319,11 @@ class ServerLifecycle:
             # Random weights cannot call tools or think: the warmups still run (CUDA graphs,
             # every path), but their verdicts only warn.
             warmup_fail_startup=not self.dummy_weights,
+        )
+        config = dataclasses.replace(
+            config,
+            cluster=node.cluster,
+            snapshot=SnapshotPolicy() if self.profile.snapshot_capable else None,
         )
         self.supervisor = BlockingSupervisor(
             config, classify=classify_crash, on_death=lambda report: self.recycle(report)
@@ -297,7 +341,38 @@ class ServerLifecycle:
                 cause=exc.cause,
             ) from exc
 
+    def sleep(self) -> None:
+        """Before a memory snapshot: release SGLang's GPU memory, liveness paused."""
+        if self.supervisor is None:
+            raise RuntimeError("sleep() before enter()")
+        self.supervisor.sleep()
+
+    def wake(self) -> None:
+        """After a restore: resume, verify health and a generation; raises if it cannot serve."""
+        if self.supervisor is None:
+            raise RuntimeError("wake() before enter()")
+        self.supervisor.wake()
+
     def exit(self) -> None:
         """Drain and stop; returns once the whole tree is gone. A no-op if never started."""
         if self.supervisor is not None:
             self.supervisor.stop()
+
+
+@dataclass(frozen=True)
+class NodePlace:
+    """Where a container sits in a cluster, as the platform says (Modal's cluster info).
+
+    `hosts` has one address per rank, rank 0's first: rank 0's is the rendezvous host. `peers`
+    overrides the supervisors' status addresses (one host running every rank: distinct ports).
+    """
+
+    rank: int
+    hosts: tuple[str, ...]
+    dist_port: int = DIST_INIT_PORT
+    peers: tuple[str, ...] | None = None
+
+    @property
+    def dist_init_addr(self) -> str:
+        host = self.hosts[0]
+        return f"[{host}]:{self.dist_port}" if ":" in host else f"{host}:{self.dist_port}"

@@ -310,6 +310,14 @@ class DeploySettings:
         if entry not in ENTRIES:
             raise _bad(ENV_ENTRY, entry, f"must be one of {list(ENTRIES)}")
         web = entry == ENTRY_WEB_SERVER
+        nodes = launch.nnodes
+        if web and nodes > 1:
+            raise _bad(
+                ENV_ENTRY,
+                entry,
+                f"profile {profile.name} runs on {nodes} nodes: a cluster serves only through "
+                "@app.server (Modal has no clustered web endpoints); unset it",
+            )
 
         image = (env.get(ENV_IMAGE) or "").strip() or default_image()
         if any(c.isspace() for c in image):
@@ -376,8 +384,20 @@ class DeploySettings:
                 "the autoscaler would wait for a load that is refused"
             )
 
-        min_containers = _int(env, ENV_MIN_CONTAINERS, DEFAULT_MIN_CONTAINERS, 0, 1000)
-        max_containers = _int(env, ENV_MAX_CONTAINERS, DEFAULT_MAX_CONTAINERS, 1, 1000)
+        # Modal counts a cluster's containers one by one: the defaults are per replica (one
+        # cluster), and an override must be a whole number of clusters.
+        min_containers = _int(env, ENV_MIN_CONTAINERS, DEFAULT_MIN_CONTAINERS * nodes, 0, 1000)
+        max_containers = _int(env, ENV_MAX_CONTAINERS, DEFAULT_MAX_CONTAINERS * nodes, 1, 1000)
+        for name, value in (
+            (ENV_MIN_CONTAINERS, min_containers),
+            (ENV_MAX_CONTAINERS, max_containers),
+        ):
+            if value % nodes:
+                raise _bad(
+                    name,
+                    str(value),
+                    f"must be a multiple of the cluster size {nodes} (one per node)",
+                )
         if min_containers > max_containers:
             raise ConfigError(
                 f"{ENV_MIN_CONTAINERS}={min_containers} exceeds "
