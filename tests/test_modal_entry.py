@@ -659,7 +659,7 @@ def test_the_two_node_profile_is_a_clustered_server_with_rdma_on_h100s(monkeypat
 
 def test_a_cluster_cannot_be_a_web_server_and_counts_whole_clusters() -> None:
     env = {"SGLANG_SUPERVISOR_PROFILE": "glm-5.1-fp8-2x8xh100"}
-    with pytest.raises(ConfigError, match="cluster serves only through @app.server"):
+    with pytest.raises(ConfigError, match=r"cluster serves only through @app\.server"):
         DeploySettings.from_env({**env, "SGLANG_SUPERVISOR_MODAL_ENTRY": "web_server"})
     with pytest.raises(ConfigError, match="multiple of the cluster size 2"):
         DeploySettings.from_env({**env, "SGLANG_SUPERVISOR_MAX_CONTAINERS": "3"})
