@@ -69,7 +69,10 @@ def serve_health(rank: int, port: int, progress: Progress) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    log(rank, f"health server on http://127.0.0.1:{port}/health ({'engine' if rank == 0 else 'dummy'})")
+    log(
+        rank,
+        f"health server on http://127.0.0.1:{port}/health ({'engine' if rank == 0 else 'dummy'})",
+    )
 
 
 def main() -> None:
@@ -85,7 +88,9 @@ def main() -> None:
     if args.rank > 0:
         signal.signal(
             signal.SIGTERM,
-            lambda *_: log(args.rank, "SIGTERM received; waiting for the rank-0 shutdown (ignored)"),
+            lambda *_: log(
+                args.rank, "SIGTERM received; waiting for the rank-0 shutdown (ignored)"
+            ),
         )
     torch.cuda.set_device(args.rank)
     log(args.rank, f"init_process_group nccl world={args.world} master={args.master}")
