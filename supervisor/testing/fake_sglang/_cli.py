@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fake-crash-after",
         type=float,
-        default=1.0,
-        help="seconds after ready (crash-after-serving, hang, stall)",
+        default=None,
+        help="seconds after ready (crash-after-serving and hang: default 1; stall: default 10)",
     )
     p.add_argument(
         "--fake-crash-log",

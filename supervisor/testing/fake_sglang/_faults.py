@@ -17,7 +17,7 @@ supervisor's crash classification is tested on real texts:
 - log-flood: a burst of decode-batch lines; escape: the last scheduler leaves the session and
   the parent chain (sglang #23627) and survives its server;
 - stall: the scheduler stops for good with the port open (`--fake-crash-after` seconds after
-  the ready line, or once `--fake-stall-after-requests` client generations have finished):
+  the ready line, 10 by default so that a supervisor's warmups finish first, or once `--fake-stall-after-requests` client generations have finished):
   requests are taken and never progress, `/metrics` answers with frozen counters (`_engine`);
 - resume-fails: `/resume_memory_occupation` answers 400 `{"error": {"message": "CUDA error: out of
   memory"}}` and the memory stays released; unhealthy-after-resume: the resume answers 200, then

@@ -59,6 +59,10 @@ from ._timings import Timings
 DEFAULT_DIST_TIMEOUT_S = 1800.0
 
 
+#: When `stall` strikes after the ready line if `--fake-crash-after` is not given (seconds).
+STALL_DEFAULT_S = 10.0
+
+
 class FakeSGLang(SignalsAndDrain):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -324,18 +328,21 @@ class FakeSGLang(SignalsAndDrain):
         args = self.args
         if "log-flood" in self.faults:
             flood(args.fake_flood_lines)
+        crash_after = 1.0 if args.fake_crash_after is None else args.fake_crash_after
         if "crash-after-serving" in self.faults:
-            time.sleep(args.fake_crash_after)
+            time.sleep(crash_after)
             assert self.schedulers is not None
             self.schedulers.crash(args.fake_crash_log or CRASH_AFTER_SERVING_LINES)
         with self.lock:
             self.served_after_ready = 0
         if "hang" in self.faults:
-            time.sleep(args.fake_crash_after)
+            time.sleep(crash_after)
             log("fake: hanging with the port open")
             self.hung.set()
         if "stall" in self.faults and args.fake_stall_after_requests is None:
-            time.sleep(args.fake_crash_after)
+            # Unless told, stall late enough for a supervisor's health check and warmups to
+            # finish first: the fault is a hang while serving, not a failed start.
+            time.sleep(STALL_DEFAULT_S if args.fake_crash_after is None else args.fake_crash_after)
             self.stall()
         while True:
             time.sleep(3600)
