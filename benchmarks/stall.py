@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from supervisor.testing import free_port  # noqa: E402
 
-STALL_MARK = "fake: stalled"
+STALL_MARK = "fake: scheduler stalled"  # the fake's STALLED_LINE
 
 
 def one_trial(progress: bool, timeout: float) -> tuple[float, int, str]:
