@@ -15,7 +15,11 @@ phase can also lose to a peer:
 - this rank's own death is published (`StatusBoard.fail_self`) by an observer of the state
   machine, on the very transition to `dead`, before the tree is killed; a peer's failure is
   relayed first and then takes the same death path, without a drain (rank 0's engine would sit
-  in a collective for the whole stop timeout). Before `serving` it is a `RankFailed`, exit 3.
+  in a collective for the whole stop timeout). Before `serving` it is a `RankFailed`, exit 3;
+- when this rank's engine exits, every peer is asked once (one request each, bounded by the
+  request timeout) whether it already published a failure: a worker's engine dies within
+  moments of rank 0's (its gloo broadcast breaks), usually before the next poll, and must not
+  then name itself as the rank that failed first.
 
 Without a cluster (`config.cluster is None`) none of this runs and `_race` is today's race.
 """
@@ -28,8 +32,8 @@ from typing import TypeVar
 import anyio
 import anyio.abc
 
-from ._cluster_peers import STOPPING, PeerFailure, PeerView, StatusBoard
-from ._cluster_status import serve_status, watch_peers
+from ._cluster_peers import STOPPING, PeerFailure, PeerTracker, PeerView, StatusBoard
+from ._cluster_status import StatusUnavailable, fetch_status, serve_status, watch_peers
 from ._endings import Endings, Outcome
 from ._errors import ConfigError, PortInUse, StartupError, describe_returncode
 from ._process import ChildProcess
@@ -166,10 +170,41 @@ class Membership(Endings):
             # An SGLang worker exits 0 only on rank 0's ShutdownReq: the cluster is stopping.
             self.say("the engine exited 0 on rank 0's shutdown broadcast: stopping this rank")
             return await self._graceful_stop(child)
+        earlier = await self._failed_peer()
+        if earlier is not None:
+            self.say(
+                f"cluster: this rank's engine exited ({describe_returncode(self._returncode)}) "
+                f"after a peer's failure: {earlier.describe()}"
+            )
+            return await self._peer_ending(child, earlier)
         if self.machine.state is not State.SERVING:
             await self._startup_exit(child)
         self.machine.fire(Event.EXITED, describe_returncode(self._returncode))
         return await self._death(child, "exited", "")
+
+    async def _failed_peer(self) -> PeerFailure | None:
+        """A failure some peer already publishes (one poll of each, bounded), else None."""
+        spec = self.config.cluster
+        if spec is None:
+            return None
+        if self._peer_failure is not None and not self._peer_failure.is_stop:
+            return self._peer_failure
+        found: list[PeerFailure] = []
+
+        async def ask(rank: int) -> None:
+            try:
+                status = await fetch_status(client, spec.peers[rank], timeout=spec.request_timeout)
+            except StatusUnavailable:
+                return
+            failure = PeerTracker(spec, 0.0, ranks=[rank]).observe(rank, status, 0.0)
+            if failure is not None and not failure.is_stop:
+                found.append(failure)
+
+        with anyio.move_on_after(spec.request_timeout + 0.5):
+            async with fresh_client() as client, anyio.create_task_group() as tg:
+                for rank in spec.peer_ranks:
+                    tg.start_soon(ask, rank)
+        return min(found, key=lambda f: f.failed_rank) if found else None
 
     async def _peer_ending(self, child: ChildProcess, failure: PeerFailure) -> Outcome:
         """A peer failed (relay it and die with it) or is stopping (stop gracefully with it)."""
