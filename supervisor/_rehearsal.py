@@ -46,7 +46,7 @@ async def rehearse_snapshot(sup: Supervisor, *, pause_s: float) -> SnapshotTimin
     timing = await sup.wake()
     sup.say(
         f"snapshot rehearsal: serving again after {time.perf_counter() - thawed:.3f} s "
-        f"(sleep {slept - started:.3f} s, freeze {thawed - slept:.3f} s); {timing.summary()}"
+        f"(sleep {slept - started:.3f} s, freeze {thawed - slept:.3f} s)"
     )
     return timing
 
