@@ -7,6 +7,8 @@ The core is framework-neutral and never imports `modal` or `sglang`; the SGLang 
 
 from __future__ import annotations
 
+from ._cluster import ClusterSpec, check_status_port, default_status_port
+from ._cluster_peers import ClusterStatus, FailureKind, PeerFailure
 from ._config import (
     EXPECTATIONS,
     HealthPolicy,
@@ -35,9 +37,13 @@ from ._errors import (
 from ._health import ProbeResult
 from ._local import LocalChild, LocalProcessManager
 from ._logs import LoggingSink, LogSink, LogTail, Redactor, StreamSink
+from ._membership import RankFailed
 from ._metrics import SupervisorMetrics, serve_metrics
 from ._process import ByteSource, ChildProcess, KillResult, ListenerCheck, ProcessManager
+from ._progress import ProgressPolicy, Selector, StallReport, Verdict
+from ._rehearsal import rehearse_snapshot
 from ._report import CrashReport
+from ._snapshot import SnapshotError, SnapshotPolicy, SnapshotTiming, freeze_tree
 from ._states import TRANSITIONS, Event, State, StateMachine, Transition
 from ._supervisor import Outcome, OutcomeKind, Supervisor, force_exit
 from ._timeline import Timeline
@@ -49,9 +55,12 @@ __all__ = [
     "ByteSource",
     "ChildExited",
     "ChildProcess",
+    "ClusterSpec",
+    "ClusterStatus",
     "ConfigError",
     "CrashReport",
     "Event",
+    "FailureKind",
     "ForeignListener",
     "HealthPolicy",
     "HealthTimeout",
@@ -68,11 +77,19 @@ __all__ = [
     "LoggingSink",
     "Outcome",
     "OutcomeKind",
+    "PeerFailure",
     "PortInUse",
     "ProbeResult",
     "ProcessManager",
+    "ProgressPolicy",
+    "RankFailed",
     "Redactor",
+    "Selector",
     "ServerDied",
+    "SnapshotError",
+    "SnapshotPolicy",
+    "SnapshotTiming",
+    "StallReport",
     "StartupError",
     "State",
     "StateMachine",
@@ -85,12 +102,17 @@ __all__ = [
     "SupervisorMetrics",
     "Timeline",
     "Transition",
+    "Verdict",
     "WarmupFailed",
     "WarmupPayload",
     "WarmupPolicy",
     "WarmupResult",
+    "check_status_port",
+    "default_status_port",
     "describe_returncode",
     "force_exit",
+    "freeze_tree",
+    "rehearse_snapshot",
     "serve_metrics",
 ]
 

@@ -1,9 +1,11 @@
 """The command line: parse, own the signals, run the supervisor, map the ending to an exit code.
 
 Exit codes are the contract a platform acts on (`EXIT_CODES` says them in --help):
-  0  stopped on request          1  the server died or stopped answering after serving
+  0  stopped on request (on a cluster: any rank stopped on request)
+  1  the server died, stalled or stopped answering after serving (on a cluster: any rank did)
   2  usage or configuration, a taken port included (nothing was started)
-  3  startup failed (exited early, timed out, warmup failed, a stale server answered)
+  3  startup failed (exited early, timed out, warmup failed, a stale server answered, a rank
+     failed before serving, or a sleep/wake around a snapshot failed)
 
 Only this module installs signal handlers (they work only in the main thread); the library never
 does. Signals are a stream that one task reads: the first SIGTERM or SIGINT is `stop()` (drain,
@@ -17,7 +19,9 @@ string or a port out of range is one line naming the flag, exit 2, never a silen
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import signal
 import sys
@@ -43,7 +47,18 @@ from ._errors import ConfigError, PortInUse, StartupError
 from ._flags import count, env_name, port, seconds, text, url_path
 from ._logs import Redactor
 from ._metrics import serve_metrics
+from ._rehearsal import rehearse_when_serving
 from ._report import Classifier, unknown_cause
+from ._run_flags import (
+    add_cluster_flags,
+    add_progress_flags,
+    add_snapshot_flags,
+    cluster_from_args,
+    progress_from_args,
+    rehearsal_pause_from_args,
+    snapshot_from_args,
+)
+from ._snapshot import SnapshotError, SnapshotPolicy
 from ._supervisor import OutcomeKind, Supervisor
 
 __all__ = [
@@ -53,8 +68,14 @@ __all__ = [
     "EXIT_STARTUP",
     "EXIT_STOPPED",
     "CommandAdder",
+    "add_cluster_flags",
+    "add_progress_flags",
+    "add_snapshot_flags",
     "build_parser",
+    "config_from_args",
     "main",
+    "rehearsal_pause_from_args",
+    "supervise",
 ]
 
 EXIT_STOPPED, EXIT_DIED, EXIT_CONFIG, EXIT_STARTUP = 0, 1, 2, 3
@@ -62,10 +83,11 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: The epilog of every supervising command's --help.
 EXIT_CODES = """exit codes:
-  0  stopped on request (SIGTERM/SIGINT; a second one skips the drain)
-  1  the server died, or stopped answering, after serving: recycle the container
-  2  usage or configuration error, or the port is already taken (one line says what to fix)
-  3  startup failed: exited early, health timed out, a warmup failed, or a stale server answered"""
+  0  stopped on request (SIGTERM/SIGINT; a second one skips the drain), or a peer rank was
+  1  the server died, stalled or stopped answering after serving, or a peer rank died: recycle
+  2  usage or configuration error, or a port is already taken (one line says what to fix)
+  3  startup failed: exited early, health timed out, a warmup failed, a stale server answered,
+     a rank failed before serving, or a sleep/wake around a snapshot failed"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -154,6 +176,9 @@ def build_parser(extra: Sequence[CommandAdder] = ()) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_supervision_flags(run, port_required=True)
+    add_progress_flags(run)
+    add_cluster_flags(run)
+    add_snapshot_flags(run)
     run.add_argument("argv", nargs=argparse.REMAINDER, help="the server's command, after --")
     for add in extra:
         add(sub, _add_supervision_flags)
@@ -203,7 +228,12 @@ def config_from_args(
     health_path: str = "/health",
     startup_timeout: float | None = None,
 ) -> SupervisorConfig:
-    """One config from the flags; a flag given on the command line wins over a default."""
+    """One config from the flags; a flag given on the command line wins over a default.
+
+    The progress, cluster and snapshot flags are read when the command has them
+    (`add_progress_flags`, `add_cluster_flags`, `add_snapshot_flags`); otherwise their defaults
+    hold: progress on, no cluster, no snapshot.
+    """
 
     def given(value: Any, fallback: Any) -> Any:
         return fallback if value is None else value  # never `or`: 0 and "" are not "not given"
@@ -230,6 +260,9 @@ def config_from_args(
         api_key=api_key,
         ready_line=given(args.ready_line, ready_line),
         phase_markers=tuple(phase_markers),
+        progress=progress_from_args(args),
+        cluster=cluster_from_args(args),
+        snapshot=snapshot_from_args(args),
     )
 
 
@@ -238,17 +271,31 @@ async def supervise(
     *,
     metrics_port: int | None = None,
     classify: Classifier = unknown_cause,
+    rehearsal_pause_s: float | None = None,
 ) -> int:
     """Run one supervisor under this process's signals; return the exit code.
 
     Owns SIGINT and SIGTERM for good: once the supervisor is done they stay ignored, so a late
     signal cannot turn a clean ending into a death by signal. Meant for a process's main thread.
+    `rehearsal_pause_s` runs one snapshot rehearsal right after `serving` (sleep, the tree
+    frozen that long, wake, `rehearse_snapshot`), then goes on serving; it needs a server with
+    the memory endpoints (SGLang's `--enable-memory-saver`) and uses `SnapshotPolicy()` when
+    the config has none. A failed wake ends the supervisor: exit 3, with the cause.
     """
     if metrics_port is not None and metrics_port == config.port:
         raise ConfigError(
             f"--metrics-port {metrics_port} is the server's own port: its health probe would "
             "reach the supervisor's metrics instead of the server; choose another"
         )
+    if metrics_port is not None and config.cluster and metrics_port == config.cluster.status_port:
+        raise ConfigError(f"--metrics-port {metrics_port} is this rank's cluster status port")
+    if rehearsal_pause_s is not None:
+        if not (math.isfinite(rehearsal_pause_s) and rehearsal_pause_s > 0):
+            raise ConfigError(f"--snapshot-pause must be > 0 seconds, got {rehearsal_pause_s!r}")
+        if config.cluster is not None:
+            raise ConfigError("--snapshot-rehearsal is for one node, not a rank of a cluster")
+        if config.snapshot is None:
+            config = dataclasses.replace(config, snapshot=SnapshotPolicy())
     sup = Supervisor(config, classify=classify)
     code = EXIT_STOPPED
     config_error: ConfigError | None = None
@@ -280,6 +327,8 @@ async def supervise(
 
         # Listen before spawning: a SIGTERM in between must stop the child, not orphan it.
         await tg.start(on_signals)
+        if rehearsal_pause_s is not None:
+            tg.start_soon(rehearse_when_serving, sup, rehearsal_pause_s)
         try:
             if metrics_port is not None:
                 try:
@@ -292,7 +341,8 @@ async def supervise(
             outcome = await sup.run()
             code = EXIT_DIED if outcome.kind is OutcomeKind.DIED else EXIT_STOPPED
         except StartupError as exc:
-            sup.say(f"startup failed: {exc}")
+            what = "sleep/wake failed" if isinstance(exc, SnapshotError) else "startup failed"
+            sup.say(f"{what}: {exc}")
             if exc.tail:
                 sup.say("last lines of the server's log:")
                 for line in exc.tail[-20:]:
@@ -324,7 +374,10 @@ def _run_command(args: argparse.Namespace) -> int:
         warmups=read_warmup_file(args.warmup),
         api_key=read_api_key(args.api_key_env),
     )
-    return anyio.run(lambda: supervise(config, metrics_port=args.metrics_port))
+    pause = rehearsal_pause_from_args(args)
+    return anyio.run(
+        lambda: supervise(config, metrics_port=args.metrics_port, rehearsal_pause_s=pause)
+    )
 
 
 def main(argv: Sequence[str] | None = None, *, extra: Sequence[CommandAdder] = ()) -> int:

@@ -4,6 +4,12 @@ Every ending leaves the same thing behind, a dead tree and the state `dead`, and
 SIGTERM to the main pid, at most the stop timeout to drain (cut short by `stop(now=True)`), then
 SIGKILL to every process of the tree and at most the kill timeout for it to vanish. Kept apart
 from `_supervisor` so that the lifecycle reads as the happy path and this as the exits from it.
+
+On a multi-node cluster two endings differ. A worker rank (>= 1) is not sent SIGTERM, which
+SGLang's workers ignore: its engine exits on rank 0's shutdown broadcast, so the drain waits for
+that, up to rank 0's own drain plus SGLang's 15 s scheduler grace. And a death lingers: the
+rank keeps publishing its failure for `ClusterSpec.linger` seconds before the death handler runs,
+so every peer reads which rank failed instead of finding a closed port later.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import anyio
 
+from ._cluster_peers import StatusBoard
 from ._config import SupervisorConfig
-from ._errors import ChildExited, describe_returncode
+from ._errors import ChildExited, HealthTimeout, describe_returncode
+from ._health import ProbeResult
 from ._logs import LogTail
 from ._metrics import SupervisorMetrics
 from ._process import ChildProcess
@@ -31,6 +40,9 @@ __all__ = ["DeathHandler", "Endings", "Outcome", "OutcomeKind", "force_exit"]
 DeathHandler = Callable[[CrashReport], None]
 
 _DRAIN_LOGS_S = 2.0  # after the tree is dead, how long the pumps get to flush what was written
+#: SGLang's `_SCHEDULER_EXIT_TIMEOUT_SECS`: after its drain, rank 0 grants the schedulers of every
+#: rank this long to exit on the ShutdownReq. A worker waits rank 0's stop timeout plus this.
+WORKER_SHUTDOWN_GRACE_S = 15.0
 
 
 class OutcomeKind(enum.Enum):
@@ -74,9 +86,33 @@ class Endings:
     _pumps_done: anyio.Event
     _returncode: int | None
     _serving_since: float | None
+    _last_probe: ProbeResult | None
+    _board: StatusBoard | None
+    _status_served: bool
 
     def say(self, line: str) -> None:
         raise NotImplementedError
+
+    @property
+    def is_worker(self) -> bool:
+        """A rank >= 1 of a cluster: no HTTP server of its own, and deaf to SIGTERM (SGLang)."""
+        return self.config.cluster is not None and self.config.cluster.rank > 0
+
+    async def _linger(self) -> None:
+        """On a cluster, keep publishing this rank's failure until every peer had time to read it.
+
+        The status server runs in the supervisor's outer task group, which outlives the tree.
+        """
+        spec, board = self.config.cluster, self._board
+        if spec is None or board is None or not self._status_served:
+            return
+        left = board.linger_left(spec.linger)
+        if left > 0:
+            self.say(
+                f"cluster: publishing rank {board.failed_rank}'s failure for {left:.1f} s more "
+                "so that every peer reads it"
+            )
+            await anyio.sleep(left)
 
     async def _kill(self, child: ChildProcess) -> None:
         """SIGKILL whatever is left of the tree, then let the pumps flush its last words."""
@@ -86,25 +122,53 @@ class Endings:
         with anyio.move_on_after(_DRAIN_LOGS_S):
             await self._pumps_done.wait()
 
-    async def _startup_exit(self, child: ChildProcess) -> None:
+    async def _startup_exit(self, child: ChildProcess) -> NoReturn:
+        """The main process exited before serving, or while sleeping or waking: a failed start.
+
+        A server that dies around a snapshot never proved it serves again after it (in Modal's
+        flow all of it runs inside `@modal.enter`, before the replica takes a request): exit 3.
+        """
+        state = self.machine.state
+        phase = "starting" if state in (State.STARTING, State.WARM) else state.value
         self.machine.fire(Event.EXITED, describe_returncode(self._returncode))
         await self._kill(child)
         tail = self.tail.lines()
         cause = self._classify(tail)
         raise ChildExited(
-            f"the server exited while starting, with {describe_returncode(self._returncode)}"
+            f"the server exited while {phase}, with {describe_returncode(self._returncode)}"
             f" (cause: {cause}); last line: {tail[-1] if tail else '(no output)'}",
             returncode=self._returncode,
             tail=tail,
             cause=cause,
         )
 
+    async def _health_timeout(self, child: ChildProcess) -> NoReturn:
+        health = self.config.health
+        self.machine.fire(Event.FAILED, f"no healthy answer within {health.startup_timeout:g} s")
+        await self._kill(child)
+        last = self._last_probe.describe() if self._last_probe else "no probe finished"
+        raise HealthTimeout(
+            f"{health.path} did not answer 200 within {health.startup_timeout:g} s "
+            f"(last probe: {last})",
+            tail=self.tail.lines(),
+            cause=self._classify(self.tail.lines()),
+        )
+
     async def _drain(self, child: ChildProcess, exited: Callable[[], Awaitable[object]]) -> None:
         """SIGTERM to the main pid; wait for its exit, the stop timeout, or `stop(now=True)`."""
         policy = self.config.stop
-        self.say(f"sending SIGTERM to pid={child.pid}; draining up to {policy.stop_timeout:g} s")
-        child.send_signal(signal.SIGTERM)
-        with anyio.move_on_after(policy.stop_timeout):
+        bound = policy.stop_timeout
+        if self.is_worker:
+            # SGLang's worker only logs a SIGTERM; its schedulers stop on rank 0's broadcast.
+            bound += WORKER_SHUTDOWN_GRACE_S
+            self.say(
+                f"waiting up to {bound:g} s for pid={child.pid} to exit on rank 0's shutdown "
+                "broadcast (a worker rank ignores SIGTERM)"
+            )
+        else:
+            self.say(f"sending SIGTERM to pid={child.pid}; draining up to {bound:g} s")
+            child.send_signal(signal.SIGTERM)
+        with anyio.move_on_after(bound):
             async with anyio.create_task_group() as tg:
 
                 async def until(wait: Callable[[], Awaitable[object]]) -> None:
@@ -117,7 +181,7 @@ class Endings:
             if self._stop_now.is_set():
                 self.say(f"pid={child.pid}: the drain was cut short; SIGKILL")
             else:
-                self.say(f"pid={child.pid} still running after {policy.stop_timeout:g} s; SIGKILL")
+                self.say(f"pid={child.pid} still running after {bound:g} s; SIGKILL")
 
     async def _graceful_stop(self, child: ChildProcess) -> Outcome:
         self.machine.fire(Event.STOP)
@@ -130,22 +194,29 @@ class Endings:
         return Outcome(OutcomeKind.STOPPED, child.returncode)
 
     async def _death(self, child: ChildProcess, reason: str, detail: str) -> Outcome:
+        """Kill the tree at once (no drain: a dead or hung server has nothing to finish), write
+        the one crash report, linger on a cluster, then call the death handler."""
         with anyio.CancelScope(shield=True):
             await self._kill(child)
         served = time.monotonic() - (self._serving_since or time.monotonic())
         tail = tuple(self.tail.lines())
+        cause = self._classify(tail)
+        if cause == "unknown" and reason in ("stalled", "peer"):
+            cause = reason  # the log says nothing (a hang, a lost peer): say what we know
         report = CrashReport(
             reason=reason,
             returncode=child.returncode,
-            cause=self._classify(tail),
+            cause=cause,
             served_s=served,
             detail=detail,
             tail=tail,
+            failed_rank=self._board.failed_rank if self._board is not None else None,
         )
         self.report = report
         self.metrics.on_death(report.cause)
         for line in report.render().splitlines():
             self.say(line)
+        await self._linger()
         if self._on_death is not None:
             self._on_death(report)
         return Outcome(OutcomeKind.DIED, child.returncode, report)

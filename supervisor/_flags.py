@@ -2,7 +2,8 @@
 
 `--startup-timeout 0` once meant 3600 s and `--health-path ''` meant `/health`: a value that is
 zero, negative, NaN, infinite, empty or out of range is refused where argparse parses it, as
-one line naming the flag (exit 2). Shared by `run` and the deployment commands.
+one line naming the flag (exit 2). Shared by `run` and the deployment commands. A cluster's
+status addresses are parsed here too (`addresses`), with the same rules as `ClusterSpec`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["count", "env_name", "port", "seconds", "text", "url_path"]
+from ._cluster import parse_address
+
+__all__ = ["addresses", "count", "env_name", "index", "port", "seconds", "text", "url_path"]
 
 
 def seconds(*, zero: bool = False) -> Callable[[str], float]:
@@ -39,6 +42,32 @@ def count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return value
+
+
+def index(text: str) -> int:
+    """A whole number >= 0 (a rank)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def addresses(text: str) -> tuple[str, ...]:
+    """Comma-separated `HOST:PORT` addresses (IPv6 in brackets), at least two, in rank order."""
+    items = tuple(item.strip() for item in text.split(","))
+    if len(items) < 2:
+        raise argparse.ArgumentTypeError(
+            f"give one HOST:PORT per rank, comma-separated, at least two; got {text!r}"
+        )
+    for item in items:
+        try:
+            parse_address(item)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{item!r}: {exc}") from None
+    return items
 
 
 def port(*, zero: bool = False) -> Callable[[str], int]:

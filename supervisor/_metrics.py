@@ -1,9 +1,10 @@
 """Prometheus metrics of the supervisor itself, on a registry the library user can mount.
 
 The collectors are fed by the supervisor's events (state changes, probes, warmups, log blocks,
-deaths); nothing here polls. `serve_metrics` exposes a registry over HTTP from a task in the
-caller's task group, not from prometheus-client's daemon thread, so it stops with its owner; its
-connections are bounded in number and time, so no client can take the supervisor down.
+deaths, progress scrapes, peers' states, snapshot steps); nothing here polls. `serve_metrics`
+exposes a registry over HTTP from a task in the caller's task group, not from prometheus-client's
+daemon thread, so it stops with its owner; its connections are bounded in number and time, so no
+client can take the supervisor down.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import Enum as EnumMetric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from ._progress import Verdict
 from ._states import State, Transition
 
 __all__ = ["SupervisorMetrics", "serve_metrics"]
@@ -104,7 +106,47 @@ class SupervisorMetrics:
             namespace=ns,
             registry=r,
         )
+        self.progress_verdict = EnumMetric(
+            "progress_verdict",
+            "Verdict of the last successful progress scrape of the engine's own metrics.",
+            namespace=ns,
+            registry=r,
+            states=[v.value for v in Verdict],
+        )
+        self.progress_last_change = Gauge(
+            "progress_last_change_timestamp_seconds",
+            "Unix time at which a progress counter of the engine was last seen to move.",
+            namespace=ns,
+            registry=r,
+        )
+        self.progress_waiting = Gauge(
+            "progress_waiting_work",
+            "Requests waiting on the engine at the last successful progress scrape.",
+            namespace=ns,
+            registry=r,
+        )
+        self.progress_scrape_failures = Counter(
+            "progress_scrape_failures",
+            "Progress scrapes that got no usable answer.",
+            namespace=ns,
+            registry=r,
+        )
+        self.peer_up = Gauge(
+            "cluster_peer_up",
+            "1 while a peer rank's supervisor answers its status, 0 when it does not.",
+            ["rank"],
+            namespace=ns,
+            registry=r,
+        )
+        self.snapshot_step_seconds = Gauge(
+            "snapshot_step_seconds",
+            "Duration of each step of the last sleep and wake (pause, release, resume, ...).",
+            ["step"],
+            namespace=ns,
+            registry=r,
+        )
         self.state.state(State.STARTING.value)
+        self.progress_verdict.state(Verdict.NO_METRICS.value)  # nothing read yet
 
     def on_transition(self, t: Transition) -> None:
         self.state.state(t.new.value)
@@ -129,6 +171,30 @@ class SupervisorMetrics:
 
     def on_death(self, cause: str) -> None:
         self.deaths.labels(cause).inc()
+
+    def on_progress(
+        self,
+        verdict: str | None,
+        waiting: float | None,
+        last_change_unix: float | None,
+        failed: bool,
+    ) -> None:
+        """One progress scrape: its verdict and waiting work (when it succeeded), or a failure."""
+        if verdict is not None:
+            self.progress_verdict.state(verdict)
+        if waiting is not None:
+            self.progress_waiting.set(waiting)
+        if last_change_unix is not None:
+            self.progress_last_change.set(last_change_unix)
+        if failed:
+            self.progress_scrape_failures.inc()
+
+    def on_peer(self, rank: int, up: bool) -> None:
+        self.peer_up.labels(str(rank)).set(1 if up else 0)
+
+    def on_snapshot_steps(self, steps: Mapping[str, float]) -> None:
+        for step, seconds in steps.items():
+            self.snapshot_step_seconds.labels(step).set(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ._errors import describe_returncode
 from ._logs import clip
 
-__all__ = ["Classifier", "CrashReport", "unknown_cause"]
+__all__ = ["REASONS", "Classifier", "CrashReport", "unknown_cause"]
 
 #: Reads the log tail and names a cause ("cuda-oom", "nccl", ...) or "unknown".
 Classifier = Callable[[Sequence[str]], str]
@@ -23,26 +23,46 @@ def unknown_cause(lines: Sequence[str]) -> str:
     return "unknown"
 
 
+#: The reasons a report can give, and what each means.
+REASONS = {
+    "exited": "the main process exited",
+    "unhealthy": "the liveness budget was spent (or, on a cluster worker, a scheduler vanished)",
+    "stalled": "work waited while the engine's progress counters stood still (hang detection)",
+    "peer": "another rank of the cluster failed; `failed_rank` names it",
+}
+
+
 @dataclass(frozen=True)
 class CrashReport:
-    """Why the server died: how it ended, a cause read from its log, and its last lines."""
+    """Why the server died: how it ended, a cause read from its log, and its last lines.
 
-    reason: str  # "exited" or "unhealthy"
+    `failed_rank` is set on a multi-node cluster: the rank whose failure ended this one (this
+    rank itself when its own engine died), so every rank's report names the same culprit.
+    """
+
+    reason: str  # one of REASONS
     returncode: int | None
     cause: str
     served_s: float
     detail: str = ""
     tail: tuple[str, ...] = field(default_factory=tuple)
+    failed_rank: int | None = None
 
     @property
     def how(self) -> str:
         if self.reason == "unhealthy":
             return f"stopped answering ({self.detail})" if self.detail else "stopped answering"
+        if self.reason == "stalled":
+            return f"stalled ({self.detail})" if self.detail else "stalled"
+        if self.reason == "peer":
+            return f"a peer failed ({self.detail})" if self.detail else "a peer failed"
         return f"exited with {describe_returncode(self.returncode)}"
 
     def summary(self) -> str:
+        rank = "" if self.failed_rank is None else f"; rank {self.failed_rank} failed"
         return (
-            f"server died after serving for {self.served_s:.1f} s: {self.how}; cause={self.cause}"
+            f"server died after serving for {self.served_s:.1f} s: {self.how}; "
+            f"cause={self.cause}{rank}"
         )
 
     def render(self, lines: int = 50, *, line_chars: int = 2048, max_chars: int = 32768) -> str:

@@ -1,19 +1,21 @@
 """The `Supervisor`: owns one server's process tree from spawn to reap and drives its state machine.
 
-Every task it starts lives in its task group: two log pumps, the exit watcher, and whichever phase
-is running (health wait, warmup, liveness watch). Each phase races the child's exit and a stop
-request, so a crash is noticed the moment the main process exits (a pidfd, no polling) and a stop
-interrupts any wait. Whatever way `run` ends (return, exception, cancellation) the tree is killed
-and reaped before it returns: no process outlives its supervisor.
+Every task it starts lives in a task group: two log pumps, the exit watcher, and whichever phase
+is running (`_startup`: health wait and warmups; `_serving`: liveness, progress, sleep and wake;
+`_worker`: a cluster worker's life). Each phase races the child's exit and a stop request (and,
+on a cluster, the peers: `_membership`), so a crash is noticed the moment the main process exits
+(a pidfd, no polling) and a stop interrupts any wait. Whatever way `run` ends (return,
+exception, cancellation) the tree is killed and reaped before it returns: no process outlives
+its supervisor. On a cluster an outer task group, entered before the spawn and left last, holds
+the status server and the peer watch, so a dying rank keeps publishing while it lingers.
 """
 
 from __future__ import annotations
 
 import shlex
 import sys
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -23,35 +25,32 @@ if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 from ._config import SupervisorConfig
-from ._endings import DeathHandler, Endings, Outcome, OutcomeKind, force_exit
+from ._endings import DeathHandler, Outcome, OutcomeKind, force_exit
 from ._errors import (
-    ForeignListener,
-    HealthTimeout,
     PortInUse,
     ServerDied,
     StartupError,
     StoppedBeforeServing,
     SupervisorError,
-    WarmupFailed,
     describe_returncode,
 )
-from ._health import Nudge, ProbeResult, wait_healthy, watch_liveness
+from ._health import Nudge, ProbeResult
 from ._local import LocalProcessManager
 from ._logs import LogSink, LogTail, Redactor, StreamSink, pump
 from ._metrics import SupervisorMetrics
 from ._process import ByteSource, ChildProcess, ProcessManager
 from ._report import Classifier, CrashReport, unknown_cause
+from ._snapshot import ClientSlot, SnapshotTiming, fresh_client
 from ._states import Event, State, StateMachine, Transition
-from ._tasks import Race, race, single_error
+from ._tasks import single_error
 from ._timeline import Timeline
-from ._warmup import WarmupResult, run_warmups
+from ._warmup import WarmupResult
+from ._worker import Worker
 
 __all__ = ["Outcome", "OutcomeKind", "Supervisor", "force_exit"]
 
-T = TypeVar("T")
 
-
-class Supervisor(Endings):
+class Supervisor(Worker):
     """Start, watch and stop one server; see `run` for the lifecycle and `stop` to end it."""
 
     def __init__(
@@ -86,6 +85,7 @@ class Supervisor(Endings):
         self._stop_now = anyio.Event()
         self._exited = anyio.Event()
         self._pumps_done = anyio.Event()
+        self._done = anyio.Event()
         self._returncode: int | None = None
         self._nudge = Nudge()
         self._last_probe: ProbeResult | None = None
@@ -93,7 +93,18 @@ class Supervisor(Endings):
         self._ran = False
         self._serving_announced = False
         self.outcome: Outcome | None = None
+        #: The error `run` raised, once it has: what `sleep()` and `wake()` raise too.
+        self.failure: SupervisorError | None = None
         self._entered: Any = None
+        # Phases take the client from the slot when they start; a sleep closes it, a wake renews.
+        self._slot = ClientSlot(lambda: fresh_client(self._transport))
+        self._sleep_requested = anyio.Event()
+        self._wake_requested = anyio.Event()
+        self.snapshot_timing = SnapshotTiming()
+        self._verdict = None
+        self._scrapes_failing = False
+        self._progress_off_said = False
+        self._init_membership()
 
     # ----------------------------------------------------------------- observing
     @property
@@ -139,42 +150,19 @@ class Supervisor(Endings):
         `StartupError` that stopped it (`StoppedBeforeServing` if `stop()` came first). Awaited
         directly, it returns how it ended: stopped on request (before serving or after), or died
         after serving (after the crash report is written and the death handler called).
-        Raises `PortInUse`, before spawning anything, if something already listens on the port.
+        Raises `PortInUse`, before spawning anything, if something already listens on the port
+        (or, on a cluster, on this rank's status port).
         """
         if self._ran:
             raise RuntimeError("a Supervisor runs once; create a new one to start again")
         self._ran = True
-        cfg = self.config
-        conflict = self._manager.port_conflict(cfg.host, cfg.port)
-        if conflict is not None:
-            self.machine.fire(Event.FAILED, conflict)
-            raise PortInUse(f"{conflict} (a stale server?): stop it or choose another port")
-        argv = " ".join(shlex.quote(a) for a in cfg.launch.argv)
-        self.say(f"starting {cfg.name}: {argv}")
-        child = await self._manager.start(cfg.launch)
-        self.child = child
-        self.say(f"spawned pid={child.pid}")
-        outcome: Outcome | None = None
-        failure: SupervisorError | None = None
         try:
-            async with httpx.AsyncClient(transport=self._transport, trust_env=False) as client:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._pumps, child)
-                    tg.start_soon(self._watch_exit, child)
-                    try:
-                        outcome = await self._lifecycle(client, child, task_status)
-                    except SupervisorError as exc:
-                        failure = exc  # raised below, outside the group, so it is not wrapped
-                    finally:
-                        with anyio.CancelScope(shield=True):
-                            await self._finish(child)
-                        tg.cancel_scope.cancel()
+            outcome = await self._run(task_status)
+        except SupervisorError as exc:
+            self.failure = exc
+            raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await child.aclose()
-        if failure is not None:
-            raise failure
-        assert outcome is not None
+            self._done.set()
         self.outcome = outcome
         if not self._serving_announced and task_status is not anyio.TASK_STATUS_IGNORED:
             # The caller waits for `serving`, which will never come: tell it why, plainly.
@@ -185,119 +173,61 @@ class Supervisor(Endings):
             )
         return outcome
 
-    async def _lifecycle(
-        self,
-        client: httpx.AsyncClient,
-        child: ChildProcess,
-        task_status: anyio.abc.TaskStatus[Supervisor],
-    ) -> Outcome:
+    async def _run(self, task_status: anyio.abc.TaskStatus[Supervisor]) -> Outcome:
         cfg = self.config
-        # starting: wait for 200 on the health path, racing the exit and a stop.
-        kind, healthy = await self._race(
-            lambda: wait_healthy(
-                client,
-                cfg.base_url + cfg.health.path,
-                cfg.health,
-                nudge=self._nudge,
-                on_probe=lambda r: self._on_probe("startup", r),
-            )
-        )
-        if kind is Race.EXITED:
-            await self._startup_exit(child)
-        if kind is Race.STOP:
-            return await self._graceful_stop(child)
-        if healthy is None:
-            self.machine.fire(
-                Event.FAILED, f"no healthy answer within {cfg.health.startup_timeout:g} s"
-            )
-            await self._kill(child)
-            last = self._last_probe.describe() if self._last_probe else "no probe finished"
-            raise HealthTimeout(
-                f"{cfg.health.path} did not answer 200 within {cfg.health.startup_timeout:g} s "
-                f"(last probe: {last})",
-                tail=self.tail.lines(),
-                cause=self._classify(self.tail.lines()),
-            )
-        await self._check_listener(child)
-        self.timeline.mark("healthy")
-        self.machine.fire(Event.HEALTHY, f"{cfg.health.path} answered in {healthy.latency_s:.3f} s")
+        conflict = self._manager.port_conflict(cfg.host, cfg.port)
+        if conflict is not None:
+            self.machine.fire(Event.FAILED, conflict)
+            raise PortInUse(f"{conflict} (a stale server?): stop it or choose another port")
+        outcome: Outcome | None = None
+        failure: SupervisorError | None = None
+        async with anyio.create_task_group() as side:  # the cluster's status server and watch
+            try:
+                await self._join_cluster(side)
+                outcome = await self._supervise(task_status)
+            except SupervisorError as exc:
+                failure = exc  # raised below, outside the group, so it is not wrapped
+                await self._linger()  # a startup failure on a cluster is published too
+            side.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        assert outcome is not None
+        return outcome
 
-        # warm: every payload at once.
-        if cfg.warmup.payloads:
-            kind, results = await self._race(
-                lambda: run_warmups(
-                    client,
-                    cfg.base_url,
-                    cfg.warmup.payloads,
-                    api_key=cfg.api_key,
-                    on_result=self._on_warmup,
-                )
-            )
-            if kind is Race.EXITED:
-                await self._startup_exit(child)
-            if kind is Race.STOP:
-                return await self._graceful_stop(child)
-            self.warmup_results = list(results or [])
-            failed = [r for r in self.warmup_results if not r.ok]
-            if failed and cfg.warmup.fail_startup:
-                self.machine.fire(Event.FAILED, f"{len(failed)} warmup(s) failed")
-                await self._kill(child)
-                raise WarmupFailed(
-                    "warmup failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failed),
-                    results=self.warmup_results,
-                    tail=self.tail.lines(),
-                )
-            for r in failed:
-                self.say(f"warning: warmup {r.name!r} failed but warmup failures are warnings")
-        self.timeline.mark("serving")
-        self.metrics.on_phases(self.timeline.durations())
-        self.say(self.timeline.summary())
-        self.machine.fire(Event.WARMED)
-        self._serving_since = time.monotonic()
-        self._serving_announced = True
-        task_status.started(self)
-
-        # serving: sparse liveness probes, racing the exit and a stop.
-        async def liveness() -> ProbeResult:
-            if not cfg.liveness.enabled:
-                await anyio.sleep_forever()
-            return await watch_liveness(
-                client,
-                cfg.base_url + cfg.health.path,
-                cfg.liveness,
-                on_probe=lambda r: self._on_probe("liveness", r),
-            )
-
-        kind, failure = await self._race(liveness)
-        if kind is Race.STOP:
-            return await self._graceful_stop(child)
-        if kind is Race.EXITED:
-            self.machine.fire(Event.EXITED, describe_returncode(self._returncode))
-            return await self._death(child, "exited", "")
-        assert failure is not None
-        detail = (
-            f"{cfg.liveness.failures} liveness probes failed in a row, last: {failure.describe()}"
-        )
-        self.machine.fire(Event.UNHEALTHY, detail)
-        return await self._death(child, "unhealthy", detail)
-
-    async def _check_listener(self, child: ChildProcess) -> None:
-        """A 200 proves that something answers, not that it is ours: check whose socket it is."""
-        check = child.check_listener(self.config.host, self.config.port)
-        if check.verdict == "foreign":
-            self.machine.fire(Event.FAILED, check.detail)
-            await self._kill(child)
-            raise ForeignListener(
-                f"{self.config.health.path} answered, but {check.detail} (a stale server?): "
-                "stop it or choose another port",
-                tail=self.tail.lines(),
-            )
-        if check.verdict == "unknown":
-            self.say(f"note: cannot tell whose socket answers ({check.detail}); trusting it")
-
-    async def _race(self, fn: Callable[[], Awaitable[T]]) -> tuple[Race, T | None]:
-        """Run `fn` until it returns, the main process exits, or a stop is requested."""
-        return await race(fn, exited=self._exited, stop=self._stop_requested)
+    async def _supervise(self, task_status: anyio.abc.TaskStatus[Supervisor]) -> Outcome:
+        """Spawn, run the lifecycle beside the pumps and the exit watcher, leave a dead tree."""
+        cfg = self.config
+        argv = " ".join(shlex.quote(a) for a in cfg.launch.argv)
+        self.say(f"starting {cfg.name}: {argv}")
+        child = await self._manager.start(cfg.launch)
+        self.child = child
+        self.say(f"spawned pid={child.pid}")
+        outcome: Outcome | None = None
+        failure: SupervisorError | None = None
+        try:
+            async with self._slot, anyio.create_task_group() as tg:
+                tg.start_soon(self._pumps, child)
+                tg.start_soon(self._watch_exit, child)
+                try:
+                    if self.is_worker:
+                        outcome = await self._worker_lifecycle(child, task_status)
+                    else:
+                        outcome = await self._start_up(child, task_status)
+                        if outcome is None:
+                            outcome = await self._serve(child)
+                except SupervisorError as exc:
+                    failure = exc  # raised below, outside the group, so it is not wrapped
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._finish(child)
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await child.aclose()
+        if failure is not None:
+            raise failure
+        assert outcome is not None
+        return outcome
 
     # ----------------------------------------------------------------- tasks
     async def _pumps(self, child: ChildProcess) -> None:
@@ -339,22 +269,6 @@ class Supervisor(Endings):
         self._returncode = await child.wait()
         self.say(f"main process pid={child.pid} ended: {describe_returncode(self._returncode)}")
         self._exited.set()
-
-    # ----------------------------------------------------------------- hooks
-    def _on_probe(self, kind: str, result: ProbeResult) -> None:
-        previous, self._last_probe = self._last_probe, result
-        self.metrics.on_probe(kind, result.ok, result.latency_s)
-        if kind == "startup" and (previous is None or previous.describe() != result.describe()):
-            # One line per change (refused -> 503 -> 200), not one per probe.
-            self.say(f"health probe: {result.describe()}")
-        if result.error != "connection refused":
-            self.timeline.mark("port_open")
-        if kind == "liveness" and not result.ok:
-            self.say(f"liveness probe failed: {result.describe()}")
-
-    def _on_warmup(self, result: WarmupResult) -> None:
-        self.metrics.on_warmup(result.name, result.ok, result.latency_s)
-        self.say(result.describe())
 
     # ----------------------------------------------------------------- context manager
     async def __aenter__(self) -> Supervisor:

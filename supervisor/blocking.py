@@ -8,6 +8,11 @@ returns once the server is serving or raises the `StartupError` that stopped it.
 A stop wins at any moment: `stop()` from another thread while `start()` is still waiting makes
 `start()` raise `StoppedBeforeServing` (a `StartupError`) once the tree is dead, and a `stop()`
 that comes before `start()` makes `start()` raise it without spawning anything.
+
+`sleep()` and `wake()` put a serving server to sleep around a memory snapshot and back (Modal's
+`@modal.enter(snap=True)` and `@modal.enter(snap=False)`): each blocks until done and raises the
+error that ended it (`SnapshotError`, a `StartupError`: the supervisor has then killed the tree).
+The loop's thread is idle while asleep: it waits for the wake, with no socket open.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._config import SupervisorConfig
 from ._errors import StoppedBeforeServing
+from ._snapshot import SnapshotTiming
 from ._states import State
 from ._supervisor import Outcome, OutcomeKind, Supervisor
 
@@ -86,6 +92,23 @@ class BlockingSupervisor:
             return await self.supervisor.run(task_status=task_status)
         finally:
             self._finished.set()
+
+    def sleep(self) -> SnapshotTiming:
+        """serving -> asleep (see `Supervisor.sleep`); blocks until asleep, or raises why not."""
+        return self._portal_call("sleep")
+
+    def wake(self) -> SnapshotTiming:
+        """asleep -> serving (see `Supervisor.wake`); blocks until serving, or raises why not."""
+        return self._portal_call("wake")
+
+    def _portal_call(self, name: str) -> SnapshotTiming:
+        # Bounded by the snapshot policy's deadlines, each taken when its step starts.
+        with self._lock:
+            portal, sup = self._portal, self.supervisor
+        if portal is None or sup is None:
+            raise RuntimeError(f"{name}() needs a started supervisor: call start() first")
+        method = sup.sleep if name == "sleep" else sup.wake
+        return portal.call(method)
 
     def stop(self, timeout: float | None = None) -> Outcome | None:
         """Stop gracefully (SIGTERM, drain, SIGKILL) and wait for the tree to be gone.

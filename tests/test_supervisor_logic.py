@@ -58,6 +58,8 @@ class Server:
         self.paths.append(request.url.path)
         if request.url.path == "/health":
             return httpx.Response(self.health)
+        if request.url.path == "/metrics":  # an engine without --enable-metrics
+            return httpx.Response(404, json={"detail": "Not Found"})
         return httpx.Response(200, json={"choices": [{"message": {"content": "hi"}}]})
 
 

@@ -1,0 +1,243 @@
+"""One rank of a multi-node cluster: publish this supervisor's state, watch the peers, end together.
+
+docs/CLUSTER.md tells the mechanism; `_cluster`, `_cluster_peers` and `_cluster_status` hold the
+settings, the decisions and the wire. This module wires them into the supervisor, and holds the
+one place where every phase learns how it lost its race (`_lost_race`), since on a cluster a
+phase can also lose to a peer:
+
+- the status server starts before the engine is spawned and runs, in the supervisor's outer task
+  group, until `run` returns, through the linger of a death; it publishes the supervisor's own
+  state, and a dead rank that was stopped on request keeps saying `stopping`, so that no peer
+  takes a requested stop for a death;
+- one watch of every peer runs from the start (so the join timeout measures real absence, and
+  a peer's restart is seen across phases) and is raced by every phase; it stops once this rank is
+  `stopping` or `dead`;
+- this rank's own death is published (`StatusBoard.fail_self`) by an observer of the state
+  machine, on the very transition to `dead`, before the tree is killed; a peer's failure is
+  relayed first and then takes the same death path, without a drain (rank 0's engine would sit
+  in a collective for the whole stop timeout). Before `serving` it is a `RankFailed`, exit 3;
+- when this rank's engine exits, every peer is asked once (one request each, bounded by the
+  request timeout) whether it already published a failure: a worker's engine dies within
+  moments of rank 0's (its gloo broadcast breaks), usually before the next poll, and must not
+  then name itself as the rank that failed first.
+
+Without a cluster (`config.cluster is None`) none of this runs and `_race` is today's race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import anyio.abc
+
+from ._cluster_peers import STOPPING, PeerFailure, PeerTracker, PeerView, StatusBoard
+from ._cluster_status import StatusUnavailable, fetch_status, serve_status, watch_peers
+from ._endings import Endings, Outcome
+from ._errors import ConfigError, PortInUse, StartupError, describe_returncode
+from ._process import ChildProcess
+from ._snapshot import fresh_client
+from ._states import Event, State, Transition
+from ._tasks import Race, race
+
+__all__ = ["Membership", "RankFailed"]
+
+T = TypeVar("T")
+
+
+class RankFailed(StartupError):
+    """A rank of the cluster failed, or never joined, before this rank was serving (exit 3).
+
+    `failed_rank` names it; `failure` is the `PeerFailure` that said so.
+    """
+
+    def __init__(self, message: str, *, failure: PeerFailure, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.failure = failure
+        self.failed_rank = failure.failed_rank
+
+
+class Membership(Endings):
+    """The cluster side of `Supervisor`, and the race every phase runs (see the module doc)."""
+
+    _stop_requested: anyio.Event
+    _peer_failed: anyio.Event
+    _peer_failure: PeerFailure | None
+    _peer_scope: anyio.CancelScope
+    _stopped_on_request: bool
+
+    def _init_membership(self) -> None:
+        self._board = None
+        self._status_served = False
+        self._peer_failed = anyio.Event()
+        self._peer_failure = None
+        self._peer_scope = anyio.CancelScope()
+        self._stopped_on_request = False
+        spec = self.config.cluster
+        if spec is not None:
+            self._board = StatusBoard(spec.rank, self._published_state)
+            self.machine.observe(self._on_cluster_transition)
+
+    # ----------------------------------------------------------------- publishing
+    def _published_state(self) -> str:
+        """The state peers read: ours, but a stop on request stays `stopping` once dead.
+
+        A peer that reads a bare `dead` takes it for a death and dies of it (exit 1); a rank
+        that was stopped on request must never cause that, however late the peer polls.
+        """
+        state = self.machine.state
+        if state is State.DEAD and self._stopped_on_request:
+            return STOPPING
+        return state.value
+
+    def _on_cluster_transition(self, t: Transition) -> None:
+        if t.new is State.STOPPING:
+            self._stopped_on_request = True
+        if t.new in (State.STOPPING, State.DEAD):
+            self._peer_scope.cancel()  # a rank that is going away watches nobody
+        failed = t.event in (Event.FAILED, Event.EXITED, Event.UNHEALTHY)
+        if t.new is State.DEAD and t.old is not State.STOPPING and failed:
+            assert self._board is not None
+            # First recorded wins: after `relay` (a peer's failure) this changes nothing.
+            self._board.fail_self(_own_failure(t))
+
+    async def _join_cluster(self, side: anyio.abc.TaskGroup) -> None:
+        """Serve this rank's status and start watching the peers, before the engine is spawned."""
+        spec = self.config.cluster
+        if spec is None:
+            return
+        try:
+            bound = await side.start(self._serve_status)
+        except ConfigError as exc:
+            raise PortInUse(
+                f"{exc}: stop whatever holds it or choose another status port"
+            ) from None
+        self._status_served = True
+        peers = ", ".join(f"rank {r} at {spec.peers[r]}" for r in spec.peer_ranks)
+        self.say(
+            f"cluster: rank {spec.rank} of {spec.size}; status on port {bound} (GET /status); "
+            f"watching {peers}"
+        )
+        side.start_soon(self._watch_peers)
+
+    async def _serve_status(self, *, task_status: anyio.abc.TaskStatus[int]) -> None:
+        assert self.config.cluster is not None and self._board is not None
+        await serve_status(self._board, self.config.cluster.status_port, task_status=task_status)
+
+    async def _watch_peers(self) -> None:
+        spec = self.config.cluster
+        assert spec is not None
+        with self._peer_scope:
+            async with fresh_client() as client:
+                failure = await watch_peers(client, spec, on_change=self._on_peer_change)
+            self._peer_failure = failure
+            self._peer_failed.set()
+
+    def _on_peer_change(self, view: PeerView) -> None:
+        self.metrics.on_peer(view.rank, view.reachable)
+        if view.reachable:
+            self.say(f"peer rank={view.rank} state={view.state}")
+        else:
+            self.say(f"peer rank={view.rank} unreachable ({view.error})")
+
+    # ----------------------------------------------------------------- racing
+    async def _race(
+        self, fn: Callable[[], Awaitable[T]], *, sleep: anyio.Event | None = None
+    ) -> tuple[Race, T | None]:
+        """Run `fn` until it returns, the main process exits, a stop is requested, a peer fails
+        (on a cluster) or a sleep is requested (when `sleep` is given)."""
+        others: list[tuple[anyio.Event, Race]] = []
+        if self._board is not None:
+            others.append((self._peer_failed, Race.PEER))
+        if sleep is not None:
+            others.append((sleep, Race.SLEEP))
+        return await race(fn, exited=self._exited, stop=self._stop_requested, others=others)
+
+    async def _lost_race(self, child: ChildProcess, kind: Race) -> Outcome:
+        """A phase lost its race to the exit, a stop or a peer: end accordingly.
+
+        Returns a stopped or died `Outcome`, or raises the `StartupError` of a start (or a
+        sleep or wake) that failed.
+        """
+        if kind is Race.PEER:
+            assert self._peer_failure is not None
+            return await self._peer_ending(child, self._peer_failure)
+        if kind is Race.STOP:
+            return await self._graceful_stop(child)
+        assert kind is Race.EXITED, kind
+        if self.is_worker and self._returncode == 0:
+            # An SGLang worker exits 0 only on rank 0's ShutdownReq: the cluster is stopping.
+            self.say("the engine exited 0 on rank 0's shutdown broadcast: stopping this rank")
+            return await self._graceful_stop(child)
+        earlier = await self._failed_peer()
+        if earlier is not None:
+            self.say(
+                f"cluster: this rank's engine exited ({describe_returncode(self._returncode)}) "
+                f"after a peer's failure: {earlier.describe()}"
+            )
+            return await self._peer_ending(child, earlier)
+        if self.machine.state is not State.SERVING:
+            await self._startup_exit(child)
+        self.machine.fire(Event.EXITED, describe_returncode(self._returncode))
+        return await self._death(child, "exited", "")
+
+    async def _failed_peer(self) -> PeerFailure | None:
+        """A failure some peer already publishes (one poll of each, bounded), else None."""
+        spec = self.config.cluster
+        if spec is None:
+            return None
+        if self._peer_failure is not None and not self._peer_failure.is_stop:
+            return self._peer_failure
+        found: list[PeerFailure] = []
+
+        async def ask(rank: int) -> None:
+            try:
+                status = await fetch_status(client, spec.peers[rank], timeout=spec.request_timeout)
+            except StatusUnavailable:
+                return
+            failure = PeerTracker(spec, 0.0, ranks=[rank]).observe(rank, status, 0.0)
+            if failure is not None and not failure.is_stop:
+                found.append(failure)
+
+        with anyio.move_on_after(spec.request_timeout + 0.5):
+            async with fresh_client() as client, anyio.create_task_group() as tg:
+                for rank in spec.peer_ranks:
+                    tg.start_soon(ask, rank)
+        return min(found, key=lambda f: f.failed_rank) if found else None
+
+    async def _peer_ending(self, child: ChildProcess, failure: PeerFailure) -> Outcome:
+        """A peer failed (relay it and die with it) or is stopping (stop gracefully with it)."""
+        if failure.is_stop:
+            self.say(f"cluster: {failure.describe()}; stopping this rank too")
+            return await self._graceful_stop(child)
+        assert self._board is not None
+        self._board.relay(failure)
+        self.say(
+            f"cluster: {failure.describe()}; killing this rank's engine without a drain "
+            "(it would wait on a collective that never ends)"
+        )
+        note = f"rank {failure.failed_rank} failed"
+        if self.machine.state is State.SERVING:
+            self.machine.fire(Event.UNHEALTHY, note)
+            return await self._death(child, "peer", failure.describe())
+        self.machine.fire(Event.FAILED, note)
+        await self._kill(child)
+        raise RankFailed(
+            f"{note} before this rank was serving: {failure.describe()}",
+            failure=failure,
+            tail=self.tail.lines(),
+        )
+
+
+def _own_failure(t: Transition) -> str:
+    """What this rank publishes when its own engine fails; reads after "rank N's supervisor
+    reported" in a peer's report."""
+    if t.event is Event.EXITED:
+        if t.old is State.SERVING:
+            return f"its engine died: {t.note}"
+        phase = "starting" if t.old in (State.STARTING, State.WARM) else t.old.value
+        return f"its engine exited while {phase}: {t.note}"
+    if t.event is Event.UNHEALTHY:
+        return f"its engine is unhealthy: {t.note}"
+    return f"its start failed: {t.note}"
