@@ -38,6 +38,7 @@ from supervisor._config import LaunchSpec, WarmupPayload
 from supervisor._errors import ConfigError
 from supervisor._flags import count, env_name, port, seconds, text
 from supervisor._logs import Redactor
+from supervisor._run_flags import add_progress_flags, add_snapshot_flags, rehearsal_pause_from_args
 from supervisor.deploy.ranks import NodeLaunch, for_node, parse_peers
 from supervisor.deploy.settings import DUMMY_WEIGHTS_BANNER, with_dummy_weights
 from supervisor.engines.preflight import PreflightReport, run_preflight
@@ -86,6 +87,7 @@ def _add_profile_flags(p: argparse.ArgumentParser, *, default_profile: str | Non
     )
     nodes.add_argument(
         "--cluster-peers",
+        dest="node_peers",  # not run's `cluster_peers`: here the profile says how many ranks
         type=text,
         default=None,
         metavar="HOST:PORT,...",
@@ -175,6 +177,8 @@ def add_commands(sub: Any, add_supervision_flags: Callable[..., None]) -> None:
     )
     _add_profile_flags(serve, default_profile=None)
     add_supervision_flags(serve, port_required=False)
+    add_progress_flags(serve)
+    add_snapshot_flags(serve)
     serve.add_argument("--dry-run", action="store_true", help="print argv, env, preflight; exit")
     serve.add_argument("--skip-preflight", action="store_true")
     serve.set_defaults(handler=_serve)
@@ -242,7 +246,7 @@ def _resolve_node(args: argparse.Namespace) -> tuple[Profile, NodeLaunch, list[s
         launch,
         rank=getattr(args, "node_rank", None),
         dist_init_addr=getattr(args, "dist_init_addr", None),
-        peers=parse_peers(args.cluster_peers) if getattr(args, "cluster_peers", None) else None,
+        peers=parse_peers(args.node_peers) if getattr(args, "node_peers", None) else None,
     )
     return profile, node, engine
 
@@ -329,8 +333,19 @@ def _serve(args: argparse.Namespace) -> int:
                 f"export OPENAI_BASE_URL={base} OPENAI_API_KEY={api_key}",
                 flush=True,
             )
+    rehearsal = rehearsal_pause_from_args(args)
+    if rehearsal is not None and not profile.snapshot_capable:
+        raise ConfigError(
+            f"--snapshot-rehearsal: profile {profile.name} is not snapshot-capable "
+            f"({profile.snapshot_blocker})"
+        )
     return anyio.run(
-        lambda: supervise(config, metrics_port=args.metrics_port, classify=classify_crash)
+        lambda: supervise(
+            config,
+            metrics_port=args.metrics_port,
+            classify=classify_crash,
+            rehearsal_pause_s=rehearsal,
+        )
     )
 
 
