@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ import pytest
 from supervisor import ChildExited, ConfigError, State
 from supervisor.deploy.lifecycle import (
     DUMMY_WEIGHTS_BANNER,
+    NodePlace,
     ServerLifecycle,
     download_weights,
     validate_deployment,
@@ -673,4 +675,59 @@ def test_memory_snapshots_only_for_a_snapshot_capable_profile(monkeypatch, profi
         assert settings.memory_snapshot is on and settings.gpu_snapshot is on
         assert hasattr(m.Server._get_user_cls(), "wake") is on  # the snap=False half of enter
     finally:
+        load_entry(monkeypatch)
+
+
+def test_each_rank_of_the_clustered_server_runs_its_lifecycle_body(monkeypatch) -> None:
+    """Both ranks' real @modal.enter bodies on the fake engine, their places as Modal's cluster
+    info would give them (one host here, so distinct ports): both serve; a lost worker engine
+    recycles both containers, each report naming rank 1."""
+    m = load_entry(monkeypatch, SGLANG_SUPERVISOR_PROFILE="glm-5.1-fp8-2x8xh100")
+    status = (free_port(), free_port())
+    places = [
+        NodePlace(
+            rank=r,
+            hosts=("127.0.0.1", "127.0.0.1"),
+            dist_port=free_port() if r == 0 else 0,
+            peers=tuple(f"127.0.0.1:{p}" for p in status),
+        )
+        for r in range(2)
+    ]
+    places[1] = dataclasses.replace(places[1], dist_port=places[0].dist_port)
+    pending = list(places)
+    monkeypatch.setattr(m, "cluster_place", lambda: pending.pop(0))
+    servers, threads, errors = [], [], []
+    try:
+        for rank in range(2):
+            server, _, recycled = local_server(m, monkeypatch)
+            servers.append((server, recycled))
+
+            def enter_rank(server=server) -> None:
+                try:
+                    server.start()
+                except Exception as exc:  # surfaced by the assertion below
+                    errors.append(exc)
+
+            thread = threading.Thread(target=enter_rank, daemon=True)
+            thread.start()
+            threads.append(thread)
+            deadline = time.monotonic() + 30
+            while len(pending) > 1 - rank and time.monotonic() < deadline:
+                time.sleep(0.02)  # this rank took its place (and its port) before the next
+        for thread in threads:
+            thread.join(timeout=90)
+        assert not errors, errors
+        supervisors = [s.lifecycle.supervisor for s, _ in servers]
+        assert [sup.state for sup in supervisors] == [State.SERVING, State.SERVING]
+        worker = supervisors[1].supervisor
+        assert worker is not None and worker.child is not None
+        os.kill(worker.child.pid, signal.SIGKILL)
+        outcomes = [sup.wait(timeout=60) for sup in supervisors]
+        assert [o.kind.value for o in outcomes] == ["died", "died"]
+        reports = servers[-1][1]  # `recycle` is looked up at call time: the last patch gets both
+        assert len(reports) == 2 and all("rank 1 failed" in r.summary() for r in reports)
+    finally:
+        for server, _ in servers:
+            if getattr(server, "lifecycle", None) is not None:
+                server.stop()
         load_entry(monkeypatch)
