@@ -39,6 +39,7 @@ from ._local import LocalProcessManager
 from ._logs import LogSink, LogTail, Redactor, StreamSink, pump
 from ._metrics import SupervisorMetrics
 from ._process import ByteSource, ChildProcess, ProcessManager
+from ._redact import Needle
 from ._report import Classifier, CrashReport, unknown_cause
 from ._snapshot import ClientSlot, SnapshotTiming, fresh_client
 from ._states import Event, State, StateMachine, Transition
@@ -241,8 +242,12 @@ class Supervisor(Worker):
         ready = self.config.ready_line
         if ready:
 
+            needle = Needle(ready)
+
             def on_ready(text: str) -> None:
-                if ready in text:
+                # Only startup waits on the ready line: once past it, skip even the cheap test
+                # (a plain `in` on every block costs ~0.1 s per 150 MB of log).
+                if self.state is State.STARTING and needle.found(text):
                     self._nudge.fire()
 
             observers.append(on_ready)
