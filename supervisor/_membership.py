@@ -16,10 +16,12 @@ phase can also lose to a peer:
   machine, on the very transition to `dead`, before the tree is killed; a peer's failure is
   relayed first and then takes the same death path, without a drain (rank 0's engine would sit
   in a collective for the whole stop timeout). Before `serving` it is a `RankFailed`, exit 3;
-- when this rank's engine exits, every peer is asked once (one request each, bounded by the
-  request timeout) whether it already published a failure: a worker's engine dies within
-  moments of rank 0's (its gloo broadcast breaks), usually before the next poll, and must not
-  then name itself as the rank that failed first.
+- when this rank's engine exits, its tree is killed and then the peers are asked whether one of
+  them publishes a failure: a worker's engine dies within moments of rank 0's (its gloo
+  broadcast breaks), often before rank 0's own supervisor has published, and must not then name
+  itself as the rank that failed first. So a worker keeps asking for up to one poll interval;
+  rank 0 asks once and publishes at once (a lost worker leaves rank 0's engine blocked, not
+  dead, and were both to wait for the other, both would name themselves).
 
 Without a cluster (`config.cluster is None`) none of this runs and `_race` is today's race.
 """
@@ -44,6 +46,8 @@ from ._tasks import Race, race
 __all__ = ["Membership", "RankFailed"]
 
 T = TypeVar("T")
+
+_ASK_AGAIN_S = 0.1  # after this rank's engine exited: how often the peers are asked again
 
 
 class RankFailed(StartupError):
@@ -170,6 +174,8 @@ class Membership(Endings):
             # An SGLang worker exits 0 only on rank 0's ShutdownReq: the cluster is stopping.
             self.say("the engine exited 0 on rank 0's shutdown broadcast: stopping this rank")
             return await self._graceful_stop(child)
+        if self._board is not None:
+            await self._kill(child)  # the engine is gone: free the rest of the tree before asking
         earlier = await self._failed_peer()
         if earlier is not None:
             self.say(
@@ -183,12 +189,15 @@ class Membership(Endings):
         return await self._death(child, "exited", "")
 
     async def _failed_peer(self) -> PeerFailure | None:
-        """A failure some peer already publishes (one poll of each, bounded), else None."""
+        """A failure a peer publishes now (rank 0) or within one poll interval (a worker, asking
+        every 0.1 s), else None.
+
+        Bounded by the poll interval plus one request timeout. A peer that does not answer says
+        nothing here: silence is the peer watch's business (`peer_timeout`).
+        """
         spec = self.config.cluster
         if spec is None:
             return None
-        if self._peer_failure is not None and not self._peer_failure.is_stop:
-            return self._peer_failure
         found: list[PeerFailure] = []
 
         async def ask(rank: int) -> None:
@@ -200,10 +209,19 @@ class Membership(Endings):
             if failure is not None and not failure.is_stop:
                 found.append(failure)
 
-        with anyio.move_on_after(spec.request_timeout + 0.5):
-            async with fresh_client() as client, anyio.create_task_group() as tg:
-                for rank in spec.peer_ranks:
-                    tg.start_soon(ask, rank)
+        with anyio.move_on_after(spec.poll_interval + spec.request_timeout):
+            async with fresh_client() as client:
+                grace = spec.poll_interval if self.is_worker else 0.0
+                deadline = anyio.current_time() + grace
+                while not found:
+                    if self._peer_failure is not None and not self._peer_failure.is_stop:
+                        return self._peer_failure
+                    async with anyio.create_task_group() as tg:
+                        for rank in spec.peer_ranks:
+                            tg.start_soon(ask, rank)
+                    if found or anyio.current_time() >= deadline:
+                        break
+                    await anyio.sleep(_ASK_AGAIN_S)
         return min(found, key=lambda f: f.failed_rank) if found else None
 
     async def _peer_ending(self, child: ChildProcess, failure: PeerFailure) -> Outcome:

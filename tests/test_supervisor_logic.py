@@ -325,3 +325,79 @@ async def test_a_failed_start_under_async_with_raises_the_startup_error_itself()
         async with sup:
             pass
     assert type(info.value) is HealthTimeout and sup.state is State.DEAD
+
+
+# ============================================================================ the wiring
+async def test_race_reports_which_contender_won() -> None:
+    """Each event wins alone, with no value; the phase's own result comes back with it; a crash
+    set at the same time as a stop or a peer's failure still wins."""
+    from supervisor._tasks import Race, race
+
+    async def forever() -> str:
+        await anyio.sleep_forever()
+        return "never"
+
+    async def value() -> str:
+        return "value"
+
+    for winner in (Race.EXITED, Race.PEER, Race.STOP, Race.SLEEP):
+        events = {kind: anyio.Event() for kind in (Race.EXITED, Race.PEER, Race.STOP, Race.SLEEP)}
+        events[winner].set()
+        others = [(events[Race.PEER], Race.PEER), (events[Race.SLEEP], Race.SLEEP)]
+        got = await race(forever, exited=events[Race.EXITED], stop=events[Race.STOP], others=others)
+        assert got == (winner, None)
+    assert await race(value, exited=anyio.Event(), stop=anyio.Event()) == (Race.DONE, "value")
+    both = [anyio.Event() for _ in range(3)]
+    for event in both:
+        event.set()
+    got = await race(forever, exited=both[0], stop=both[1], others=[(both[2], Race.PEER)])
+    assert got == (Race.EXITED, None)
+
+
+def test_crash_report_names_the_stall_and_the_failed_rank() -> None:
+    from supervisor import CrashReport
+
+    stalled = CrashReport("stalled", -9, "stalled", 12.0, detail="no forward progress for 40 s")
+    assert stalled.summary() == (
+        "server died after serving for 12.0 s: stalled (no forward progress for 40 s); "
+        "cause=stalled"
+    )
+    peer = CrashReport(
+        "peer", -9, "peer", 1.0, detail="rank 1's supervisor reported x", failed_rank=1
+    )
+    assert peer.summary().endswith(
+        "a peer failed (rank 1's supervisor reported x); cause=peer; rank 1 failed"
+    )
+    own = CrashReport("exited", -9, "unknown", 1.0, failed_rank=2)
+    assert "exited with signal SIGKILL" in own.summary() and own.summary().endswith("rank 2 failed")
+    assert CrashReport("exited", 1, "unknown", 1.0).summary().endswith("cause=unknown")
+
+
+async def test_a_progress_watch_that_breaks_does_not_take_the_server_down() -> None:
+    """A scrape that raises (here: a mock body httpx already read) is said once and contained."""
+    manager = InMemoryProcessManager()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="sglang:num_running_reqs 0\n")  # pre-read: cannot stream
+
+    sink = Sink()
+    sup = Supervisor(
+        SupervisorConfig(
+            launch=LaunchSpec(argv=("server",)),
+            port=8000,
+            health=FAST_HEALTH,
+            liveness=LivenessPolicy(interval=0.02, timeout=1, failures=2),
+            stop=StopPolicy(stop_timeout=0.3, kill_timeout=1),
+        ),
+        manager=manager,
+        sink=sink,
+        transport=httpx.MockTransport(answer),
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(sup.run)
+        await anyio.sleep(0.3)
+        assert sup.state is State.SERVING
+        sup.stop()
+    broken = [line for line in sink.lines if "progress watch failed" in line]
+    assert len(broken) == 1 and "the liveness probe remains" in broken[0]
+    assert sup.state is State.DEAD and sup.report is None

@@ -340,3 +340,33 @@ async def test_a_stopped_rank_keeps_saying_stopping_after_it_is_dead() -> None:
         await sup._done.wait()
         tg.cancel_scope.cancel()
     assert sup.outcome is not None and sup.outcome.kind is OutcomeKind.STOPPED
+
+
+@pytest.mark.anyio
+async def test_a_worker_serves_after_rank_0_and_stops_without_sigterm() -> None:
+    """warm on its own health, serving once rank 0 serves; a stop waits for the broadcast
+    (here: the engine exiting 0) and never sends SIGTERM, which SGLang's worker ignores."""
+    status = [free_port(), free_port()]
+    head = Peer(0, state="warm")
+    sup, sink, manager = member(spec_for(1, status))
+    async with anyio.create_task_group() as tg:
+        await tg.start(serve_status, head, status[0])
+        tg.start_soon(sup.run)
+        with anyio.fail_after(10):
+            while sup.state is not State.WARM:
+                await anyio.sleep(0.02)
+        await anyio.sleep(0.3)
+        assert sup.state is State.WARM  # rank 0 is only warm: not serving yet
+        head.status = ClusterStatus(0, "serving", "cafe0001")
+        with anyio.fail_after(10):
+            await sup.wait_for(State.SERVING)
+        sup.stop()
+        await anyio.sleep(0.5)  # longer than the stop timeout: a worker waits for the broadcast
+        child = manager.children[0]
+        assert sup.state is State.STOPPING and child.signals == []
+        child.exit(0)  # rank 0's ShutdownReq reached the worker's schedulers
+        with anyio.fail_after(10):
+            await sup._done.wait()
+        tg.cancel_scope.cancel()
+    assert sup.outcome is not None and sup.outcome.kind is OutcomeKind.STOPPED
+    assert any("a worker rank ignores SIGTERM" in line for line in sink.lines)
