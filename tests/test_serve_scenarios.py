@@ -30,8 +30,8 @@ def serve(*args: str) -> Watched:
     return Watched(cli("serve", "--fake", *args))
 
 
-# ----------------------------------------------------------------------------- #11 two nodes
-def test_two_fake_ranks_serve_then_a_lost_worker_ends_both_naming_rank_1() -> None:
+def two_ranks() -> list[Watched]:
+    """Rank 0 and rank 1 of the two-node profile on this host, both serving."""
     ports, status, dist = [free_port(), free_port()], [free_port(), free_port()], free_port()
     peers = ",".join(f"127.0.0.1:{p}" for p in status)
     common = ["--profile", "glm-5.1-fp8-2x8xh100", "--dist-init-addr", f"127.0.0.1:{dist}"]
@@ -52,6 +52,23 @@ def test_two_fake_ranks_serve_then_a_lost_worker_ends_both_naming_rank_1() -> No
     try:
         for w in ranks:
             w.wait_for("state=serving", 60)
+    except BaseException:
+        kill_all(ranks)
+        raise
+    return ranks
+
+
+def kill_all(ranks: list[Watched]) -> None:
+    for w in ranks:
+        if w.popen.poll() is None:
+            w.popen.kill()
+            w.popen.wait()
+
+
+# ----------------------------------------------------------------------------- #11 two nodes
+def test_two_fake_ranks_serve_then_a_lost_worker_ends_both_naming_rank_1() -> None:
+    ranks = two_ranks()
+    try:
         trees = [w.tree() for w in ranks]
         worker_engine = [
             pid for pid in trees[1] if b"--node-rank" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -74,33 +91,12 @@ def test_two_fake_ranks_serve_then_a_lost_worker_ends_both_naming_rank_1() -> No
         for tree in trees:
             assert Watched.alive(tree) == []
     finally:
-        for w in ranks:
-            if w.popen.poll() is None:
-                w.popen.kill()
-                w.popen.wait()
+        kill_all(ranks)
 
 
 def test_sigterm_to_rank_0_stops_both_ranks_cleanly() -> None:
-    ports, status, dist = [free_port(), free_port()], [free_port(), free_port()], free_port()
-    peers = ",".join(f"127.0.0.1:{p}" for p in status)
-    common = ["--profile", "glm-5.1-fp8-2x8xh100", "--dist-init-addr", f"127.0.0.1:{dist}"]
-    ranks = [
-        serve(
-            *common,
-            "--node-rank",
-            str(r),
-            "--port",
-            str(ports[r]),
-            "--cluster-peers",
-            peers,
-            *FAST,
-            *SCALE,
-        )
-        for r in range(2)
-    ]
+    ranks = two_ranks()
     try:
-        for w in ranks:
-            w.wait_for("state=serving", 60)
         trees = [w.tree() for w in ranks]
         ranks[0].popen.send_signal(signal.SIGTERM)
         codes = [w.wait_exit(60)[0] for w in ranks]
@@ -108,10 +104,7 @@ def test_sigterm_to_rank_0_stops_both_ranks_cleanly() -> None:
         for tree in trees:
             assert Watched.alive(tree) == []
     finally:
-        for w in ranks:
-            if w.popen.poll() is None:
-                w.popen.kill()
-                w.popen.wait()
+        kill_all(ranks)
 
 
 # ----------------------------------------------------------------------------- #13 snapshots

@@ -36,7 +36,7 @@ from supervisor._cli import (
 )
 from supervisor._config import LaunchSpec, WarmupPayload
 from supervisor._errors import ConfigError
-from supervisor._flags import count, env_name, port, seconds, text
+from supervisor._flags import count, env_name, index, port, seconds, text
 from supervisor._logs import Redactor
 from supervisor._run_flags import add_progress_flags, add_snapshot_flags, rehearsal_pause_from_args
 from supervisor.deploy.ranks import NodeLaunch, for_node, parse_peers
@@ -81,7 +81,7 @@ def _add_profile_flags(p: argparse.ArgumentParser, *, default_profile: str | Non
         help="--load-format dummy: random weights, no weights preflight, warmups only warn",
     )
     nodes = p.add_argument_group("multi-node profiles (one command per node)")
-    nodes.add_argument("--node-rank", type=_rank, default=None, help="this node's rank, from 0")
+    nodes.add_argument("--node-rank", type=index, default=None, help="this node's rank, from 0")
     nodes.add_argument(
         "--dist-init-addr", type=text, default=None, metavar="HOST:PORT", help="rank 0's address"
     )
@@ -94,17 +94,6 @@ def _add_profile_flags(p: argparse.ArgumentParser, *, default_profile: str | Non
         help="every rank's supervisor status address, in rank order (default: all on rank 0's "
         "host, ports from 21000 up by rank)",
     )
-
-
-def _rank(raw: str) -> int:
-    """A node rank: a whole number >= 0."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {raw!r}")
-    return value
 
 
 def _add_fake_arg(p: argparse.ArgumentParser) -> None:

@@ -44,43 +44,30 @@ own: kernels JIT-compiled for B200 (SM100) are not valid on H100 (SM90).
 
 from __future__ import annotations
 
-from supervisor.engines.sglang import SGLangLaunch, Speculative
+import dataclasses
 
-from . import Profile
+from . import Profile, glm51
 from ._blockers import multi_gpu_blocker
 from ._warmups import warmup_set
 from .glm51 import MODEL
 
 NNODES = 2
 GPUS_PER_NODE = 8
-MAX_PREFILL_TOKENS = 32768
 WEIGHTS_GB = 700
 
-LAUNCH = SGLangLaunch(
-    model_path="/model-cache/GLM-5.1-FP8",
-    served_model_name=MODEL,
+# The B200 profile's launch, with only what the hardware changes: the same model, parsers,
+# speculative decoding, batch and prefill bounds, so the two can never drift apart by accident.
+LAUNCH = dataclasses.replace(
+    glm51.LAUNCH,
     tp_size=GPUS_PER_NODE * NNODES,
     nnodes=NNODES,
-    port=8000,
-    trust_remote_code=True,
-    ep_size=1,
-    attention_backend="dsa",
     kv_cache_dtype="bfloat16",
     dsa_prefill_backend="flashmla_sparse",
     dsa_decode_backend="fa3",
     moe_runner_backend="triton",
-    speculative=Speculative(algorithm="EAGLE", num_steps=3, eagle_topk=1, num_draft_tokens=4),
-    reasoning_parser="glm45",
-    tool_call_parser="glm47",
+    flashinfer_allreduce_fusion_backend=None,
     mem_fraction_static=0.85,
-    max_running_requests=48,
-    max_prefill_tokens=MAX_PREFILL_TOKENS,
     max_total_tokens=131072,
-    watchdog_timeout=1200,
-    enable_metrics=True,
-    mitigations=("explicit-kv-cache-dtype",),
-    dg_cache_dir="/dg-cache",
-    warmup_timeout_s=1800,
 )
 
 PROFILE = Profile(
@@ -88,7 +75,7 @@ PROFILE = Profile(
     description="GLM-5.1 FP8 (~700 GB) on 2 nodes of 8x H100 (TP 16), EAGLE, thinking and tools",
     hf_repo="zai-org/GLM-5.1-FP8",
     launch=LAUNCH,
-    warmups=warmup_set(MODEL, max_prefill_tokens=MAX_PREFILL_TOKENS, thinking_switch=True),
+    warmups=warmup_set(MODEL, max_prefill_tokens=glm51.MAX_PREFILL_TOKENS, thinking_switch=True),
     gpu="H100",
     gpu_count=GPUS_PER_NODE,
     nnodes=NNODES,
