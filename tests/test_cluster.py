@@ -104,7 +104,7 @@ def test_spec_from_modal_style_ipv6_hosts() -> None:
     spec = ClusterSpec.from_hosts(1, ["fd00::a", "fd00::b"], 21000)
     assert spec.peers == ("[fd00::a]:21000", "[fd00::b]:21000")
     assert spec.peer_ranks == (0,) and spec.size == 2
-    assert spec.linger == pytest.approx(2 * spec.poll_interval + spec.request_timeout)
+    assert spec.linger == pytest.approx(spec.poll_interval + spec.request_timeout)
     assert spec3(rank=1).peer_ranks == (0, 2)
 
 

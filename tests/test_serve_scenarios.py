@@ -83,7 +83,8 @@ def test_two_fake_ranks_serve_then_a_lost_worker_ends_both_naming_rank_1() -> No
         rc1, t1 = ranks[1].wait_exit(30)
         rc0, t0 = ranks[0].wait_exit(60)
         assert (rc0, rc1) == (1, 1), ranks[0].output()[-3000:]
-        assert t1 - killed < 5 + 1.5, "the worker's supervisor took too long"  # 5 s + slack
+        print(f"worker exit {t1 - killed:.2f} s, rank 0 exit {t0 - killed:.2f} s after the kill")
+        assert t1 - killed < 5 + 1.0, "the worker's supervisor took too long"  # 5 s + slack
         assert t0 - killed < 30
         for w in ranks:
             report = w.output().split("CRASH REPORT", 1)[1]
