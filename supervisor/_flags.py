@@ -33,26 +33,24 @@ def seconds(*, zero: bool = False) -> Callable[[str], float]:
     return parse
 
 
-def count(text: str) -> int:
-    """A whole number >= 1."""
+def _whole(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text!r}")
     return value
+
+
+def count(text: str) -> int:
+    """A whole number >= 1."""
+    return _whole(text, 1)
 
 
 def index(text: str) -> int:
     """A whole number >= 0 (a rank)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+    return _whole(text, 0)
 
 
 def addresses(text: str) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ from supervisor.deploy.settings import (
     DrainBudget,
     with_dummy_weights,
 )
-from supervisor.engines.sglang_check import check_argv, parser_available
+from supervisor.engines.sglang_check import check_argv
 from supervisor.profiles import get_profile
 from supervisor.testing import free_port
 from tests.conftest import ROOT
@@ -46,14 +46,8 @@ from tests.modal_private import (  # noqa: E402  (needs modal)
     server_settings,
     snapshot_settings,
 )
+from tests.test_engine import PARSER, needs_parser  # noqa: E402  (one definition of both)
 
-PARSER = os.environ.get("SGLANG_PARSER_PYTHON") or (
-    str(ROOT / ".venv-sglang/bin/python") if (ROOT / ".venv-sglang/bin/python").exists() else None
-)
-needs_parser = pytest.mark.skipif(
-    not parser_available(PARSER) and not os.environ.get("SGLANG_PARSER_REQUIRED"),
-    reason="SGLang's parser is not installed (.venv-sglang)",
-)
 ENTRIES = [ENTRY_SERVER, ENTRY_WEB_SERVER]
 
 
