@@ -51,7 +51,8 @@ def two_ranks() -> list[Watched]:
     ]
     try:
         for w in ranks:
-            w.wait_for("state=serving", 60)
+            # this rank's own transition, not a "peer rank=0 state=serving" line
+            w.wait_for("] state=serving from=", 60)
     except BaseException:
         kill_all(ranks)
         raise
