@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,37 +175,39 @@ async def release_memory(
     control endpoints then accept only it. Raises `SnapshotError` naming the failed step.
     """
     timing = timing if timing is not None else SnapshotTiming()
-    headers = _headers(admin_api_key or api_key)
-    cap = policy.max_body_bytes
+    steps: list[tuple[str, str, Mapping[str, Any]]] = []
     if policy.pause_path is not None:
+        steps.append(("pause", policy.pause_path, policy.pause_body))
+    steps.append(("release", policy.release_path, policy.release_body))
+    await _control_steps(
+        client, base_url, policy, steps, _headers(admin_api_key or api_key), timing
+    )
+
+
+async def _control_steps(
+    client: httpx.AsyncClient,
+    base_url: str,
+    policy: SnapshotPolicy,
+    steps: Sequence[tuple[str, str, Mapping[str, Any]]],
+    headers: Mapping[str, str],
+    timing: SnapshotTiming,
+) -> None:
+    """POST each control step in order, each under its own deadline; each must answer 200."""
+    for step, path, body in steps:
         start = time.perf_counter()
         answer = await _call(
-            "pause",
+            step,
             client,
             "POST",
             base_url,
-            policy.pause_path,
-            body=policy.pause_body,
+            path,
+            body=body,
             headers=headers,
             deadline=policy.call_timeout,
-            cap=cap,
+            cap=policy.max_body_bytes,
         )
-        _require_200("pause", "POST", policy.pause_path, answer)
-        timing.record("pause", time.perf_counter() - start)
-    start = time.perf_counter()
-    answer = await _call(
-        "release",
-        client,
-        "POST",
-        base_url,
-        policy.release_path,
-        body=policy.release_body,
-        headers=headers,
-        deadline=policy.call_timeout,
-        cap=cap,
-    )
-    _require_200("release", "POST", policy.release_path, answer)
-    timing.record("release", time.perf_counter() - start)
+        _require_200(step, "POST", path, answer)
+        timing.record(step, time.perf_counter() - start)
 
 
 # ----------------------------------------------------------------------------- wake
@@ -314,28 +316,14 @@ async def resume_and_verify(
     failure with the log tail (`SnapshotError.with_tail`).
     """
     timing = timing if timing is not None else SnapshotTiming()
-    control = _headers(admin_api_key or api_key)
-    cap = policy.max_body_bytes
     steps: list[tuple[str, str, Mapping[str, Any]]] = [
         ("resume", policy.resume_path, policy.resume_body)
     ]
     if policy.continue_path is not None:
         steps.append(("continue", policy.continue_path, policy.continue_body))
-    for step, path, body in steps:
-        start = time.perf_counter()
-        answer = await _call(
-            step,
-            client,
-            "POST",
-            base_url,
-            path,
-            body=body,
-            headers=control,
-            deadline=policy.call_timeout,
-            cap=cap,
-        )
-        _require_200(step, "POST", path, answer)
-        timing.record(step, time.perf_counter() - start)
+    await _control_steps(
+        client, base_url, policy, steps, _headers(admin_api_key or api_key), timing
+    )
     start = time.perf_counter()
     await _wait_health(client, base_url, policy)
     timing.record("health", time.perf_counter() - start)
