@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 from supervisor._cli import main as core_main
 from supervisor.deploy.commands import add_commands
+from supervisor.engines.sglang_traits import SGLANG
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return core_main(argv, extra=[add_commands])
+        return core_main(argv, extra=[add_commands], engines=[SGLANG])
     except BrokenPipeError:  # `serve --dry-run | head`: the reader left; that is not an error
         sys.stderr.close()
         return 0

@@ -43,9 +43,10 @@ from ._config import (
     WarmupPayload,
     WarmupPolicy,
 )
+from ._engine import GENERIC, EngineTraits, choose_engine
 from ._errors import ConfigError, PortInUse, StartupError
 from ._flags import count, env_name, port, seconds, text, url_path
-from ._logs import Redactor
+from ._logs import Redactor, one_line
 from ._metrics import serve_metrics
 from ._rehearsal import rehearse_when_serving
 from ._report import Classifier, unknown_cause
@@ -84,10 +85,20 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: The epilog of every supervising command's --help.
 EXIT_CODES = """exit codes:
   0  stopped on request (SIGTERM/SIGINT; a second one skips the drain), or a peer rank was
+     stopped on request
   1  the server died, stalled or stopped answering after serving, or a peer rank died: recycle
   2  usage or configuration error, or a port is already taken (one line says what to fix)
   3  startup failed: exited early, health timed out, a warmup failed, a stale server answered,
      a rank failed before serving, or a sleep/wake around a snapshot failed"""
+
+
+def _prog() -> str:
+    """How the user called us, for usage lines: the console script or `python -m supervisor`."""
+    return (
+        "sglang-supervisor"
+        if Path(sys.argv[0]).name == "sglang-supervisor"
+        else ("python -m supervisor")
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -134,8 +145,9 @@ def _add_supervision_flags(p: argparse.ArgumentParser, *, port_required: bool) -
     p.add_argument(
         "--stop-timeout",
         type=seconds(zero=True),
-        default=stop.stop_timeout,
-        help="seconds to drain after SIGTERM before SIGKILL of the whole tree",
+        default=None,
+        help="seconds to drain after SIGTERM before SIGKILL of the whole tree (default "
+        f"{stop.stop_timeout:g}, or the engine's own drain budget)",
     )
     p.add_argument(
         "--ready-line", type=text, default=None, help="a log line that makes us probe at once"
@@ -153,10 +165,15 @@ def _add_supervision_flags(p: argparse.ArgumentParser, *, port_required: bool) -
 CommandAdder = Callable[[Any, Callable[..., None]], None]
 
 
-def build_parser(extra: Sequence[CommandAdder] = ()) -> argparse.ArgumentParser:
-    """The `run` command, plus whatever commands the entry point composes in (`extra`)."""
+def build_parser(
+    extra: Sequence[CommandAdder] = (), engines: Sequence[EngineTraits] = ()
+) -> argparse.ArgumentParser:
+    """The `run` command, plus whatever commands the entry point composes in (`extra`).
+
+    `engines` are the engines `run` knows (`--engine`); the core itself knows none.
+    """
     parser = _Parser(
-        prog="sglang-supervisor",
+        prog=_prog(),
         description=textwrap.fill(
             "Supervise one model server (SGLang or any HTTP server): own its whole process tree, "
             "stream its logs, wait for health, warm it up, watch liveness, stop it gracefully, "
@@ -179,6 +196,14 @@ def build_parser(extra: Sequence[CommandAdder] = ()) -> argparse.ArgumentParser:
     add_progress_flags(run)
     add_cluster_flags(run)
     add_snapshot_flags(run)
+    names = ", ".join(e.name for e in engines)
+    run.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", GENERIC.name, *(e.name for e in engines)],
+        help="what the server is: its crash causes, ready line and drain come with it "
+        f"(default auto: recognised from the command{'; known: ' + names if names else ''})",
+    )
     run.add_argument("argv", nargs=argparse.REMAINDER, help="the server's command, after --")
     for add in extra:
         add(sub, _add_supervision_flags)
@@ -227,6 +252,7 @@ def config_from_args(
     phase_markers: Sequence[tuple[str, str]] = (),
     health_path: str = "/health",
     startup_timeout: float | None = None,
+    stop_timeout: float | None = None,
 ) -> SupervisorConfig:
     """One config from the flags; a flag given on the command line wins over a default.
 
@@ -255,7 +281,9 @@ def config_from_args(
             enabled=not args.no_liveness,
         ),
         warmup=WarmupPolicy(payloads=tuple(warmups), fail_startup=not args.warmup_warn_only),
-        stop=StopPolicy(stop_timeout=args.stop_timeout),
+        stop=StopPolicy(
+            stop_timeout=given(args.stop_timeout, given(stop_timeout, StopPolicy().stop_timeout))
+        ),
         logs=LogPolicy(tail_lines=args.tail_lines),
         api_key=api_key,
         ready_line=given(args.ready_line, ready_line),
@@ -346,7 +374,7 @@ async def supervise(
             if exc.tail:
                 sup.say("last lines of the server's log:")
                 for line in exc.tail[-20:]:
-                    sup.say(f"  | {line}")
+                    sup.say(f"  | {one_line(line)}")
             code = EXIT_STARTUP
         except ConfigError as exc:
             config_error = exc  # re-raised outside the group, so it is not wrapped
@@ -362,34 +390,57 @@ async def _serve_metrics(
     await serve_metrics(sup.metrics.registry, port, on_error=sup.say, task_status=task_status)
 
 
-def _run_command(args: argparse.Namespace) -> int:
+def _run_command(args: argparse.Namespace, engines: Sequence[EngineTraits]) -> int:
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
         raise ConfigError("no command given: put the server's command after `--`")
+    engine = choose_engine(argv, engines, args.engine)
     config = config_from_args(
         args,
         LaunchSpec(argv=tuple(argv)),
         warmups=read_warmup_file(args.warmup),
         api_key=read_api_key(args.api_key_env),
+        ready_line=engine.ready_line,
+        phase_markers=engine.phase_markers,
+        stop_timeout=engine.stop_timeout,
     )
+    how = "named by --engine" if args.engine != "auto" else "recognised from the command"
+    if engine is GENERIC:
+        how = "named by --engine" if args.engine != "auto" else "no known engine in the command"
+    print(f"[supervisor] engine: {engine.name} ({how})", flush=True)
     pause = rehearsal_pause_from_args(args)
     return anyio.run(
-        lambda: supervise(config, metrics_port=args.metrics_port, rehearsal_pause_s=pause)
+        lambda: supervise(
+            config,
+            metrics_port=args.metrics_port,
+            classify=engine.classify,
+            rehearsal_pause_s=pause,
+        )
     )
 
 
-def main(argv: Sequence[str] | None = None, *, extra: Sequence[CommandAdder] = ()) -> int:
-    """Parse `argv` and run the chosen command; returns the exit code (see the module docstring)."""
-    parser = build_parser(extra)
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    extra: Sequence[CommandAdder] = (),
+    engines: Sequence[EngineTraits] = (),
+) -> int:
+    """Parse `argv` and run the chosen command; returns the exit code (see the module docstring).
+
+    `engines` are the traits of the engines `run` may recognise (the entry point's to give).
+    """
+    parser = build_parser(extra, engines)
     args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = getattr(args, "handler", _run_command)
+    handler: Callable[[argparse.Namespace], int] = getattr(
+        args, "handler", lambda a: _run_command(a, engines)
+    )
     try:
         return handler(args)
     except ConfigError as exc:
         secrets = [os.environ.get(getattr(args, "api_key_env", None) or "", "")]
-        print(f"sglang-supervisor: error: {Redactor(secrets)(str(exc))}", file=sys.stderr)
+        print(f"{_prog()}: error: {Redactor(secrets)(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:  # a signal before the supervisor's own handler was installed
         return EXIT_STOPPED

@@ -32,7 +32,16 @@ __all__ = [
 
 #: What a warmup answer may be required to contain (`expect` in a payload).
 EXPECTATIONS = frozenset(
-    {"status", "content", "tool_calls", "reasoning_content", "no_reasoning", "text"}
+    {
+        "status",
+        "content",
+        "tool_calls",
+        "reasoning_content",
+        "no_reasoning",
+        "text",
+        "stream",
+        "json",
+    }
 )
 
 
@@ -127,7 +136,9 @@ class WarmupPayload:
 
     `expect` names checks from `EXPECTATIONS`: `status` (any 200), `content`, `tool_calls`,
     `reasoning_content` (each non-empty in the first choice), `no_reasoning` (reasoning empty) and
-    `text` (a legacy completion's non-empty text). `timeout` bounds the whole exchange (connect,
+    `text` (a legacy completion's non-empty text), `stream` (a server-sent event stream of JSON
+    chunks that carries content and ends in `data: [DONE]`) and `json` (the content parses as
+    JSON: JSON mode). `timeout` bounds the whole exchange (connect,
     headers and body) and `max_answer_bytes` the body: a longer answer is a failed warmup, not a
     supervisor that grows without end.
     """

@@ -45,6 +45,7 @@ __all__ = [
     "Redactor",
     "StreamSink",
     "clip",
+    "one_line",
     "pump",
     "unforge",
 ]
@@ -55,6 +56,21 @@ TAIL_LINE_CHARS = 8 << 10  # the most a tail entry keeps of its line
 _UTF8 = ("utf-8", "utf8")
 
 _FORGED = Needle(SUPERVISOR_MARK)
+
+
+#: Every character `str.splitlines()` ends a line at (log viewers split on most of them too).
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_ESCAPE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in LINE_BREAKS})
+_ESCAPE_BREAKS_BUT_NL = str.maketrans({c: repr(c)[1:-1] for c in LINE_BREAKS if c != "\n"})
+
+
+def one_line(text: str) -> str:
+    """`text` with every line break shown escaped (`\\r`, `\\u2028`, ...): it stays one line.
+
+    For the child's text quoted inside one of our lines (the crash report's tail, a startup
+    failure's tail): a tqdm bar's `\\r` must not start a line of our output with the child's text.
+    """
+    return text.translate(_ESCAPE_BREAKS)
 
 
 def unforge(text: str) -> str:
@@ -145,7 +161,10 @@ class StreamSink:
         binary.flush()
 
     def supervisor(self, line: str) -> None:
-        body = unforge(line).replace("\n", f"\n{SUPERVISOR_MARK} ")
+        # Our multi-line messages continue on lines of their own, each marked; any other line
+        # break (a child's `\r` quoted in a message) is shown escaped, never obeyed.
+        body = unforge(line).translate(_ESCAPE_BREAKS_BUT_NL)
+        body = body.replace("\n", f"\n{SUPERVISOR_MARK} ")
         out = self.stream
         out.write(f"{SUPERVISOR_MARK} {body}\n")
         out.flush()
@@ -163,7 +182,8 @@ class LoggingSink:
             self._child.info("%s", line, extra={"stream": stream})
 
     def supervisor(self, line: str) -> None:
-        self._logger.info("%s", line)
+        for part in unforge(line).translate(_ESCAPE_BREAKS_BUT_NL).split("\n"):
+            self._logger.info("%s", part)
 
 
 # ----------------------------------------------------------------------------- the pump

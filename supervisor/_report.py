@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import describe_returncode
-from ._logs import clip
+from ._logs import clip, one_line
 
 __all__ = ["REASONS", "Classifier", "CrashReport", "unknown_cause"]
 
@@ -80,7 +80,7 @@ class CrashReport:
             "CRASH REPORT",
             self.summary(),
             f"last {len(shown)} log lines:",
-            *(f"  | {line}" for line in shown),
+            *(f"  | {one_line(line)}" for line in shown),
             "=" * 72,
         ]
         return "\n".join(out)

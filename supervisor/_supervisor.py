@@ -241,7 +241,6 @@ class Supervisor(Worker):
         observers: list[Callable[[str], None]] = [self.timeline.observe]
         ready = self.config.ready_line
         if ready:
-
             needle = Needle(ready)
 
             def on_ready(text: str) -> None:

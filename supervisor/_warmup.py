@@ -60,6 +60,8 @@ def judge(payload: WarmupPayload, status: int, text: str) -> tuple[bool, str]:
     needs_body = [e for e in payload.expect if e != "status"]
     if not needs_body:
         return True, "HTTP 200"
+    if "stream" in needs_body:
+        return _judge_stream(text)
     try:
         choice = _first_choice(json.loads(text))
     except (ValueError, json.JSONDecodeError) as exc:
@@ -78,11 +80,47 @@ def judge(payload: WarmupPayload, status: int, text: str) -> tuple[bool, str]:
             problems.append("reasoning_content is present although thinking is off")
         elif need == "text" and not str(choice.get("text") or "").strip():
             problems.append("text is empty")
+        elif need == "json" and not _is_json(message.get("content")):
+            problems.append("content is not JSON")
         elif need == "tool_calls":
             problems.extend(_tool_call_problems(message.get("tool_calls")))
     if problems:
         return False, "; ".join(problems)
     return True, "has " + ", ".join(needs_body)
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.loads(value if isinstance(value, str) else "")
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _judge_stream(text: str) -> tuple[bool, str]:
+    """An SSE answer: every `data:` event a JSON chunk (or `[DONE]`, last), some content in them.
+
+    SGLang ends a stream with `data: [DONE]` (srt/entrypoints/openai/serving_chat.py); a stream
+    cut short by a dying server has no such end, which is what this check exists to see.
+    """
+    events = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
+    if not events or events[-1] != "[DONE]":
+        return False, f"stream does not end in data: [DONE] ({len(events)} events)"
+    content = 0
+    for event in events[:-1]:
+        try:
+            chunk = json.loads(event)
+            choice = _first_choice(chunk)
+        except (ValueError, json.JSONDecodeError) as exc:
+            return False, f"unreadable stream chunk: {exc}"
+        delta = choice.get("delta")
+        if isinstance(delta, Mapping) and delta.get("content"):
+            content += 1
+        elif choice.get("text"):
+            content += 1
+    if not content:
+        return False, "stream carried no content"
+    return True, f"streamed {content} content chunks"
 
 
 def _tool_call_problems(calls: Any) -> list[str]:

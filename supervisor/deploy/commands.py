@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import secrets
 import shlex
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -288,6 +290,8 @@ def _serve(args: argparse.Namespace) -> int:
             spec = node.cluster
             print(f"cluster: rank {spec.rank} of {spec.size}; status peers {', '.join(spec.peers)}")
         return 0 if report.ok else EXIT_CONFIG
+    if profile.model_builder and not args.fake:
+        _build_model(profile, launch)
     if not args.skip_preflight:
         report = _preflight_for(args, profile, launch)
         for line in report.render().splitlines():
@@ -336,6 +340,30 @@ def _serve(args: argparse.Namespace) -> int:
             rehearsal_pause_s=rehearsal,
         )
     )
+
+
+def _build_model(profile: Profile, launch: SGLangLaunch) -> None:
+    """Make the profile's model when its directory has none (the tiny CPU model: seconds)."""
+    if os.path.exists(os.path.join(launch.model_path, "config.json")):
+        return
+    print(f"[supervisor] building {profile.name}'s model in {launch.model_path}", flush=True)
+    try:
+        done = subprocess.run(
+            [launch.python, profile.model_builder, launch.model_path],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(
+            f"cannot build {profile.name}'s model with {launch.python}: {exc}"
+        ) from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(
+            f"building {profile.name}'s model with {launch.python} failed: {last} "
+            "(it needs SGLang's environment: run .ci/run, or set SGLANG_PYTHON)"
+        )
 
 
 def _compile(args: argparse.Namespace) -> int:

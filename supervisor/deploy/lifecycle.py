@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from supervisor._config import LivenessPolicy, StopPolicy
 from supervisor._errors import ConfigError, StartupError
+from supervisor._logs import one_line
 from supervisor._report import CrashReport
 from supervisor._snapshot import SnapshotPolicy
 from supervisor._supervisor import Supervisor
@@ -333,7 +334,7 @@ class ServerLifecycle:
         except StartupError as exc:
             # The platform shows this exception as the reason the container failed to start:
             # make it carry the report, not just the first line.
-            tail = "\n".join(f"  | {line}" for line in exc.tail[-30:])
+            tail = "\n".join(f"  | {one_line(line)}" for line in exc.tail[-30:])
             raise type(exc)(
                 f"{exc}\nlast {min(len(exc.tail), 30)} log lines:\n{tail}",
                 returncode=exc.returncode,

@@ -63,7 +63,7 @@ class PreflightReport:
 
 def check_argv_parses(argv: Sequence[str], python: str | None = None) -> Check:
     if not parser_available(python):
-        return Check("argv", "skip", "SGLang is not importable here; set SGLANG_PARSER_PYTHON")
+        return Check("argv", "skip", "SGLang is not importable here; set SGLANG_PYTHON")
     try:
         verdict = check_argv(argv, python=python)
     except (RuntimeError, OSError) as exc:

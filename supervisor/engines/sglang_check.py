@@ -3,9 +3,10 @@
 The check always runs in a child Python, so importing SGLang (torch, its logging setup) never
 touches the supervisor's process. In the serving image that child is this same interpreter, and
 the check takes about 1.5 s against a 15-minute failed cold start. Elsewhere (a laptop, CI's main
-environment) it is another interpreter that has SGLang: `SGLANG_PARSER_PYTHON` or the `python`
-argument, e.g. CI's parse-only virtual environment. The worker is a stdlib-plus-sglang script, so
-that interpreter needs nothing of this project.
+environment) it is another interpreter that has SGLang, found by `find_sglang_python`: the
+`python` argument, `SGLANG_PYTHON` (or the older `SGLANG_PARSER_PYTHON`), the checkout's own
+`.venv-sglang` that `.ci/run` builds, or this interpreter when it has SGLang. The worker is a
+stdlib-plus-sglang script, so that interpreter needs nothing of this project.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ParseVerdict", "check_argv", "parser_available", "sglang_args"]
+__all__ = ["ParseVerdict", "check_argv", "find_sglang_python", "parser_available", "sglang_args"]
 
 WORKER = Path(__file__).with_name("_sglang_parse_worker.py")
 _ENTRYPOINTS = ("sglang.launch_server", "sglang.compile_deep_gemm")
@@ -54,10 +55,28 @@ def sglang_args(argv: Sequence[str]) -> tuple[list[str], bool]:
     return out, compile_step
 
 
+#: The environment `.ci/run` builds beside the checkout (requirements/sglang-0.5.23-engine.txt).
+CHECKOUT_VENV = Path(__file__).resolve().parents[2] / ".venv-sglang" / "bin" / "python"
+
+
+def find_sglang_python(python: str | None = None) -> str | None:
+    """A Python that has SGLang, or None: the argument, the variables, the checkout's venv, us."""
+    for candidate in (
+        python,
+        os.environ.get("SGLANG_PYTHON"),
+        os.environ.get("SGLANG_PARSER_PYTHON"),
+    ):
+        if candidate:
+            return candidate
+    if CHECKOUT_VENV.exists():
+        return str(CHECKOUT_VENV)
+    if importlib.util.find_spec("sglang") is not None:
+        return sys.executable
+    return None
+
+
 def parser_available(python: str | None = None) -> bool:
-    return bool(python or os.environ.get("SGLANG_PARSER_PYTHON")) or (
-        importlib.util.find_spec("sglang") is not None
-    )
+    return find_sglang_python(python) is not None
 
 
 def check_argv(
@@ -65,12 +84,10 @@ def check_argv(
 ) -> ParseVerdict:
     """Every problem SGLang's parser finds in `argv`, at once; raises if no SGLang is available."""
     flags, compile_step = sglang_args(argv)
-    python = python or os.environ.get("SGLANG_PARSER_PYTHON")
-    if python is None and importlib.util.find_spec("sglang") is not None:
-        python = sys.executable
+    python = find_sglang_python(python)
     if python is None:
         raise RuntimeError(
-            "SGLang is not importable here; set SGLANG_PARSER_PYTHON to a Python that has it"
+            "SGLang is not importable here; set SGLANG_PYTHON to a Python that has it"
         )
     done = subprocess.run(
         [python, str(WORKER)],

@@ -53,6 +53,9 @@ class Profile:
     nnodes: int = 1
     snapshot_capable: bool = False
     snapshot_blocker: str = ""  # why not, one line; required when not capable
+    #: A script that makes the model when its directory is empty, run with the launch's Python
+    #: as `PYTHON SCRIPT MODEL_PATH` (the tiny CPU model); empty for weights that are downloaded.
+    model_builder: str = ""
 
     def __post_init__(self) -> None:
         launch = self.launch
@@ -97,11 +100,17 @@ class Profile:
 
 
 def _registry() -> dict[str, Profile]:
-    from . import deepseek_r1, glm51, glm51_2x8xh100, qwen3_8b
+    from . import cpu_tiny, deepseek_r1, glm51, glm51_2x8xh100, qwen3_8b
 
     return {
         p.name: p
-        for p in (glm51.PROFILE, glm51_2x8xh100.PROFILE, deepseek_r1.PROFILE, qwen3_8b.PROFILE)
+        for p in (
+            glm51.PROFILE,
+            glm51_2x8xh100.PROFILE,
+            deepseek_r1.PROFILE,
+            qwen3_8b.PROFILE,
+            cpu_tiny.PROFILE,
+        )
     }
 
 

@@ -164,9 +164,8 @@ class OpenAIRoutes(GenerationRoutes):
                 return "length"
             return "tool_calls" if any("tool_calls" in d for d in made) else "stop"
 
-        def usage(made: list[Any]) -> dict[str, int]:
-            p, c = words(answer["prompt"]), len(made)
-            return {"prompt_tokens": p, "total_tokens": p + c, "completion_tokens": c}
+        def usage(made: list[Any]) -> dict[str, Any]:
+            return usage_of(words(answer["prompt"]), len(made))
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
@@ -217,6 +216,7 @@ class OpenAIRoutes(GenerationRoutes):
                 "model": model,
                 "choices": [choice],
                 "usage": usage(made),
+                "metadata": metadata_of(len(made)),
             },
         )
 
@@ -273,6 +273,27 @@ class OpenAIRoutes(GenerationRoutes):
                 "created": created,
                 "model": model,
                 "choices": [choice],
-                "usage": {"prompt_tokens": p, "total_tokens": p + c, "completion_tokens": c},
+                "usage": usage_of(p, c),
+                "metadata": metadata_of(c),
             },
         )
+
+
+def usage_of(prompt: int, completion: int) -> dict[str, Any]:
+    """0.5.23's `UsageInfo` (srt/entrypoints/openai/protocol.py), as the running engine sends it."""
+    return {
+        "prompt_tokens": prompt,
+        "total_tokens": prompt + completion,
+        "completion_tokens": completion,
+        "prompt_tokens_details": None,
+        "reasoning_tokens": 0,
+        "completion_tokens_details": None,
+    }
+
+
+def metadata_of(completion: int) -> dict[str, Any]:
+    """The `metadata` 0.5.23 adds to a non-streamed answer (seen on the running engine)."""
+    return {
+        "weight_version": "default",
+        "weight_versions": [{"version": "default", "start": 0, "end": completion}],
+    }

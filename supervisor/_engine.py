@@ -1,0 +1,56 @@
+"""The engine seam: what the core may know about a server, handed in by whoever knows it.
+
+The core supervises any HTTP server; an engine room (`supervisor.engines`) knows one engine and
+describes it as `EngineTraits`, a plain value: how to read a crash from its log, the line that
+says it is ready, its startup phases, how long its own drain may take, and how to recognise its
+command line. Entry points pass the known traits to the CLI (`main(engines=...)`), so `run`
+gives an SGLang command SGLang's crash causes and drain timings while the core itself ships no
+SGLang fact. `GENERIC` is what an unrecognised command gets: nothing assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ._errors import ConfigError
+from ._report import Classifier, unknown_cause
+
+__all__ = ["GENERIC", "EngineTraits", "choose_engine"]
+
+
+def _never(argv: Sequence[str]) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class EngineTraits:
+    """One engine's traits. Every field has an engine-neutral default, so a trait is opt-in.
+
+    `stop_timeout` is the drain the engine needs after SIGTERM before the tree is SIGKILLed (None:
+    the core's `StopPolicy` default); `recognizes` says whether an argv starts this engine.
+    """
+
+    name: str
+    classify: Classifier = unknown_cause
+    ready_line: str | None = None
+    phase_markers: tuple[tuple[str, str], ...] = ()
+    stop_timeout: float | None = None
+    recognizes: Callable[[Sequence[str]], bool] = _never
+    description: str = ""
+
+
+GENERIC = EngineTraits("generic", description="any HTTP server: nothing assumed")
+
+
+def choose_engine(
+    argv: Sequence[str], engines: Sequence[EngineTraits], choice: str = "auto"
+) -> EngineTraits:
+    """The traits for `argv`: the named engine, else the first that recognises it, else GENERIC."""
+    if choice == "auto":
+        return next((e for e in engines if e.recognizes(argv)), GENERIC)
+    for engine in (GENERIC, *engines):
+        if engine.name == choice:
+            return engine
+    names = ", ".join(["auto", GENERIC.name, *(e.name for e in engines)])
+    raise ConfigError(f"--engine {choice}: unknown engine; choose one of {names}")

@@ -1,0 +1,95 @@
+"""The same deaths on the real engine and on the fake: the supervisor's outcomes must agree.
+
+Each scenario runs once per engine, black-box through the CLI, and asserts the same outcome on
+both (exit code, the states, the crash report's reason and cause, nothing left behind). The real
+engine is SGLang 0.5.23 on the CPU; where it and the fake disagreed, the fake was fixed, or the
+difference is explained here and in docs/FIDELITY.md. One difference is by construction: the
+fake's scheduler processes do no work (generation runs in the fake's main process), so a
+SIGSTOPped fake scheduler stalls nothing; the fake plays that hang with its `stall` fault.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.engines import build_tiny_model, require_real, start_run, start_serve
+
+pytestmark = [pytest.mark.real_engine, pytest.mark.slow]
+
+ENGINES = ("real", "fake")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_real()
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-gpt2")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_run_classifies_a_sigkilled_scheduler_with_dummy_weights(tiny, engine) -> None:
+    """`run` recognises SGLang's command and names the cause; `--load-format dummy` serves."""
+    served = start_run(engine, tiny, engine_flags=("--load-format", "dummy"))
+    with served.watched:
+        out = served.output()
+        assert "[supervisor] engine: sglang (recognised from the command)" in out
+        schedulers = served.schedulers()
+        assert schedulers, "no scheduler process found"
+        t0 = time.monotonic()
+        os.kill(schedulers[0], signal.SIGKILL)
+        rc, exited = served.watched.wait_exit(90)
+        out = served.output()
+        assert rc == 1, out[-3000:]
+        assert "CRASH REPORT" in out
+        assert "cause=subprocess-crashed" in out, out[-3000:]
+        assert exited - t0 < 60
+        assert served.watched.alive(served.tree_at_serving) == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_stalled_scheduler_with_a_request_waiting_is_recycled(tiny, engine) -> None:
+    flags = ["--stall-window", "20", "--progress-interval", "2"]
+    if engine == "fake":
+        # the fake's schedulers do no work: its stall fault freezes the engine instead
+        flags += ["--fake-arg=--fake-fault=stall", "--fake-arg=--fake-stall-after-requests=1"]
+    served = start_serve(engine, tiny if engine == "real" else None, *flags)
+    with served.watched:
+        if engine == "real":
+            first = served.stream_in_background(max_tokens=4)
+            first.join(60)
+            for pid in served.schedulers():
+                os.kill(pid, signal.SIGSTOP)
+        else:
+            assert served.request("/v1/chat/completions", served.chat())[0] == 200
+        t0 = time.monotonic()
+        waiting = served.stream_in_background(max_tokens=64)  # a request that never progresses
+        rc, exited = served.watched.wait_exit(120)
+        out = served.output()
+        assert rc == 1, out[-3000:]
+        assert "stalled" in out and "CRASH REPORT" in out, out[-3000:]
+        assert exited - t0 < 60, exited - t0
+        assert not waiting.done
+        assert served.watched.alive(served.tree_at_serving, within=5) == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_second_signal_skips_the_drain_and_still_exits_0(tiny, engine) -> None:
+    served = start_serve(engine, tiny if engine == "real" else None)
+    with served.watched:
+        stream = served.stream_in_background(max_tokens=900)
+        assert stream.first.wait(60)
+        t0 = time.monotonic()
+        served.watched.signal(signal.SIGTERM)
+        served.watched.wait_for("received SIGTERM: stopping", 30)
+        served.watched.signal(signal.SIGTERM)
+        rc, exited = served.watched.wait_exit(60)
+        out = served.output()
+        assert rc == 0, out[-3000:]
+        assert "received SIGTERM again: skipping the drain" in out
+        assert exited - t0 < 30
+        assert not stream.done  # cut short: the drain was skipped
+        assert served.watched.alive(served.tree_at_serving, within=5) == []

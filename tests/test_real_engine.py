@@ -1,0 +1,190 @@
+"""The real SGLang 0.5.23 under the supervisor, side by side with the fake that stands in for it.
+
+One real server and one fake are started for the whole module (`serve --profile cpu-tiny`, the
+same flags, a hostile API key), because a real start costs 20-40 s. Every test asks both the
+same question and requires the same answer: where they differ, the real engine is right and the
+fake must be fixed (docs/FIDELITY.md, the "checked against the running engine" column).
+The module ends with the slow ones: both servers left idle for 90 s (no false stall) and a
+SIGTERM with a stream in flight (the stream finishes, exit 0, nothing left).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervisor._progress import (
+    SGLANG_HEARTBEAT_COUNTERS,
+    SGLANG_PROGRESS_COUNTERS,
+    SGLANG_REQUEST_GAUGES,
+    SGLANG_WORK_GAUGES,
+)
+from supervisor._redact import escaped_forms
+from supervisor.engines.sglang import READY_LINE
+from supervisor.profiles import get_profile
+from tests.engines import Served, build_tiny_model, require_real, start_serve, stop
+
+pytestmark = pytest.mark.real_engine
+
+ENGINES = ("real", "fake")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_real()
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-gpt2")
+
+
+@pytest.fixture(scope="module")
+def servers(tiny: Path) -> Iterator[dict[str, Served]]:
+    flags = ("--stall-window", "10", "--progress-interval", "1", "--metrics-port", "0")
+    both = {"real": start_serve("real", tiny, *flags)}
+    try:
+        both["fake"] = start_serve("fake", None, *flags)
+        yield both
+    finally:
+        for served in both.values():
+            served.watched.close()
+
+
+def shape(value: object, depth: int = 3) -> object:
+    """The keys of a JSON value, nested a few levels: what a client (and the supervisor) reads."""
+    if depth == 0:
+        return type(value).__name__
+    if isinstance(value, dict):
+        return {k: shape(v, depth - 1) for k, v in sorted(value.items()) if v is not None}
+    if isinstance(value, list):
+        return [shape(value[0], depth - 1)] if value else []
+    return type(value).__name__
+
+
+def metric_names(body: str) -> set[str]:
+    return {
+        line.split("{")[0].split(" ")[0]
+        for line in body.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_startup_port_closed_while_loading_then_ready_line_then_warm(servers, engine) -> None:
+    out = servers[engine].output()
+    refused = out.index("health probe: connection refused")
+    ready = out.index(READY_LINE)
+    warm = out.index("] state=warm from=starting")
+    assert refused < ready < warm < out.index("] state=serving from=warm")
+    assert "[supervisor] engine:" not in out  # serve knows its engine; only `run` says it
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_profile_warmup_passes_concurrently(servers, engine) -> None:
+    out = servers[engine].output()
+    names = [w.name for w in get_profile("cpu-tiny").warmups]
+    assert {"chat", "stream", "completions", "json-mode"} <= set(names)
+    for name in names:
+        assert f"warmup={name} verdict=ok status=200" in out, out
+    # sent at once: every warmup line comes after the last one was sent, none before warm
+    assert out.index("] state=warm") < min(out.index(f"warmup={n} ") for n in names)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_hostile_key_is_never_printed_in_any_form(servers, engine) -> None:
+    served = servers[engine]
+    # make the engine log requests that carry the key, then read everything printed so far
+    assert served.request("/v1/models")[0] == 200
+    time.sleep(0.5)
+    out = served.output()
+    for form in escaped_forms(served.key):
+        assert form not in out, f"the key leaked as {form!r}"
+    assert "--api-key ***" in out
+
+
+def test_health_models_chat_and_auth_agree(servers) -> None:
+    """Status codes and body shapes of every endpoint the supervisor and its clients call."""
+    answers: dict[str, dict[str, object]] = {}
+    for engine, served in servers.items():
+        chat = served.chat(max_tokens=4)
+        got = {
+            "health": served.request("/health", key=None),
+            "health-wrong-key": served.request("/health", key="wrong"),
+            "models-no-key": served.request("/v1/models", key=None),
+            "models-wrong-key": served.request("/v1/models", key="wrong"),
+            "models": served.request("/v1/models"),
+            "chat": served.request("/v1/chat/completions", chat),
+            "chat-no-key": served.request("/v1/chat/completions", chat, key=None),
+            "completions": served.request(
+                "/v1/completions", {"model": "cpu-tiny", "prompt": "hi", "max_tokens": 4}
+            ),
+            "metrics-no-key": served.request("/metrics", key=None),
+        }
+        answers[engine] = {
+            name: (status, shape(json.loads(body)) if body.startswith("{") else "text")
+            for name, (status, body) in got.items()
+        }
+    real, fake = answers["real"], answers["fake"]
+    assert real["health"][0] == 200 and real["models-no-key"][0] == 401
+    assert real["metrics-no-key"][0] == 200  # exempt from keys by SGLang's design
+    diffs = {name: (real[name], fake[name]) for name in real if real[name] != fake[name]}
+    assert not diffs, f"fake and real disagree (real first): {diffs}"
+
+
+def test_the_metrics_the_progress_watch_reads_exist_in_the_real_engine(servers) -> None:
+    status, body = servers["real"].request("/metrics", key=None)
+    assert status == 200
+    real = metric_names(body)
+    wanted = [
+        s.name
+        for s in (
+            *SGLANG_WORK_GAUGES,
+            *SGLANG_PROGRESS_COUNTERS,
+            *SGLANG_REQUEST_GAUGES,
+            *SGLANG_HEARTBEAT_COUNTERS,
+        )
+    ]
+    # forward_execution_seconds_total exists only with SGLANG_ENABLE_METRICS_DEVICE_TIMER (GPU)
+    missing = [n for n in wanted if n not in real and n != "sglang:forward_execution_seconds_total"]
+    assert not missing, f"the real engine has no {missing}"
+    _, fake_body = servers["fake"].request("/metrics", key=None)
+    fake = metric_names(fake_body)
+    assert [n for n in wanted if n in real and n not in fake] == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pause_then_continue_generation(servers, engine) -> None:
+    served = servers[engine]
+    status, body = served.request("/pause_generation", {})
+    assert status == 200 and json.loads(body)["status"] == "ok", body
+    status, body = served.request("/continue_generation", {})
+    assert status == 200 and json.loads(body)["status"] == "ok", body
+    status, body = served.request("/v1/chat/completions", served.chat())
+    assert status == 200, body
+
+
+@pytest.mark.slow
+def test_idle_servers_are_left_alone_for_90_seconds(servers) -> None:
+    """Progress scraped every second with a 10 s window: an idle server is never a stall."""
+    before = {e: s.output().count("\n") for e, s in servers.items()}
+    time.sleep(90)
+    for engine, served in servers.items():
+        assert served.watched.popen.poll() is None, f"{engine} exited while idle"
+        new = served.output().split("\n")[before[engine] :]
+        ours = [line for line in new if line.startswith("[supervisor]")]
+        assert not [line for line in ours if "stall" in line or "state=" in line], ours
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sigterm_with_a_stream_in_flight_finishes_it_and_leaves_nothing(servers, engine) -> None:
+    served = servers[engine]
+    stream = served.stream_in_background(max_tokens=300)
+    assert stream.first.wait(60) and stream.error is None
+    rc, took = stop(served)
+    stream.join(60)
+    assert stream.error is None and stream.done, (stream.error, stream.events[-3:])
+    assert rc == 0, served.output()[-3000:]
+    assert "state=stopping" in served.output()
+    assert served.watched.alive(served.tree_at_serving) == []
+    assert took < 60, took
