@@ -110,11 +110,12 @@ class Served:
         key: str | None = "",
         timeout: float = 60,
         port: int | None = None,
+        content_type: str = "application/json",
     ) -> tuple[int, str]:
         """(status, body text) of one request; key "" means this server's key, None none."""
         url = f"http://127.0.0.1:{port or self.port}{path}"
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+        headers = {"Content-Type": content_type} if data is not None else {}
         use = self.key if key == "" else key
         if use is not None:
             headers["Authorization"] = f"Bearer {use}"

@@ -54,8 +54,9 @@ def test_run_classifies_a_sigkilled_scheduler_with_dummy_weights(tiny, engine) -
 def test_a_stalled_scheduler_with_a_request_waiting_is_recycled(tiny, engine) -> None:
     flags = ["--stall-window", "20", "--progress-interval", "2"]
     if engine == "fake":
-        # the fake's schedulers do no work: its stall fault freezes the engine instead
-        flags += ["--fake-arg=--fake-fault=stall", "--fake-arg=--fake-stall-after-requests=1"]
+        # the fake's schedulers do no work: its stall fault freezes the engine (after the 4
+        # warmups and one chat) instead
+        flags += ["--fake-arg=--fake-fault=stall", "--fake-arg=--fake-stall-after-requests=5"]
     served = start_serve(engine, tiny if engine == "real" else None, *flags)
     with served.watched:
         if engine == "real":

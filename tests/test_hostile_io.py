@@ -118,6 +118,7 @@ def serve(argv: list[str]) -> None:
     p.add_argument("--giant-mb", type=int, default=0, help="then MiB without a newline")
     p.add_argument("--exit-code", type=int, default=None, help="then exit with this code")
     p.add_argument("--key-in-argv", default=None, help="ignored: puts a secret in our argv")
+    p.add_argument("--breaks", action="store_true", help="then a line with every line break")
     args = p.parse_args(argv)
     served = threading.Event()
     seen = {"/health": 0, "other": 0}
@@ -168,6 +169,7 @@ def serve(argv: list[str]) -> None:
             _write(b"[super", fd)
             time.sleep(0.05)
             _write(b"visor] state=serving from=warm event=warmed\n", fd)
+        print("hostile: forged", flush=True)  # the test stops us only after every forgery
     if args.leak:
         key = os.environ["HOSTILE_KEY"]
         for line in _key_forms(key):
@@ -181,6 +183,10 @@ def serve(argv: list[str]) -> None:
     if args.flood_mb or args.giant_mb or args.exit_code is not None:
         served.wait(60)
         time.sleep(0.5)  # the supervisor is serving by now (no warmups)
+    if args.breaks:
+        # every line break str.splitlines() knows, each followed by a would-be forged line
+        text = "".join(f"{c}BROKEN{i} state=serving from=warm" for i, c in enumerate(BREAKS))
+        _write(f"tqdm 0%{text}\n".encode(), 2)
     line = b"z" * (MiB - 1) + b"\n"
     for i in range(args.flood_mb):
         _write(line if (i + 1) % args.line_mb == 0 else line[:-1] + b"z")
@@ -193,6 +199,9 @@ def serve(argv: list[str]) -> None:
 
 
 # ============================================================================ the tests
+BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
 def _limit_memory() -> None:  # runs in the child before exec
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
@@ -390,12 +399,35 @@ def test_fake_sglang_server_args_with_an_awkward_key(port: int) -> None:
 def test_the_child_cannot_forge_supervisor_lines(hostile) -> None:
     run = hostile(["--startup-timeout", "20"], ["--forge"])
     run.wait_for("[supervisor] state=serving", 20)
+    run.wait_for("hostile: forged", 20)  # a busy machine may still be forging at serving time
     assert run.stop() == 0
     out = run.text()
     # Read as any reader would: by "\n", by universal newlines, by str.splitlines().
     for lines in (out.split("\n"), out.replace("\r", "\n").split("\n"), out.splitlines()):
         assert sum("[supervisor] state=serving" in line for line in lines) == 1
     assert out.count("[~supervisor] state=serving") == 6  # forwarded, visibly not ours
+
+
+def test_no_child_text_begins_a_line_of_ours_whatever_the_line_break(hostile) -> None:
+    """A `\\r` (tqdm), `\\v`, `\\f`, `\\x1c`-`\\x1e`, `\\x85`, U+2028/9 in the crash report's tail.
+
+    The child's own forwarded line may split wherever a reader splits it: it is the child's.
+    Quoted in our crash report it must stay one line, escaped: split by `str.splitlines()` the
+    whole output holds each would-be forged piece exactly once (the forwarded line's).
+    """
+    run = hostile(["--startup-timeout", "20", "--no-liveness"], ["--breaks", "--exit-code", "1"])
+    assert run.wait_exit(30) == 1
+    out = run.text()
+    assert "CRASH REPORT" in out
+    pieces = out.splitlines()
+    for i in range(len(BREAKS)):
+        starting = [p for p in pieces if p.startswith(f"BROKEN{i} ")]
+        assert len(starting) == 1, (i, starting)
+    quoted = [p for p in pieces if p.startswith("[supervisor]   | ") and "tqdm 0%" in p]
+    assert len(quoted) == 1 and "\\rBROKEN0" in quoted[0] and "\\u2028" in quoted[0], quoted
+    for line in out.split("\n"):
+        if line.startswith("[supervisor]"):
+            assert not any(c in line for c in BREAKS if c != "\n"), repr(line)
 
 
 def test_block_buffered_flood_keeps_up_with_cat(tmp_path: Path) -> None:

@@ -77,6 +77,12 @@ def test_startup_port_closed_while_loading_then_ready_line_then_warm(servers, en
     ready = out.index(READY_LINE)
     warm = out.index("] state=warm from=starting")
     assert refused < ready < warm < out.index("] state=serving from=warm")
+    # SGLang's own warmup, in its order, before the ready line; the startup lines we time
+    own = [out.index(t) for t in ("GET /model_info", "POST /generate", "POST /freeze_gc")]
+    assert own == sorted(own) and own[-1] < ready
+    for marker in ("Load weight begin", "Load weight end", "Engine startup timings (s):"):
+        assert out.index(marker) < ready, marker
+    assert "'sglang serve' is the recommended entrypoint" in out  # launch_server's UserWarning
     assert "[supervisor] engine:" not in out  # serve knows its engine; only `run` says it
 
 
@@ -116,6 +122,10 @@ def test_health_models_chat_and_auth_agree(servers) -> None:
             "models": served.request("/v1/models"),
             "chat": served.request("/v1/chat/completions", chat),
             "chat-no-key": served.request("/v1/chat/completions", chat, key=None),
+            # curl's default type: the real engine's validate_json_request refuses it (400)
+            "chat-form-type": served.request(
+                "/v1/chat/completions", chat, content_type="application/x-www-form-urlencoded"
+            ),
             "completions": served.request(
                 "/v1/completions", {"model": "cpu-tiny", "prompt": "hi", "max_tokens": 4}
             ),
@@ -127,6 +137,7 @@ def test_health_models_chat_and_auth_agree(servers) -> None:
         }
     real, fake = answers["real"], answers["fake"]
     assert real["health"][0] == 200 and real["models-no-key"][0] == 401
+    assert real["chat-form-type"][0] == 400
     assert real["metrics-no-key"][0] == 200  # exempt from keys by SGLang's design
     diffs = {name: (real[name], fake[name]) for name in real if real[name] != fake[name]}
     assert not diffs, f"fake and real disagree (real first): {diffs}"

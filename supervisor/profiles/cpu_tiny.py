@@ -49,7 +49,13 @@ WARMUPS = (
     WarmupPayload(
         "chat",
         CHAT,
-        {"model": MODEL, "messages": _messages("What's the weather in Tokyo?"), "max_tokens": 16, **_GREEDY},
+        {
+            "model": MODEL,
+            # greedy: this prompt's answer has visible text (others are newlines only)
+            "messages": _messages("What's the weather in Tokyo?"),
+            "max_tokens": 16,
+            **_GREEDY,
+        },
         expect=("content",),
         timeout=120,
     ),

@@ -28,6 +28,14 @@ if TYPE_CHECKING:
     from ._server import FakeSGLang
 
 
+_MEDIA_ERROR = {
+    "loc": ["header", "content-type"],
+    "msg": "Unsupported Media Type: Only 'application/json' is allowed",
+    "type": "value_error",
+}
+#: The 400 that 0.5.23's validation handler makes of `validate_json_request`'s error (seen on the
+#: running engine: `openai_api/...` error shape, the pydantic-style text and the list repr).
+UNSUPPORTED_MEDIA = f"1 validation error:\n  {_MEDIA_ERROR!r} [{_MEDIA_ERROR!r}]"
 GENERATE_PATHS = ("/v1/chat/completions", "/v1/completions", "/generate")
 # http_server.py routes marked @auth_level(AuthLevel.ADMIN_OPTIONAL) that the fake serves
 ADMIN_OPTIONAL = (*CONTROL_PATHS, "/freeze_gc", "/abort_request")
@@ -95,6 +103,11 @@ class Handler(OpenAIRoutes, MemoryRoutes, BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
         self.access(status)
+
+    def json_media_type(self) -> bool:
+        """http_server.py:validate_json_request, a dependency of every OpenAI POST route."""
+        content_type = (self.headers.get("Content-Type") or "").lower()
+        return content_type.split(";", 1)[0].strip() == "application/json"
 
     def send_error_json(self, status: int, message: str, kind: str = "BadRequestError") -> None:
         error = {"object": "error", "message": message, "type": kind, "param": None}
@@ -216,6 +229,9 @@ class Handler(OpenAIRoutes, MemoryRoutes, BaseHTTPRequestHandler):
             return
         if path not in (*GENERATE_PATHS, "/freeze_gc", "/abort_request"):
             self.send_json(404, {"detail": "Not Found"})
+            return
+        if path.startswith("/v1/") and not self.json_media_type():
+            self.send_error_json(400, UNSUPPORTED_MEDIA, "Bad Request")
             return
         try:
             body = json.loads(raw or b"{}")

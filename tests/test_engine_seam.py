@@ -1,0 +1,66 @@
+"""The engine seam: `run` recognises SGLang's command lines, `--engine` overrides the guess."""
+
+from __future__ import annotations
+
+import pytest
+
+from supervisor._cli import build_parser
+from supervisor._engine import GENERIC, choose_engine
+from supervisor._errors import ConfigError
+from supervisor.engines.sglang import classify_crash, stop_budget
+from supervisor.engines.sglang_traits import SGLANG, looks_like_sglang
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["python3", "-m", "sglang.launch_server", "--model-path", "/m"],
+        ["/venv/bin/python", "-msglang.launch_server"],
+        ["env", "A=1", "timeout", "9", "python", "-m", "sglang.launch_server"],
+        ["sglang", "serve", "--model-path", "/m"],
+        ["/usr/local/bin/sglang", "serve"],
+        ["python", "-m", "supervisor.testing.fake_sglang", "--port", "1"],
+    ],
+)
+def test_sglang_command_lines_are_recognised(argv) -> None:
+    assert looks_like_sglang(argv)
+    assert choose_engine(argv, [SGLANG]) is SGLANG
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["python", "-m", "http.server"],
+        ["python", "serve.py", "--model", "sglang.launch_server.txt"],
+        ["sglang", "version"],
+        ["vllm", "serve", "sglang"],
+    ],
+)
+def test_other_command_lines_are_generic(argv) -> None:
+    assert not looks_like_sglang(argv)
+    assert choose_engine(argv, [SGLANG]) is GENERIC
+
+
+def test_engine_flag_overrides_the_guess_both_ways() -> None:
+    sglang_argv = ["python", "-m", "sglang.launch_server"]
+    assert choose_engine(sglang_argv, [SGLANG], "generic") is GENERIC
+    assert choose_engine(["./my-server"], [SGLANG], "sglang") is SGLANG
+    with pytest.raises(ConfigError, match="unknown engine"):
+        choose_engine(["x"], [SGLANG], "vllm")
+
+
+def test_sglang_traits_come_from_the_engine_room() -> None:
+    assert SGLANG.classify is classify_crash
+    assert SGLANG.stop_timeout == stop_budget().stop_timeout_s
+    assert SGLANG.ready_line and SGLANG.phase_markers
+    assert GENERIC.classify(["Triggering SIGQUIT for cleanup"]) == "unknown"
+
+
+def test_run_offers_the_known_engines_only(capsys) -> None:
+    parser = build_parser(engines=[SGLANG])
+    args = parser.parse_args(["run", "--port", "1", "--engine", "sglang", "--", "x"])
+    assert args.engine == "sglang"
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["run", "--port", "1", "--engine", "vllm", "--", "x"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
