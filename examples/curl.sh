@@ -22,7 +22,8 @@ echo "== streaming (server-sent events)"
 curl -sS -N "$BASE/v1/chat/completions" \
   -H "Authorization: Bearer $KEY" \
   -H "Content-Type: application/json" \
-  -d "{\"model\": \"$MODEL\", \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}" | tail -n 2
+  -d "{\"model\": \"$MODEL\", \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}" \
+  | grep '^data:' | sed -n '1,3p;$p'  # the first chunks (role, then content) and the end
 echo "== models"
 curl -sS "$BASE/v1/models" -H "Authorization: Bearer $KEY"
 echo

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -134,40 +135,65 @@ class StreamSink:
     The child's lines pass as they are (SGLang's own format; the pump has already rewritten any
     `[supervisor]` in them). Every line of ours starts with `[supervisor] `, a message of several
     lines included, so `grep '^\\[supervisor\\]'` finds ours and only ours.
+
+    A reader that goes away (`... | head -2`) must not take a serving replica down: the first
+    `BrokenPipeError` points the stream's descriptor at /dev/null (so no later write, nor the
+    interpreter's last flush, fails again) and output is dropped from then on. The child's pipes
+    are still drained; only the copy to the gone reader stops.
     """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
+        self.broken = False
 
     @property
     def stream(self) -> TextIO:
         return self._stream if self._stream is not None else sys.stdout
 
-    def child(self, stream: str, text: str) -> None:
+    def _lost_reader(self, out: TextIO) -> None:
+        self.broken = True
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, out.fileno())
+            os.close(null)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a file (a StringIO): dropping writes is enough
+
+    def _write(self, text: str) -> None:
+        if self.broken:
+            return
         out = self.stream
-        out.write(text)
-        out.flush()
+        try:
+            out.write(text)
+            out.flush()
+        except BrokenPipeError:
+            self._lost_reader(out)
+
+    def child(self, stream: str, text: str) -> None:
+        self._write(text)
 
     def child_raw(self, stream: str, data: bytes | memoryview) -> None:
         """The same lines as UTF-8 bytes: written past the text layer, saving an encoding pass."""
+        if self.broken:
+            return
         out = self.stream
         binary = getattr(out, "buffer", None)
         if binary is None or (getattr(out, "encoding", "") or "").lower() not in _UTF8:
-            out.write(str(data, "utf-8"))
-            out.flush()
+            self._write(str(data, "utf-8"))
             return
-        out.flush()  # our own lines, written as text, go first
-        binary.write(data)
-        binary.flush()
+        try:
+            out.flush()  # our own lines, written as text, go first
+            binary.write(data)
+            binary.flush()
+        except BrokenPipeError:
+            self._lost_reader(out)
 
     def supervisor(self, line: str) -> None:
         # Our multi-line messages continue on lines of their own, each marked; any other line
         # break (a child's `\r` quoted in a message) is shown escaped, never obeyed.
         body = unforge(line).translate(_ESCAPE_BREAKS_BUT_NL)
         body = body.replace("\n", f"\n{SUPERVISOR_MARK} ")
-        out = self.stream
-        out.write(f"{SUPERVISOR_MARK} {body}\n")
-        out.flush()
+        self._write(f"{SUPERVISOR_MARK} {body}\n")
 
 
 class LoggingSink:

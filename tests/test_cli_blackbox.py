@@ -460,7 +460,7 @@ def test_a_stale_server_on_the_port_is_refused_before_spawning(port: int) -> Non
         rc, _ = w.wait_exit(20)
     assert rc == 2, w.output()
     assert w.output().strip().splitlines()[-1] == (
-        f"sglang-supervisor: error: port {port} on 127.0.0.1 is already in use (a stale "
+        f"python -m supervisor: error: port {port} on 127.0.0.1 is already in use (a stale "
         "server?): stop it or choose another port"
     )
     assert "spawned" not in w.output() and "state=warm" not in w.output()
@@ -493,7 +493,7 @@ def test_a_taken_metrics_port_is_one_line_exit_2(port: int) -> None:
         rc, _ = w.wait_exit(20)
     assert rc == 2
     assert w.output().strip().splitlines() == [
-        f"sglang-supervisor: error: --metrics-port {mport}: cannot listen (Address already in use)"
+        f"python -m supervisor: error: --metrics-port {mport}: cannot listen (Address already in use)"
     ]
 
 
@@ -637,7 +637,7 @@ DEMO_FAST = [
 
 
 def demo_key(w: Watched) -> str:
-    line = next(line for _, line in w.lines if "shown once" in line)
+    line = next(line for _, line in w.lines if line.startswith("export OPENAI_BASE_URL="))
     return line.split("OPENAI_API_KEY=")[1].split()[0]
 
 
@@ -653,6 +653,13 @@ def test_demo_runs_with_a_key_shown_once_and_refuses_requests_without_it(port: i
         assert w.wait_exit(30)[0] == 0
         assert w.output().count(key) == 1, "the demo key must be shown once, then redacted"
         assert "--api-key ***" in w.output()
+        # the printed line pastes into a shell as it is
+        export = next(line for _, line in w.lines if line.startswith("export OPENAI_BASE_URL="))
+        echo = 'printf "%s %s" "$OPENAI_BASE_URL" "$OPENAI_API_KEY"'
+        pasted = subprocess.run(
+            ["bash", "-c", f"{export}\n{echo}"], capture_output=True, text=True, timeout=10
+        )
+        assert pasted.returncode == 0 and pasted.stdout == f"{base}/v1 {key}", pasted
 
 
 def test_demo_restarts_at_once_on_the_port_it_just_left(port: int) -> None:
@@ -715,3 +722,26 @@ def test_serve_adds_the_warmup_file_to_the_profiles_set(port: int, tmp_path: Pat
         assert len(verdicts) >= 2, "the profile's own payloads must still run"
         w.signal()
         assert w.wait_exit(30)[0] == 0
+
+
+def test_a_reader_that_goes_away_does_not_take_the_server_down(port: int) -> None:
+    """`... | head -2`: the pipe breaks; the supervisor keeps serving and still exits 0 on SIGTERM."""
+    proc = cli("run", "--port", str(port), "--no-liveness", "--", *fake_argv(port, *FAST))
+    assert proc.stdout is not None
+    for _ in range(2):
+        proc.stdout.readline()
+    proc.stdout.close()  # the reader is gone: every later write of the supervisor gets EPIPE
+    deadline = time.monotonic() + 30
+    served = 0
+    while time.monotonic() < deadline and served < 5:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                served += 1  # each request makes the fake log a line: a write into the gone pipe
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    assert served == 5
+    time.sleep(1)
+    assert proc.poll() is None, f"the supervisor died with {proc.returncode}"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0

@@ -758,5 +758,5 @@ def test_compile_of_a_profile_without_deepgemm_is_a_one_line_usage_error() -> No
     )
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "sglang-supervisor: error: profile qwen3-8b does not use DeepGEMM: nothing to compile"
+        "python -m supervisor: error: profile qwen3-8b does not use DeepGEMM: nothing to compile"
     )

@@ -170,7 +170,12 @@ def add_commands(sub: Any, add_supervision_flags: Callable[..., None]) -> None:
     add_supervision_flags(serve, port_required=False)
     add_progress_flags(serve)
     add_snapshot_flags(serve)
-    serve.add_argument("--dry-run", action="store_true", help="print argv, env, preflight; exit")
+    serve.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print argv, env and the preflight, then exit 0 (a failed preflight is shown, "
+        "not an error; exit 2 only when the command itself cannot be built)",
+    )
     serve.add_argument("--skip-preflight", action="store_true")
     serve.set_defaults(handler=_serve)
 
@@ -255,6 +260,7 @@ def _preflight_for(
         dg_cache=real and profile.uses_deepgemm,
         marker=marker,
         parser_python=args.sglang_python,
+        argv_optional=not real,
     )
 
 
@@ -289,7 +295,9 @@ def _serve(args: argparse.Namespace) -> int:
         if node.cluster is not None:
             spec = node.cluster
             print(f"cluster: rank {spec.rank} of {spec.size}; status peers {', '.join(spec.peers)}")
-        return 0 if report.ok else EXIT_CONFIG
+        if not report.ok:
+            print("dry run: serve would stop here with exit 2 (the failed checks above)")
+        return 0  # the command was built and shown: the dry run did its job
     if profile.model_builder and not args.fake:
         _build_model(profile, launch)
     if not args.skip_preflight:
@@ -320,10 +328,12 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         if not args.api_key_env:
-            # The one place the key is shown: every other line of output is redacted.
+            # The one place the key is shown: every other line of output is redacted. The
+            # export is a line of its own, quoted, so it pastes into a shell as it is.
+            print("[supervisor] demo: the API key of this run, shown once; paste:", flush=True)
             print(
-                "[supervisor] demo: this run's API key, shown once: "
-                f"export OPENAI_BASE_URL={base} OPENAI_API_KEY={api_key}",
+                f"export OPENAI_BASE_URL={shlex.quote(base)} "
+                f"OPENAI_API_KEY={shlex.quote(api_key or '')}",
                 flush=True,
             )
     rehearsal = rehearsal_pause_from_args(args)

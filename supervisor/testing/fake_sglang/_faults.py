@@ -32,7 +32,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ._logs import log
+from ._logs import FAKE_SITE, log
 
 FAULTS = (
     "crash-loading",
@@ -51,7 +51,7 @@ FAULTS = (
     "garbage-after-resume",
 )
 
-_SITE = "/usr/local/lib/python3.12/dist-packages"
+_SITE = FAKE_SITE
 _SCHEDULER_TOP = (
     "Scheduler hit an exception: Traceback (most recent call last):",
     f'  File "{_SITE}/sglang/srt/managers/scheduler.py", line 6368, in run_scheduler_process',
@@ -150,8 +150,7 @@ CRASH_LOADING_LINES = (
 # it SIGQUITs the server, whose running-phase handler then logs its own line and kills the tree.
 CRASH_AFTER_SERVING_LINES = (
     "Scheduler hit an exception: Traceback (most recent call last):",
-    '  File "/usr/local/lib/python3.12/dist-packages/sglang/srt/managers/scheduler.py", '
-    "line 6367, in run_scheduler_process",
+    f'  File "{_SITE}/sglang/srt/managers/scheduler.py", line 6367, in run_scheduler_process',
     "    scheduler.run_event_loop()",
     "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.",
 )

@@ -17,9 +17,12 @@ _log_lock = threading.Lock()
 
 # srt/entrypoints/http_server.py:_wait_and_warmup
 READY_LINE = "The server is fired up and ready to roll!"
+#: Where the fake says SGLang's files are, in warnings and tracebacks: SGLang's texts, at a place
+#: that is plainly the fake's (a real path would be a made-up one on this machine).
+FAKE_SITE = "<fake-sglang>/site-packages"
 # sglang/launch_server.py:__main__, through `warnings.warn` (so no timestamp, on stderr)
 PYTHON_M_WARNING = (
-    "/usr/local/lib/python3.12/dist-packages/sglang/launch_server.py:71: UserWarning: "
+    f"{FAKE_SITE}/sglang/launch_server.py:71: UserWarning: "
     "'python -m sglang.launch_server' is still supported, but 'sglang serve' is the recommended "
     "entrypoint.\n  Example: sglang serve --model-path <model> [options]\n  warnings.warn("
 )
