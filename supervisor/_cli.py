@@ -300,8 +300,11 @@ async def supervise(
     metrics_port: int | None = None,
     classify: Classifier = unknown_cause,
     rehearsal_pause_s: float | None = None,
+    announce: str | None = None,
 ) -> int:
     """Run one supervisor under this process's signals; return the exit code.
+
+    `announce` is said once the settings are known good, just before the server starts.
 
     Owns SIGINT and SIGTERM for good: once the supervisor is done they stay ignored, so a late
     signal cannot turn a clean ending into a death by signal. Meant for a process's main thread.
@@ -366,6 +369,8 @@ async def supervise(
                         f"--metrics-port {metrics_port}: cannot listen ({exc.strerror or exc})"
                     ) from None
                 sup.say(f"supervisor metrics on http://127.0.0.1:{bound}/metrics")
+            if announce:
+                sup.say(announce)
             outcome = await sup.run()
             code = EXIT_DIED if outcome.kind is OutcomeKind.DIED else EXIT_STOPPED
         except StartupError as exc:
@@ -409,7 +414,6 @@ def _run_command(args: argparse.Namespace, engines: Sequence[EngineTraits]) -> i
     how = "named by --engine" if args.engine != "auto" else "recognised from the command"
     if engine is GENERIC:
         how = "named by --engine" if args.engine != "auto" else "no known engine in the command"
-    print(f"[supervisor] engine: {engine.name} ({how})", flush=True)
     pause = rehearsal_pause_from_args(args)
     return anyio.run(
         lambda: supervise(
@@ -417,6 +421,7 @@ def _run_command(args: argparse.Namespace, engines: Sequence[EngineTraits]) -> i
             metrics_port=args.metrics_port,
             classify=engine.classify,
             rehearsal_pause_s=pause,
+            announce=f"engine: {engine.name} ({how})",
         )
     )
 

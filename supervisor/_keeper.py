@@ -15,7 +15,18 @@ It exists for three promises that the supervisor's own process cannot keep:
 - **Reaping is complete and steals nothing.** Every zombie below it is its own child, so a blanket
   `waitpid(-1)` is right here, and only here.
 
-Protocol, one line each on STATUS_FD: `spawned PID`, or `error ERRNO MESSAGE` and exit; later
+Where the kernel refuses PR_SET_CHILD_SUBREAPER (gVisor's older releases: `prctl` fails, and an
+orphan goes to the sandbox's init instead of us), the keeper holds the tree in a PID namespace of
+its own instead: it unshares CLONE_NEWPID and forks an inner keeper, pid 1 of the new namespace,
+which runs everything below. Every orphan of the tree then comes to the inner keeper (the init of
+its namespace), which reaps it, and when the inner keeper dies the kernel kills every process in
+the namespace, so even a daemon that double-forked and called `setsid()` cannot outlive it. The
+inner keeper announces itself (`keeper PID`, its pid as /proc names it) before `spawned`; the
+outer one only waits for it. Without CAP_SYS_ADMIN neither works, and the promise ends there:
+such a daemon escapes (docs/DESIGN.md, "gVisor").
+
+Protocol, one line each on STATUS_FD: optionally `keeper PID` (an inner keeper, above), then
+`spawned PID` (pids as the supervisor's /proc names them), or `error ERRNO MESSAGE` and exit; later
 `exited RC` once the main process is reaped (RC as `Popen.returncode`: negative for a signal).
 Nothing is ever written on CTL_FD; its end of file means "kill everything below you and leave".
 The keeper ignores SIGTERM, SIGINT and SIGHUP (a signal to a process group must not orphan the
@@ -34,6 +45,10 @@ import time
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_CLONE_NEWPID = 0x20000000
+#: `1`: hold the tree in a PID namespace even where the subreaper works (tests; a kernel that
+#: accepts PR_SET_CHILD_SUBREAPER without honouring it).
+PIDNS_ENV = "SGLANG_SUPERVISOR_PID_NAMESPACE"
 _TICK_S = 1.0  # the parent check's period; the control pipe and signals wake us sooner
 _KILL_DEADLINE_S = 10.0  # a process stuck in uninterruptible sleep is left after this
 
@@ -44,6 +59,23 @@ def _prctl(option: int, value: int) -> bool:
         return bool(libc.prctl(option, value, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
+
+
+def _unshare_pid_namespace() -> bool:
+    """Make our next child pid 1 of a new PID namespace (needs CAP_SYS_ADMIN)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.unshare(_CLONE_NEWPID) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _proc_pid() -> int:
+    """Our pid as /proc names it: /proc is mounted for the outer namespace, getpid() is ours."""
+    try:
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return os.getpid()
 
 
 def _below(me: int) -> list[tuple[int, bool]]:
@@ -71,13 +103,23 @@ def _below(me: int) -> list[tuple[int, bool]]:
     return found
 
 
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("ascii", "replace")
+        return int(raw[raw.rfind(")") + 2 :].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class Keeper:
     def __init__(self, ctl: int, status: int, parent: int) -> None:
         self.ctl, self.status, self.parent = ctl, status, parent
         self.me = os.getpid()
-        self.main_pid = 0
+        self.main_pid = 0  # as waitpid names it (inside the namespace, when there is one)
         self.main_reported = False
         self.proc = os.path.isdir("/proc/self")
+        self.inner = False  # pid 1 of a PID namespace of our own
 
     def say(self, line: str) -> None:
         try:
@@ -86,7 +128,47 @@ class Keeper:
             pass  # the supervisor is gone; the control pipe will say so
 
     def orphaned(self) -> bool:
-        return os.getppid() != self.parent
+        # An inner keeper's parent is outside its namespace (getppid() is 0 there): its
+        # PDEATHSIG (SIGKILL) and the control pipe stand for this check.
+        return not self.inner and os.getppid() != self.parent
+
+    def enter_namespace(self) -> bool:
+        """Fork the inner keeper into the new namespace. True in it; False in the outer keeper,
+        once the inner one has ended (the outer only waits: it holds nothing else)."""
+        try:
+            inner = os.fork()
+        except OSError:
+            return True  # no namespace after all: go on as a plain keeper
+        if inner == 0:
+            self.inner = True
+            self.me = _proc_pid()
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            self.say(f"keeper {self.me}")
+            return True
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)  # the supervisor's pipes end with the tree, not with us
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        while True:
+            try:
+                os.waitpid(inner, 0)
+                return False
+            except ChildProcessError:
+                return False
+            except InterruptedError:
+                continue
+
+    def _pid_of_child(self, inner_pid: int) -> int:
+        """A child's pid as /proc (the supervisor's view) names it; ours differs in a namespace."""
+        if not self.inner:
+            return inner_pid
+        for _ in range(200):
+            kids = [pid for pid, _zombie in _below(self.me) if _ppid(pid) == self.me]
+            if kids:
+                return kids[0]
+            time.sleep(0.005)
+        return inner_pid
 
     def reap(self) -> None:
         while True:
@@ -102,6 +184,21 @@ class Keeper:
 
     def kill_all(self) -> None:
         deadline = time.monotonic() + _KILL_DEADLINE_S
+        if self.inner:
+            # Pids inside the namespace are not /proc's: kill(-1) from its init reaches every
+            # other process of the namespace, however it left the tree.
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except OSError:
+                    pass
+                self.reap()
+                try:  # any child left? (looked at, not reaped)
+                    os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                except ChildProcessError:
+                    return  # nothing left in the namespace
+                time.sleep(0.01)
+            return
         while time.monotonic() < deadline:
             self.reap()
             if self.proc:
@@ -133,16 +230,22 @@ class Keeper:
         self.main_pid = child.pid
         # Our waitpid(-1) reaps it; a returncode keeps Popen from ever waiting on it too.
         child.returncode = 0
+        seen_as = self._pid_of_child(child.pid)
         # Let go of the server's output pipes: the supervisor learns that the tree is done
         # writing when the last writer closes them, and the keeper writes nothing there.
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.close(null)
-        self.say(f"spawned {child.pid}")
+        self.say(f"spawned {seen_as}")
         return True
 
     def run(self, argv: list[str]) -> None:
+        forced = os.environ.get(PIDNS_ENV) == "1"
+        subreaper = not forced and _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        if not subreaper and self.proc and _unshare_pid_namespace():
+            if not self.enter_namespace():
+                return  # the outer keeper: the inner one and its whole namespace are gone
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -154,8 +257,10 @@ class Keeper:
         # Handlers, not SIG_IGN: a handler is reset by exec, so the server starts with defaults.
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, nothing)
-        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGHUP)  # a prompt wake-up; the parent check decides
+        if self.inner:
+            pass  # the namespace's init: every orphan comes to us without asking
+        else:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGHUP)  # a prompt wake-up; the parent check decides
         if self.orphaned() or not self.spawn(argv):
             return
         poller = select.poll()

@@ -113,7 +113,8 @@ class LocalChild:
     """A running server started by `LocalProcessManager`; see `ChildProcess` for the contract.
 
     `pid` is the server's main process; `keeper_pid` the keeper above it, which `tree()` leaves
-    out (it is ours, not the server's) and `aclose()` ends.
+    out (it is ours, not the server's) and `aclose()` ends. `inner_keeper` is the keeper's pid 1
+    of a PID namespace where the kernel has no subreapers (gVisor), also ours.
     """
 
     def __init__(
@@ -123,8 +124,10 @@ class LocalChild:
         token: str,
         status: _StatusLines,
         control: int,
+        inner_keeper: int | None = None,
     ) -> None:
         self._keeper = keeper
+        self.inner_keeper = inner_keeper
         self._pid = pid
         self._returncode: int | None = None
         self._status = status
@@ -143,7 +146,7 @@ class LocalChild:
         if hasattr(os, "pidfd_open"):  # signals through a pidfd can never hit a reused pid
             with contextlib.suppress(OSError):
                 self._pidfd = os.pidfd_open(pid)
-        for member in (keeper.pid, pid):
+        for member in (keeper.pid, *((inner_keeper,) if inner_keeper else ()), pid):
             info = proc_info(member)
             if info is not None:
                 self._known[member] = info.starttime
@@ -243,7 +246,8 @@ class LocalChild:
             self._known[info.pid] = info.starttime
 
     def _server_pids(self, members: dict[int, ProcInfo]) -> list[int]:
-        return [p.pid for p in members.values() if not p.zombie and p.pid != self.keeper_pid]
+        ours = (self.keeper_pid, self.inner_keeper)
+        return [p.pid for p in members.values() if not p.zombie and p.pid not in ours]
 
     def tree(self) -> tuple[int, ...]:
         members = self._scan()
@@ -357,8 +361,12 @@ class LocalProcessManager:
         status = _StatusLines(status_r)
         try:
             line = None
+            inner: int | None = None
             with anyio.move_on_after(_KEEPER_START_S):
                 line = await status.readline()
+                if line is not None and line.startswith("keeper "):
+                    inner = int(line.split()[1])  # a PID namespace of its own (gVisor)
+                    line = await status.readline()
             kind, _, detail = (line or "").partition(" ")
             if kind != "spawned":
                 raise _spawn_error(spec, kind, detail)
@@ -376,7 +384,7 @@ class LocalProcessManager:
                         pipe.close()
                 await status.aclose()
             raise
-        return LocalChild(keeper, int(detail), token, status, control_w)
+        return LocalChild(keeper, int(detail), token, status, control_w, inner)
 
 
 def _spawn_error(spec: LaunchSpec, kind: str, detail: str) -> ConfigError:

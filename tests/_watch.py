@@ -74,6 +74,18 @@ class Watched:
         return found
 
     @staticmethod
+    def keepers(tree: dict[int, int]) -> int:
+        """How many of `tree` are keepers (ours): one, or two where a PID namespace holds it."""
+        count = 0
+        for pid in tree:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    count += b"_keeper.py" in f.read()
+            except OSError:
+                pass
+        return count
+
+    @staticmethod
     def alive(tree: dict[int, int], within: float = 2.0) -> list[int]:
         """Those of `tree` still alive (same pid, same start time) after up to `within` s."""
         from supervisor._proctree import proc_info

@@ -114,7 +114,11 @@ async def compile_deepgemm(
         nonlocal reason
         if COMPILE_SUCCESS_LINE in text:
             succeeded.set()
-        # Only error lines count (classify_crash skips warnings that merely mention NCCL).
+        # Only error lines count (classify_crash skips warnings that merely mention NCCL), and
+        # only before success: the script then kills its server's tree, and SGLang's watchdog
+        # may see a scheduler go first and log a "crash" of the teardown (seen under load).
+        if succeeded.is_set():
+            return
         if classify_crash(text.splitlines()) != "unknown" and not failed.is_set():
             reason = "crashed"  # the cause is named from the whole tail once the logs are drained
             failed.set()

@@ -21,7 +21,8 @@ import time
 DAEMON = (
     "import os, signal, sys, time\n"
     "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    "with open(sys.argv[1] + '.tmp', 'w') as f: f.write(str(os.getpid()))\n"
+    # its pid as /proc names it: getpid() differs inside the keeper's PID namespace (gVisor)
+    "with open(sys.argv[1] + '.tmp', 'w') as f: f.write(os.readlink('/proc/self'))\n"
     "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\n"
     "time.sleep(600)\n"
 )
