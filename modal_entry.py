@@ -82,6 +82,11 @@ VOLUMES: dict[str | PurePosixPath, modal.Volume | modal.CloudBucketMount] = {
 }
 api_key_secret = modal.Secret.from_name(SETTINGS.api_key_secret)
 hf_secret = modal.Secret.from_name(SETTINGS.hf_secret)
+# The serving containers' secrets: the clients' key, and the admin key only when an operator
+# names a secret for it (else each container makes a random one that no client holds).
+SERVE_SECRETS = [api_key_secret] + (
+    [modal.Secret.from_name(SETTINGS.admin_key_secret)] if SETTINGS.admin_key_secret else []
+)
 
 _image_env = {**SETTINGS.baked_env(), "SGLANG_DG_CACHE_DIR": DG_MOUNT}
 gpu_image = (
@@ -210,7 +215,7 @@ def _bind(user_cls: type) -> Any:
             image=gpu_image,
             gpu=GPU,
             volumes=VOLUMES,
-            secrets=[api_key_secret],
+            secrets=SERVE_SECRETS,
             port=PORT,
             # Bounds the whole cold start, @modal.enter included: it returns only once serving.
             startup_timeout=SETTINGS.startup_timeout_s,
@@ -233,7 +238,7 @@ def _bind(user_cls: type) -> Any:
         image=gpu_image,
         gpu=GPU,
         volumes=VOLUMES,
-        secrets=[api_key_secret],
+        secrets=SERVE_SECRETS,
         timeout=WEB_SERVER_TIMEOUT_S,
         # Bounds @modal.enter, which holds the whole cold start on purpose: the web_server's own
         # startup_timeout only covers the port wait after serve() returns.

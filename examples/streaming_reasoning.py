@@ -1,4 +1,8 @@
-"""Streaming with reasoning: reasoning streams first (shown grey), then the content."""
+"""Streaming with reasoning: reasoning streams first, then the content.
+
+On a terminal the reasoning is grey; into a pipe (no colours) each part starts on a line of its
+own under a `[reasoning]` or `[content]` label, so the two never run together.
+"""
 
 import sys
 
@@ -20,9 +24,13 @@ for chunk in client.chat.completions.create(
     if reasoning:
         if not order or order[-1] != "reasoning":
             order.append("reasoning")
+            if not GREY:
+                print(("\n" if len(order) > 1 else "") + "[reasoning]", flush=True)
         print(f"{GREY}{reasoning}{RESET}", end="", flush=True)
     if delta.content:
         if not order or order[-1] != "content":
             order.append("content")
+            if not GREY:
+                print(("\n" if len(order) > 1 else "") + "[content]", flush=True)
         print(delta.content, end="", flush=True)
 print(f"\n[order: {' -> '.join(order)}]")

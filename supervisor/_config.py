@@ -265,6 +265,9 @@ class SupervisorConfig:
     stop: StopPolicy = field(default_factory=StopPolicy)
     logs: LogPolicy = field(default_factory=LogPolicy)
     api_key: str | None = field(default=None, repr=False)
+    #: The engine's admin key, sent only on the supervisor's own admin calls (pause, continue,
+    #: release, resume); never a client's. Warmups and probes use `api_key`, as clients do.
+    admin_api_key: str | None = field(default=None, repr=False)
     ready_line: str | None = None
     phase_markers: tuple[tuple[str, str], ...] = ()
     name: str = "server"
@@ -283,6 +286,10 @@ class SupervisorConfig:
         object.__setattr__(self, "phase_markers", tuple(tuple(m) for m in self.phase_markers))
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("the API key is empty: set the variable or leave the key out")
+        if self.admin_api_key is not None and not self.admin_api_key.strip():
+            raise ConfigError("the admin API key is empty: set the variable or leave it out")
+        if self.admin_api_key is not None and self.admin_api_key == self.api_key:
+            raise ConfigError("the admin API key must differ from the client API key")
 
     @property
     def base_url(self) -> str:
@@ -294,5 +301,6 @@ class SupervisorConfig:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every string that must never reach a log: the API key and any declared secret."""
-        found: Sequence[str] = (*self.logs.secrets, *((self.api_key,) if self.api_key else ()))
+        keys = (self.api_key, self.admin_api_key)
+        found: Sequence[str] = (*self.logs.secrets, *(k for k in keys if k))
         return tuple(dict.fromkeys(found))

@@ -208,7 +208,14 @@ class Serving(Startup):
         self.machine.fire(Event.SLEEP, "liveness and progress paused")
         kind, error = await self._race(
             lambda: _attempt(
-                release_memory(self._slot.client, cfg.base_url, policy, cfg.api_key, timing=timing)
+                release_memory(
+                    self._slot.client,
+                    cfg.base_url,
+                    policy,
+                    cfg.api_key,
+                    timing=timing,
+                    admin_api_key=cfg.admin_api_key,
+                )
             )
         )
         if kind is not Race.DONE:
@@ -229,7 +236,12 @@ class Serving(Startup):
         kind, error = await self._race(
             lambda: _attempt(
                 resume_and_verify(
-                    self._slot.client, cfg.base_url, policy, cfg.api_key, timing=timing
+                    self._slot.client,
+                    cfg.base_url,
+                    policy,
+                    cfg.api_key,
+                    timing=timing,
+                    admin_api_key=cfg.admin_api_key,
                 )
             )
         )

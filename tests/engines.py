@@ -34,6 +34,9 @@ TINY_BUILDER = ROOT / "supervisor" / "testing" / "tiny_model.py"
 #: A key with a quote, an apostrophe, a backslash and a space: every escaping SGLang does.
 HOSTILE_KEY = "k\"e'y\\ with space-0123456789"
 KEY_ENV = "REAL_TEST_API_KEY"
+#: The admin key the tests name (`--admin-api-key-env`), as hostile as the client's.
+HOSTILE_ADMIN_KEY = "adm\"in'\\ key-9876543210"
+ADMIN_KEY_ENV = "REAL_TEST_ADMIN_KEY"
 #: The flags SGLang's CPU path needs (the cpu-tiny profile's, for `run`).
 CPU_FLAGS = (
     "--device",
@@ -111,6 +114,7 @@ class Served:
         timeout: float = 60,
         port: int | None = None,
         content_type: str = "application/json",
+        method: str | None = None,
     ) -> tuple[int, str]:
         """(status, body text) of one request; key "" means this server's key, None none."""
         url = f"http://127.0.0.1:{port or self.port}{path}"
@@ -119,7 +123,7 @@ class Served:
         use = self.key if key == "" else key
         if use is not None:
             headers["Authorization"] = f"Bearer {use}"
-        req = urllib.request.Request(url, data=data, headers=headers)
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, resp.read().decode("utf-8", "replace")
@@ -214,13 +218,14 @@ def start_serve(
     """`serve --profile cpu-tiny` on the real engine (model_dir) or on the fake, up to serving."""
     port = free_port()
     args = ["serve", "--profile", "cpu-tiny", "--port", str(port), "--api-key-env", KEY_ENV]
+    args += ["--admin-api-key-env", ADMIN_KEY_ENV]
     if engine == "fake":
         args += ["--fake", "--fake-arg=--fake-time-scale=0.2"]
     else:
         require_real()
         assert model_dir is not None
         args += ["--model-path", str(model_dir)]
-    watched = _cli([*args, *extra], {KEY_ENV: key})
+    watched = _cli([*args, *extra], {KEY_ENV: key, ADMIN_KEY_ENV: HOSTILE_ADMIN_KEY})
     served = Served(engine, watched, port, key)
     return _until_serving(served, timeout)
 

@@ -79,7 +79,9 @@ def test_a_stalled_scheduler_with_a_request_waiting_is_recycled(tiny, engine) ->
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_second_signal_skips_the_drain_and_still_exits_0(tiny, engine) -> None:
-    served = start_serve(engine, tiny if engine == "real" else None)
+    # the fake makes tokens instantly unless paced: 900 of them then take 45 s, like the real one
+    pace = ("--fake-arg=--fake-token-time=0.05",) if engine == "fake" else ()
+    served = start_serve(engine, tiny if engine == "real" else None, *pace)
     with served.watched:
         stream = served.stream_in_background(max_tokens=900)
         assert stream.first.wait(60)

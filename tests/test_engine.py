@@ -129,7 +129,7 @@ def test_mitigations_cite_their_source_and_forbid_what_they_must() -> None:
         SGLangLaunch("/m", "m", mitigations=(kv,))
     with pytest.raises(ConfigError, match=r"kv cache dtype 'fp8' is not one of SGLang 0\.5\.23's"):
         SGLangLaunch("/m", "m", kv_cache_dtype="fp8")
-    with pytest.raises(ConfigError, match="the key comes from the environment"):
+    with pytest.raises(ConfigError, match="the keys come from the environment"):
         SGLangLaunch("/m", "m", extra_args=("--api-key", "x"))
 
 
@@ -336,6 +336,7 @@ def test_dry_run_shows_the_command_env_and_verdict_with_the_key_hidden() -> None
     out = w.output()
     assert "--kv-cache-dtype fp8_e4m3" in out and "SGLANG_DG_CACHE_DIR=/dg-cache" in out
     assert "supersecret-key-1" not in out and "--api-key ***" in out
+    assert "--admin-api-key ***" in out  # a fresh admin key, never shown
     assert "weights: /model-cache/GLM-5.1-FP8 does not exist" in out
     assert rc == 0 and "preflight FAILED" in out  # shown, not an error: the dry run worked
     assert "dry run: serve would stop here with exit 2" in out

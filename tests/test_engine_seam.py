@@ -64,3 +64,21 @@ def test_run_offers_the_known_engines_only(capsys) -> None:
         parser.parse_args(["run", "--port", "1", "--engine", "vllm", "--", "x"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_every_launch_gets_an_admin_key_that_is_a_secret() -> None:
+    from supervisor._config import LaunchSpec, SupervisorConfig
+    from supervisor._errors import ConfigError as Bad
+    from supervisor.engines.sglang import SGLangLaunch, fresh_admin_key
+
+    a, b = fresh_admin_key(), fresh_admin_key()
+    assert a != b and len(a) > 32
+    launch = SGLangLaunch(model_path="/m", served_model_name="m")
+    argv = launch.serve_argv("client", admin_api_key=a)
+    assert argv[-4:] == ["--api-key", "client", "--admin-api-key", a]
+    config = launch.supervisor_config(api_key="client", admin_api_key=a)
+    assert a in config.secrets and "client" in config.secrets
+    with pytest.raises(Bad, match="must not be in extra args"):
+        SGLangLaunch(model_path="/m", served_model_name="m", extra_args=("--admin-api-key", "x"))
+    with pytest.raises(Bad, match="must differ"):
+        SupervisorConfig(LaunchSpec(("x",)), port=1, api_key="k", admin_api_key="k")

@@ -84,6 +84,10 @@ def test_thinking_on_and_off(endpoint: str) -> None:
 def test_streaming_reasoning_comes_first(endpoint: str) -> None:
     out = run_example("streaming_reasoning.py", endpoint)
     assert out.strip().endswith("[order: reasoning -> content]")
+    # into a pipe: each part under its own label, on lines of its own, never run together
+    lines = out.splitlines()
+    assert lines[0] == "[reasoning]" and "[content]" in lines
+    assert lines.index("[content]") > 1
 
 
 def test_tool_calling_two_steps(endpoint: str) -> None:

@@ -26,7 +26,16 @@ from supervisor._progress import (
 from supervisor._redact import escaped_forms
 from supervisor.engines.sglang import READY_LINE
 from supervisor.profiles import get_profile
-from tests.engines import Served, build_tiny_model, require_real, start_serve, stop
+from supervisor.testing.fake_sglang._http import ADMIN_OPTIONAL_ROUTES
+from tests.engines import (
+    HOSTILE_ADMIN_KEY,
+    Served,
+    build_tiny_model,
+    require_real,
+    start_serve,
+    stop,
+)
+from tests.sglang_source import admin_optional_routes, sglang_dir
 
 pytestmark = pytest.mark.real_engine
 
@@ -104,9 +113,10 @@ def test_the_hostile_key_is_never_printed_in_any_form(servers, engine) -> None:
     assert served.request("/v1/models")[0] == 200
     time.sleep(0.5)
     out = served.output()
-    for form in escaped_forms(served.key):
-        assert form not in out, f"the key leaked as {form!r}"
-    assert "--api-key ***" in out
+    for key in (served.key, HOSTILE_ADMIN_KEY):
+        for form in escaped_forms(key):
+            assert form not in out, f"a key leaked as {form!r}"
+    assert "--api-key ***" in out and "--admin-api-key ***" in out
 
 
 def test_health_models_chat_and_auth_agree(servers) -> None:
@@ -165,14 +175,44 @@ def test_the_metrics_the_progress_watch_reads_exist_in_the_real_engine(servers) 
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_pause_then_continue_generation(servers, engine) -> None:
+def test_pause_then_continue_generation_with_the_admin_key_only(servers, engine) -> None:
     served = servers[engine]
-    status, body = served.request("/pause_generation", {})
+    assert served.request("/pause_generation", {})[0] == 401  # the client's key: refused
+    status, body = served.request("/pause_generation", {}, key=HOSTILE_ADMIN_KEY)
     assert status == 200 and json.loads(body)["status"] == "ok", body
-    status, body = served.request("/continue_generation", {})
+    status, body = served.request("/continue_generation", {}, key=HOSTILE_ADMIN_KEY)
     assert status == 200 and json.loads(body)["status"] == "ok", body
     status, body = served.request("/v1/chat/completions", served.chat())
     assert status == 200, body
+
+
+def test_the_fakes_admin_routes_are_the_installed_sglangs() -> None:
+    root = sglang_dir()
+    assert root is not None
+    assert sorted({path for _, path in admin_optional_routes(root)}) == sorted(
+        set(ADMIN_OPTIONAL_ROUTES)
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_clients_key_opens_no_admin_route(servers, engine) -> None:
+    """Every ADMIN_OPTIONAL route of the installed SGLang, read from its source now."""
+    served = servers[engine]
+    root = sglang_dir()
+    assert root is not None
+    routes = admin_optional_routes(root)
+    assert len(routes) >= 40  # 42 in 0.5.23: a parse that finds none must not pass
+    opened = {}
+    for method, path in routes:
+        body = {} if method in ("POST", "PUT") else None
+        status, text = served.request(path, body, method=method)
+        if status not in (401, 403):
+            opened[f"{method} {path}"] = (status, text[:80])
+    assert not opened, f"the client's key opens: {opened}"
+    assert served.request("/v1/chat/completions", served.chat())[0] == 200  # clients still chat
+    # and the admin key does open them (a harmless one)
+    assert served.request("/pause_generation", {}, key=HOSTILE_ADMIN_KEY)[0] == 200
+    assert served.request("/continue_generation", {}, key=HOSTILE_ADMIN_KEY)[0] == 200
 
 
 @pytest.mark.slow

@@ -44,7 +44,13 @@ from supervisor._run_flags import add_progress_flags, add_snapshot_flags, rehear
 from supervisor.deploy.ranks import NodeLaunch, for_node, parse_peers
 from supervisor.deploy.settings import DUMMY_WEIGHTS_BANNER, with_dummy_weights
 from supervisor.engines.preflight import PreflightReport, run_preflight
-from supervisor.engines.sglang import PHASE_MARKERS, READY_LINE, SGLangLaunch, classify_crash
+from supervisor.engines.sglang import (
+    PHASE_MARKERS,
+    READY_LINE,
+    SGLangLaunch,
+    classify_crash,
+    fresh_admin_key,
+)
 from supervisor.profiles import Profile, get_profile, profile_names
 
 __all__ = ["add_commands"]
@@ -171,6 +177,14 @@ def add_commands(sub: Any, add_supervision_flags: Callable[..., None]) -> None:
     add_progress_flags(serve)
     add_snapshot_flags(serve)
     serve.add_argument(
+        "--admin-api-key-env",
+        type=env_name,
+        default=None,
+        metavar="NAME",
+        help="read SGLang's admin key from this variable (default: a random key for this run, "
+        "known to the supervisor only: no client key opens an admin route)",
+    )
+    serve.add_argument(
         "--dry-run",
         action="store_true",
         help="print argv, env and the preflight, then exit 0 (a failed preflight is shown, "
@@ -283,8 +297,9 @@ def _serve(args: argparse.Namespace) -> int:
         args.warmup_warn_only = True
     if demo and api_key is None:
         api_key = f"demo-{secrets.token_urlsafe(18)}"
-    argv = launch.serve_argv(api_key, engine=engine)
-    redact = Redactor([api_key] if api_key else [])
+    admin_key = _admin_key(getattr(args, "admin_api_key_env", None))
+    argv = launch.serve_argv(api_key, engine=engine, admin_api_key=admin_key)
+    redact = Redactor([k for k in (api_key, admin_key) if k])
     if args.dry_run:
         print("argv:", redact(shlex.join(argv)))
         print("environment:")
@@ -318,6 +333,7 @@ def _serve(args: argparse.Namespace) -> int:
         phase_markers=PHASE_MARKERS,
         startup_timeout=profile.startup_timeout_s,
     )
+    config = dataclasses.replace(config, admin_api_key=admin_key)
     if node.cluster is not None:
         config = dataclasses.replace(config, cluster=node.cluster)
     if demo:
@@ -350,6 +366,16 @@ def _serve(args: argparse.Namespace) -> int:
             rehearsal_pause_s=rehearsal,
         )
     )
+
+
+def _admin_key(env: str | None) -> str:
+    """The operator's admin key (`--admin-api-key-env`), else a fresh one for this run."""
+    if env is None:
+        return fresh_admin_key()
+    value = os.environ.get(env, "")
+    if not value.strip():
+        raise ConfigError(f"--admin-api-key-env {env}: the environment variable {env} is not set")
+    return value
 
 
 def _build_model(profile: Profile, launch: SGLangLaunch) -> None:

@@ -43,12 +43,18 @@ from supervisor.engines.preflight import (
     check_weights,
     run_preflight,
 )
-from supervisor.engines.sglang import SGLANG_VERSION, SGLangLaunch, classify_crash
+from supervisor.engines.sglang import (
+    SGLANG_VERSION,
+    SGLangLaunch,
+    classify_crash,
+    fresh_admin_key,
+)
 from supervisor.profiles import Profile
 
 __all__ = [
     "DIST_INIT_PORT",
     "DUMMY_WEIGHTS_BANNER",
+    "ENV_ADMIN_API_KEY",
     "ENV_API_KEY",
     "ENV_DUMMY_WEIGHTS",
     "ENV_ENGINE_COMMAND",
@@ -65,6 +71,7 @@ __all__ = [
 
 ENV_ENGINE_COMMAND = "SGLANG_SUPERVISOR_ENGINE_COMMAND"  # run a fake instead of SGLang (tests)
 ENV_API_KEY = "API_KEY"  # the variable the API-key secret provides
+ENV_ADMIN_API_KEY = "ADMIN_API_KEY"  # the variable an operator's admin-key secret provides
 #: The rendezvous port on rank 0 (`--dist-init-addr`): SGLang derives its fixed ports from it
 #: upwards (dist port + 1 ...), clear of the supervisors' status ports from 21000.
 DIST_INIT_PORT = 20000
@@ -307,10 +314,14 @@ class ServerLifecycle:
     def start(self) -> Supervisor:
         """Start SGLang under the supervisor; return once serving."""
         api_key = self.env.get(ENV_API_KEY) or None
+        # The operator's admin key (a Modal secret named by SGLANG_SUPERVISOR_ADMIN_KEY_SECRET),
+        # else a fresh one for this container: no client key opens an admin route either way.
+        admin_key = self.env.get(ENV_ADMIN_API_KEY) or fresh_admin_key()
         node = self.node_launch
         worker = node.cluster is not None and node.cluster.rank > 0
         config = node.launch.supervisor_config(
             api_key=api_key,
+            admin_api_key=admin_key,
             # a worker rank serves no API (SGLang's dummy health only): nothing to warm up there
             warmups=() if worker else self.profile.warmups,
             startup_timeout=self.startup_timeout_s or self.profile.startup_timeout_s,

@@ -69,6 +69,9 @@ ENV_WEIGHTS_VOLUME: Final = "SGLANG_SUPERVISOR_WEIGHTS_VOLUME"
 ENV_DG_CACHE_VOLUME: Final = "SGLANG_SUPERVISOR_DG_CACHE_VOLUME"
 ENV_API_KEY_SECRET: Final = "SGLANG_SUPERVISOR_API_KEY_SECRET"
 ENV_HF_SECRET: Final = "SGLANG_SUPERVISOR_HF_SECRET"
+#: Optional: a Modal secret providing ADMIN_API_KEY, for an operator who wants SGLang's admin
+#: routes (LoRA loading, profiling, weight updates). Unset: a random admin key per container.
+ENV_ADMIN_KEY_SECRET: Final = "SGLANG_SUPERVISOR_ADMIN_KEY_SECRET"
 ENV_STARTUP_TIMEOUT: Final = "SGLANG_SUPERVISOR_STARTUP_TIMEOUT"
 ENV_DRAIN_IN_FLIGHT: Final = "SGLANG_SUPERVISOR_DRAIN_IN_FLIGHT"
 ENV_TARGET_CONCURRENCY: Final = "SGLANG_SUPERVISOR_TARGET_CONCURRENCY"
@@ -92,6 +95,7 @@ SETTINGS_ENV: Final = (
     ENV_DG_CACHE_VOLUME,
     ENV_API_KEY_SECRET,
     ENV_HF_SECRET,
+    ENV_ADMIN_KEY_SECRET,
     ENV_STARTUP_TIMEOUT,
     ENV_DRAIN_IN_FLIGHT,
     ENV_TARGET_CONCURRENCY,
@@ -279,6 +283,7 @@ class DeploySettings:
     dg_cache_volume: str
     api_key_secret: str
     hf_secret: str
+    admin_key_secret: str | None  # None: a random admin key per container, no secret
     startup_timeout_s: int  # the platform's: the whole cold start, @enter included
     supervisor_startup_timeout_s: int  # the supervisor's health deadline inside it
     drain: DrainBudget
@@ -426,6 +431,7 @@ class DeploySettings:
             dg_cache_volume=_name(env, ENV_DG_CACHE_VOLUME, profile.dg_cache_volume),
             api_key_secret=_name(env, ENV_API_KEY_SECRET, profile.api_key_secret),
             hf_secret=_name(env, ENV_HF_SECRET, profile.hf_secret),
+            admin_key_secret=_name(env, ENV_ADMIN_KEY_SECRET, "") or None,
             startup_timeout_s=startup,
             supervisor_startup_timeout_s=startup - overhead,
             drain=drain,
@@ -472,6 +478,12 @@ class DeploySettings:
             ("DeepGEMM volume", self.dg_cache_volume, ENV_DG_CACHE_VOLUME, True),
             ("API-key secret", self.api_key_secret, ENV_API_KEY_SECRET, True),
             ("HF secret", self.hf_secret, ENV_HF_SECRET, True),
+            (
+                "admin-key secret",
+                self.admin_key_secret or "none: random",
+                ENV_ADMIN_KEY_SECRET,
+                False,
+            ),
             ("startup timeout s", self.startup_timeout_s, ENV_STARTUP_TIMEOUT, True),
             ("drain in-flight s", d.in_flight_s, ENV_DRAIN_IN_FLIGHT, False),
             ("exit grace s", d.exit_grace_s, ENV_DRAIN_IN_FLIGHT, False),

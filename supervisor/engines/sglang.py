@@ -15,6 +15,7 @@ the platform's exit grace.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -52,6 +53,7 @@ __all__ = [
     "StopBudget",
     "classify_crash",
     "dist_init_port",
+    "fresh_admin_key",
     "is_error_line",
     "stop_budget",
 ]
@@ -283,9 +285,10 @@ class SGLangLaunch:
             unset = [f for f in mitigation.requires if getattr(self, f) is None]
             if unset:
                 raise ConfigError(f"mitigation {name!r} needs {unset[0]} set: {mitigation.reason}")
-        if "--api-key" in tokens:
+        if tokens & {"--api-key", "--admin-api-key"}:
             raise ConfigError(
-                "--api-key must not be in extra args: the key comes from the environment"
+                "--api-key and --admin-api-key must not be in extra args: the keys come from "
+                "the environment"
             )
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
@@ -415,7 +418,11 @@ class SGLangLaunch:
         return args
 
     def serve_argv(
-        self, api_key: str | None = None, *, engine: Sequence[str] | None = None
+        self,
+        api_key: str | None = None,
+        *,
+        engine: Sequence[str] | None = None,
+        admin_api_key: str | None = None,
     ) -> list[str]:
         """The server's argv. `engine` replaces `python3 -m sglang.launch_server` (the fake, say).
 
@@ -427,6 +434,10 @@ class SGLangLaunch:
         argv = prefix + self.model_args()
         if api_key:
             argv += ["--api-key", api_key]
+        if admin_api_key:
+            # Without it, SGLang's ADMIN_OPTIONAL routes take the client's key
+            # (srt/utils/auth.py:decide_request_auth): pause, flush, load weights, release...
+            argv += ["--admin-api-key", admin_api_key]
         return argv
 
     def compile_argv(
@@ -478,11 +489,13 @@ class SGLangLaunch:
         liveness: LivenessPolicy | None = None,
         stop: StopPolicy | None = None,
         warmup_fail_startup: bool = True,
+        admin_api_key: str | None = None,
     ) -> SupervisorConfig:
         """Everything the core needs to supervise this server: argv, env, probes, markers."""
         return SupervisorConfig(
             launch=LaunchSpec(
-                argv=tuple(self.serve_argv(api_key, engine=engine)), env=self.environment()
+                argv=tuple(self.serve_argv(api_key, engine=engine, admin_api_key=admin_api_key)),
+                env=self.environment(),
             ),
             port=self.port,
             host="127.0.0.1",
@@ -491,10 +504,21 @@ class SGLangLaunch:
             warmup=WarmupPolicy(payloads=tuple(warmups), fail_startup=warmup_fail_startup),
             stop=stop or StopPolicy(),
             api_key=api_key,
+            admin_api_key=admin_api_key,
             ready_line=READY_LINE,
             phase_markers=PHASE_MARKERS,
             name=self.served_model_name,
         )
+
+
+def fresh_admin_key() -> str:
+    """A random admin key for one start: known to the supervisor only, never to a client.
+
+    SGLang marks 43 routes ADMIN_OPTIONAL (srt/entrypoints/http_server.py): with no
+    `--admin-api-key` the client's key opens them (srt/utils/auth.py:decide_request_auth), so
+    a client could pause, flush, load other weights or release a serving replica's memory.
+    """
+    return f"admin-{secrets.token_urlsafe(32)}"
 
 
 def dist_init_port(address: str) -> int:

@@ -38,7 +38,27 @@ _MEDIA_ERROR = {
 UNSUPPORTED_MEDIA = f"1 validation error:\n  {_MEDIA_ERROR!r} [{_MEDIA_ERROR!r}]"
 GENERATE_PATHS = ("/v1/chat/completions", "/v1/completions", "/generate")
 # http_server.py routes marked @auth_level(AuthLevel.ADMIN_OPTIONAL) that the fake serves
-ADMIN_OPTIONAL = (*CONTROL_PATHS, "/freeze_gc", "/abort_request")
+#: Every route 0.5.23 registers with `@auth_level(AuthLevel.ADMIN_OPTIONAL)` at module level
+#: (srt/entrypoints/http_server.py; `tests/test_real_engine.py` checks this copy against the
+#: installed source): with an admin key set, only it opens them. Those the fake does not
+#: implement answer 404 once the key is right.
+ADMIN_OPTIONAL_ROUTES = (
+    "/set_internal_state", "/flush_cache", "/add_external_corpus", "/remove_external_corpus",
+    "/list_external_corpora", "/hicache/storage-backend/clear", "/hicache/storage-backend",
+    "/start_profile", "/stop_profile", "/set_trace_level", "/freeze_gc",
+    "/start_expert_distribution_record", "/stop_expert_distribution_record",
+    "/dump_expert_distribution_record", "/update_weights_from_disk",
+    "/init_weights_send_group_for_remote_instance", "/send_weights_to_remote_instance",
+    "/get_remote_instance_transfer_engine_info", "/remote_instance_transfer_engine_info",
+    "/init_weights_update_group", "/destroy_weights_update_group", "/update_weights_from_tensor",
+    "/begin_weight_update", "/end_weight_update", "/update_weights_from_distributed",
+    "/update_weights_from_ipc", "/update_weight_version", "/get_weights_by_name",
+    "/release_memory_occupation", "/resume_memory_occupation", "/weights_checker", "/slow_down",
+    "/pd_role_switch", "/load_lora_adapter", "/load_lora_adapter_from_tensors",
+    "/unload_lora_adapter", "/configure_logging", "/abort_request", "/pause_generation",
+    "/continue_generation",
+)  # fmt: skip
+ADMIN_OPTIONAL = (*CONTROL_PATHS, *ADMIN_OPTIONAL_ROUTES)
 PHRASES = {
     200: "OK",
     400: "Bad Request",
@@ -163,6 +183,12 @@ class Handler(OpenAIRoutes, MemoryRoutes, BaseHTTPRequestHandler):
         self.dispatch()
 
     def do_POST(self) -> None:
+        self.dispatch()
+
+    def do_PUT(self) -> None:
+        self.dispatch()
+
+    def do_DELETE(self) -> None:
         self.dispatch()
 
     def dispatch(self) -> None:
