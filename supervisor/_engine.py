@@ -37,10 +37,10 @@ class EngineTraits:
     phase_markers: tuple[tuple[str, str], ...] = ()
     stop_timeout: float | None = None
     recognizes: Callable[[Sequence[str]], bool] = _never
-    description: str = ""
 
 
-GENERIC = EngineTraits("generic", description="any HTTP server: nothing assumed")
+#: Any HTTP server: nothing assumed.
+GENERIC = EngineTraits("generic")
 
 
 def choose_engine(

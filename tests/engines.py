@@ -28,7 +28,7 @@ import pytest
 from supervisor.engines.sglang_check import find_sglang_python
 from supervisor.testing import free_port
 from tests._watch import Watched
-from tests.conftest import ROOT, descendants
+from tests.conftest import ROOT, cli, descendants
 
 TINY_BUILDER = ROOT / "supervisor" / "testing" / "tiny_model.py"
 #: A key with a quote, an apostrophe, a backslash and a space: every escaping SGLang does.
@@ -199,19 +199,6 @@ class StreamReader(threading.Thread):
         return bool(self.events) and self.events[-1] == "[DONE]"
 
 
-def _cli(args: list[str], env: dict[str, str]) -> Watched:
-    full = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "supervisor", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=full,
-        cwd=ROOT,
-    )
-    return Watched(popen)
-
-
 def start_serve(
     engine: str, model_dir: Path | None, *extra: str, key: str = HOSTILE_KEY, timeout: float = 300
 ) -> Served:
@@ -225,7 +212,7 @@ def start_serve(
         require_real()
         assert model_dir is not None
         args += ["--model-path", str(model_dir)]
-    watched = _cli([*args, *extra], {KEY_ENV: key, ADMIN_KEY_ENV: HOSTILE_ADMIN_KEY})
+    watched = Watched(cli(*args, *extra, env={KEY_ENV: key, ADMIN_KEY_ENV: HOSTILE_ADMIN_KEY}))
     served = Served(engine, watched, port, key)
     return _until_serving(served, timeout)
 
@@ -244,7 +231,7 @@ def start_run(
         command = [python, "-m", "sglang.launch_server", *CPU_FLAGS]
     command += ["--model-path", str(model_dir or "/models/tiny"), "--served-model-name"]
     command += ["cpu-tiny", "--host", "127.0.0.1", "--port", str(port), *engine_flags]
-    watched = _cli(["run", "--port", str(port), *flags, "--", *command], {})
+    watched = Watched(cli("run", "--port", str(port), *flags, "--", *command))
     served = Served(engine, watched, port, key="")
     return _until_serving(served, 300)
 

@@ -46,5 +46,4 @@ SGLANG = EngineTraits(
     phase_markers=PHASE_MARKERS,
     stop_timeout=stop_budget().stop_timeout_s,
     recognizes=looks_like_sglang,
-    description="SGLang 0.5.23: its crash causes, ready line, startup phases and drain budget",
 )
