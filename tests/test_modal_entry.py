@@ -35,7 +35,7 @@ from supervisor.deploy.settings import (
     DrainBudget,
     with_dummy_weights,
 )
-from supervisor.engines.sglang_check import check_argv
+from supervisor.engines.sglang_check import check_argvs
 from supervisor.profiles import get_profile
 from supervisor.testing import free_port
 from tests.conftest import ROOT
@@ -356,12 +356,14 @@ def test_with_dummy_weights_adds_load_format_dummy_once() -> None:
 @pytest.mark.parametrize("name", ["glm-5.1-fp8", "qwen3-8b"])
 def test_dummy_weights_argv_parses_with_sglang(name: str) -> None:
     launch = with_dummy_weights(get_profile(name).launch)
-    for argv in (launch.serve_argv("some-key"), launch.compile_argv(1800)):
-        verdict = check_argv(argv, python=PARSER)
+    bad = launch.with_overrides(extra_args=("--load-format", "dumy")).serve_argv("k")
+    *good, wrong = check_argvs(
+        [launch.serve_argv("some-key"), launch.compile_argv(1800), bad], python=PARSER
+    )
+    for verdict in good:
         assert verdict.version == "0.5.23"
         assert verdict.problems == () and verdict.warnings == ()
-    bad = launch.with_overrides(extra_args=("--load-format", "dumy")).serve_argv("k")
-    assert "invalid choice: 'dumy'" in check_argv(bad, python=PARSER).problems[0]
+    assert "invalid choice: 'dumy'" in wrong.problems[0]
 
 
 def test_dummy_weights_preflight_skips_weights_but_needs_the_config(tmp_path) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from supervisor import ConfigError
 from supervisor.engines.sglang import SGLANG_VERSION, SGLangLaunch
-from supervisor.engines.sglang_check import ParseVerdict, check_argv
+from supervisor.engines.sglang_check import ParseVerdict, check_argv, check_argvs
 from supervisor.profiles import Profile, get_profile, profile_names
 from tests.test_engine import PARSER, needs_parser
 
@@ -31,10 +30,8 @@ def node_launches(profile: Profile) -> Iterator[tuple[str, SGLangLaunch]]:
 
 
 # ----------------------------------------------------------------------------- parser
-@needs_parser
-@pytest.mark.parametrize("name", profile_names())
-def test_every_node_serve_and_compile_argv_parse_with_sglang(name: str) -> None:
-    argvs = [
+def every_node_argv(name: str) -> list[tuple[str, list[str]]]:
+    return [
         (f"{label} {kind}", argv)
         for label, launch in node_launches(get_profile(name))
         for kind, argv in (
@@ -42,16 +39,26 @@ def test_every_node_serve_and_compile_argv_parse_with_sglang(name: str) -> None:
             ("compile", launch.compile_argv(1800)),
         )
     ]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # each check is a ~3 s child interpreter
-        verdicts: list[ParseVerdict] = list(
-            pool.map(lambda a: check_argv(a, python=PARSER), [a for _, a in argvs])
-        )
-    for (label, _), verdict in zip(argvs, verdicts, strict=True):
+
+
+@pytest.fixture(scope="module")
+def verdicts() -> dict[str, list[tuple[str, ParseVerdict]]]:
+    """Every profile's argvs through one parser child: SGLang's import is paid once, not 20 times."""
+    argvs = {name: every_node_argv(name) for name in profile_names()}
+    flat = [argv for name in argvs for _, argv in argvs[name]]
+    results = iter(check_argvs(flat, python=PARSER))
+    return {name: [(label, next(results)) for label, _ in argvs[name]] for name in argvs}
+
+
+@needs_parser
+@pytest.mark.parametrize("name", profile_names())
+def test_every_node_serve_and_compile_argv_parse_with_sglang(name: str, verdicts) -> None:
+    for label, verdict in verdicts[name]:
         assert verdict.version == SGLANG_VERSION, label
         assert verdict.problems == (), (label, verdict.problems)
         assert verdict.warnings == (), (label, verdict.warnings)
     expected = 8 if get_profile(name).nnodes == 2 else 2  # every rank x address x serve/compile
-    assert len(verdicts) == expected
+    assert len(verdicts[name]) == expected
 
 
 @needs_parser

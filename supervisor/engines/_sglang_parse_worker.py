@@ -2,8 +2,9 @@
 
 Stdlib and `sglang` only: this file also runs as a script under another interpreter (the
 parse-only virtual environment in CI, the SGLang image on Modal) that has no `supervisor`
-package. Input: a JSON object `{"argv": [...], "compile": bool}` on stdin. Output: a JSON object
-`{"problems": [...], "warnings": [...], "version": "..."}` on stdout.
+package. Input: a JSON object `{"argv": [...], "compile": bool}` on stdin, or `{"checks": [such
+objects]}` to pay SGLang's import (several seconds) once for many argvs. Output: a JSON object
+`{"problems": [...], "warnings": [...], "version": "..."}` on stdout, or a list of them.
 
 Why not `prepare_server_args`: argparse exits on the first problem and prints 37 KB of usage.
 Here the parser's `error()` raises, unknown flags are collected with `parse_known_args`, and an
@@ -161,6 +162,13 @@ _DEPRECATED_CHOICES = {
 
 def main() -> None:
     request = json.load(sys.stdin)
+    if "checks" in request:
+        results = [
+            check(list(one["argv"]), compile_step=bool(one.get("compile")))
+            for one in request["checks"]
+        ]
+        json.dump(results, sys.stdout)
+        return
     result = check(list(request["argv"]), compile_step=bool(request.get("compile")))
     json.dump(result, sys.stdout)
 

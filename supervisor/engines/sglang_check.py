@@ -20,7 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ParseVerdict", "check_argv", "find_sglang_python", "parser_available", "sglang_args"]
+__all__ = [
+    "ParseVerdict",
+    "check_argv",
+    "check_argvs",
+    "find_sglang_python",
+    "parser_available",
+    "sglang_args",
+]
 
 WORKER = Path(__file__).with_name("_sglang_parse_worker.py")
 _ENTRYPOINTS = ("sglang.launch_server", "sglang.compile_deep_gemm")
@@ -83,15 +90,25 @@ def check_argv(
     argv: Sequence[str], *, python: str | None = None, timeout: float = 120
 ) -> ParseVerdict:
     """Every problem SGLang's parser finds in `argv`, at once; raises if no SGLang is available."""
-    flags, compile_step = sglang_args(argv)
+    return check_argvs([argv], python=python, timeout=timeout)[0]
+
+
+def check_argvs(
+    argvs: Sequence[Sequence[str]], *, python: str | None = None, timeout: float = 180
+) -> list[ParseVerdict]:
+    """`check_argv` for many argvs in one child, which imports SGLang (seconds) once."""
     python = find_sglang_python(python)
     if python is None:
         raise RuntimeError(
             "SGLang is not importable here; set SGLANG_PYTHON to a Python that has it"
         )
+    checks = []
+    for argv in argvs:
+        flags, compile_step = sglang_args(argv)
+        checks.append({"argv": flags, "compile": compile_step})
     done = subprocess.run(
         [python, str(WORKER)],
-        input=json.dumps({"argv": flags, "compile": compile_step}),
+        input=json.dumps({"checks": checks}),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -99,5 +116,7 @@ def check_argv(
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the SGLang parser check could not run under {python}: {last}")
-    result = json.loads(done.stdout)
-    return ParseVerdict(tuple(result["problems"]), tuple(result["warnings"]), result["version"])
+    return [
+        ParseVerdict(tuple(r["problems"]), tuple(r["warnings"]), r["version"])
+        for r in json.loads(done.stdout)
+    ]
