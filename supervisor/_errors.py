@@ -11,11 +11,14 @@ Callers catch at the level they care about::
     │   ├── HealthTimeout        no healthy answer before the startup deadline
     │   ├── ForeignListener      what answered on the port is not the server's (a stale server)
     │   ├── WarmupFailed         a warmup payload got no valid answer
-    │   └── StoppedBeforeServing a stop was asked for before the server was serving
+    │   ├── StoppedBeforeServing a stop was asked for before the server was serving
+    │   ├── RankFailed           a cluster rank failed or never joined (`_membership`)
+    │   └── SnapshotError        a sleep or wake step of a memory snapshot failed (`_snapshot`)
     └── ServerDied               the server died or stopped answering after serving (CLI exit 1)
 
 Errors about the child carry what an operator needs to act: the exit status and the last lines of
-its log, already redacted.
+its log, already redacted. Code that adds context to one adds a note (`add_note`) and re-raises:
+rebuilding it would drop a subclass's own fields.
 """
 
 from __future__ import annotations

@@ -14,11 +14,22 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 
 import httpx
 import pytest
 
-from supervisor import ChildExited, ConfigError, State
+from supervisor import (
+    ChildExited,
+    ConfigError,
+    FailureKind,
+    PeerFailure,
+    RankFailed,
+    State,
+    WarmupFailed,
+)
+from supervisor._warmup import WarmupResult
+from supervisor.deploy import lifecycle as lifecycle_module
 from supervisor.deploy.lifecycle import (
     DUMMY_WEIGHTS_BANNER,
     NodePlace,
@@ -474,11 +485,46 @@ def test_lifecycle_startup_failure_carries_the_log_tail(entry, monkeypatch) -> N
         with pytest.raises(
             ChildExited, match=r"exit code 1.*cause: scheduler-killed-during-init"
         ) as info:
-            enter(server)  # Modal shows this exception as the container's startup failure
-        assert "last " in str(info.value) and "OOM killer" in str(info.value)  # the report, whole
+            enter(server)  # Modal prints this exception, notes too, as the startup failure
+        shown = "".join(traceback.format_exception(info.value))  # what Modal's traceback holds
+        assert "log lines:" in shown and "OOM killer" in shown  # the report, whole
+        assert info.value.tail and info.value.returncode == 1  # the fields, intact
         assert recycled == []
     finally:
         server.stop()
+
+
+FAILED_RANK = PeerFailure(FailureKind.REPORTED, failed_rank=1, path=(1, 0), reason="rank 1 died")
+FAILED_WARMUP = WarmupResult("chat", ok=False, status=500, latency_s=0.1, reason="status 500")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RankFailed("rank 1 failed", failure=FAILED_RANK, returncode=1, tail=("boom",)),
+        WarmupFailed("warmup chat failed", results=(FAILED_WARMUP,), tail=("boom",)),
+    ],
+    ids=["rank-failed", "warmup-failed"],
+)
+def test_a_failed_start_reaches_the_platform_as_itself(monkeypatch, error) -> None:
+    """The log tail goes on as a note. Rebuilding the exception raised a TypeError for a
+    RankFailed (its `failure` is required) and lost a WarmupFailed's results."""
+
+    class FailingStart:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def start(self) -> None:
+            raise error
+
+    monkeypatch.setattr(lifecycle_module, "BlockingSupervisor", FailingStart)
+    life = ServerLifecycle(get_profile("qwen3-8b"), recycle=lambda r: None, env={}, log=print)
+    with pytest.raises(type(error)) as info:
+        life.start()
+    assert info.value is error and info.value.tail == ("boom",)
+    assert getattr(error, "failure", FAILED_RANK) is FAILED_RANK
+    assert getattr(error, "results", (FAILED_WARMUP,)) == (FAILED_WARMUP,)
+    assert info.value.__notes__ == ["last 1 log lines:\n  | boom"]
 
 
 def running_requests(port: int) -> float:

@@ -208,6 +208,12 @@ def runtime_check(*, require_gpu: bool) -> Check:
     return Check("runtime", "ok", f"SGLang {SGLANG_VERSION} as pinned")
 
 
+def startup_note(exc: StartupError, lines: int = 30) -> str:
+    """The log tail of a failed start, as the note the platform prints under the exception."""
+    shown = exc.tail[-lines:]
+    return "\n".join([f"last {len(shown)} log lines:", *(f"  | {one_line(x)}" for x in shown)])
+
+
 @dataclass
 class ServerLifecycle:
     """A serving container's hooks: `enter()` returns once SGLang serves; `exit()` drains.
@@ -343,15 +349,12 @@ class ServerLifecycle:
         try:
             return self.supervisor.start()
         except StartupError as exc:
-            # The platform shows this exception as the reason the container failed to start:
-            # make it carry the report, not just the first line.
-            tail = "\n".join(f"  | {one_line(line)}" for line in exc.tail[-30:])
-            raise type(exc)(
-                f"{exc}\nlast {min(len(exc.tail), 30)} log lines:\n{tail}",
-                returncode=exc.returncode,
-                tail=exc.tail,
-                cause=exc.cause,
-            ) from exc
+            # The platform prints this exception, notes included (modal/_traceback.py
+            # print_exception), as the reason the container failed to start: make it carry the
+            # report. A note, never a rebuilt exception: a subclass's own fields (a RankFailed's
+            # failure, a WarmupFailed's results) must reach the caller intact.
+            exc.add_note(startup_note(exc))
+            raise
 
     def sleep(self) -> None:
         """Before a memory snapshot: release SGLang's GPU memory, liveness paused."""
