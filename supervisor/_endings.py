@@ -98,6 +98,19 @@ class Endings:
         """A rank >= 1 of a cluster: no HTTP server of its own, and deaf to SIGTERM (SGLang)."""
         return self.config.cluster is not None and self.config.cluster.rank > 0
 
+    @property
+    def stop_bound(self) -> float:
+        """The longest a stop can take from the moment it is asked, with a margin: the drain (a
+        worker's own, longer one included), the SIGKILL and reap, and on a cluster the linger.
+        A caller that waits longer than this is waiting on a bug, not on the server."""
+        policy = self.config.stop
+        bound = policy.stop_timeout + policy.kill_timeout + 10.0
+        if self.is_worker:
+            bound += WORKER_SHUTDOWN_GRACE_S
+        if self.config.cluster is not None:
+            bound += self.config.cluster.linger
+        return bound
+
     async def _linger(self) -> None:
         """On a cluster, keep publishing this rank's failure until every peer had time to read it.
 

@@ -126,23 +126,19 @@ class BlockingSupervisor:
             with contextlib.suppress(RuntimeError):  # the portal closed meanwhile: it is over
                 portal.call(sup.stop)
         try:
-            if not self._finished.wait(self._bound(timeout)):
+            bound = sup.stop_bound if timeout is None else timeout
+            if not self._finished.wait(bound):
                 raise TimeoutError("the supervisor did not finish stopping in time")
             return sup.outcome or Outcome(OutcomeKind.STOPPED, None)
         finally:
             self.close()
 
     def wait(self, timeout: float | None = None) -> Outcome:
-        """Block until the server is dead and return how it ended."""
+        """Block until the server is dead and return how it ended; with no timeout, for as long
+        as it serves (a serving server is not late), else raise `TimeoutError`."""
         if self._future is None:
             raise RuntimeError("not started")
-        return self._future.result(timeout=self._bound(timeout))
-
-    def _bound(self, timeout: float | None) -> float:
-        if timeout is not None:
-            return timeout
-        stop = self.config.stop
-        return stop.stop_timeout + stop.kill_timeout + 10.0
+        return self._future.result(timeout=timeout)
 
     def close(self) -> None:
         """Leave the portal: cancels anything still running there and joins its thread."""

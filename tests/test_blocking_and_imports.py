@@ -90,6 +90,50 @@ def test_stop_from_another_thread_while_start_waits_wins(port: int) -> None:
     assert outcomes and outcomes[0].kind is OutcomeKind.STOPPED
 
 
+def test_wait_with_no_timeout_waits_as_long_as_the_server_serves(port: int) -> None:
+    """It gave up with TimeoutError after stop + kill timeouts + 10 s (11 s here), serving."""
+    import threading
+    import time
+
+    cfg = config(port)
+    cfg = SupervisorConfig(**{**vars(cfg), "stop": StopPolicy(stop_timeout=0.5, kill_timeout=0.5)})
+    sup = BlockingSupervisor(cfg)
+    sup.start()
+    ended: list[object] = []
+    waiter = threading.Thread(target=lambda: ended.append(_outcome_or_error(sup.wait)))
+    waiter.start()
+    try:
+        time.sleep(12.5)  # past the old bound of 11 s
+        assert ended == [] and sup.state is State.SERVING, ended
+    finally:
+        sup.stop(timeout=20)
+        waiter.join(20)
+    assert len(ended) == 1 and getattr(ended[0], "kind", None) is OutcomeKind.STOPPED, ended
+
+
+def _outcome_or_error(call):  # type: ignore[no-untyped-def]
+    try:
+        return call()
+    except Exception as exc:  # the thread's verdict, read by the test
+        return exc
+
+
+@pytest.mark.anyio
+async def test_the_stop_bound_counts_a_workers_drain_and_the_linger(port: int) -> None:
+    from supervisor import ClusterSpec, Supervisor
+    from supervisor._endings import WORKER_SHUTDOWN_GRACE_S
+
+    cfg = config(port)
+    single = Supervisor(cfg).stop_bound
+    assert single == cfg.stop.stop_timeout + cfg.stop.kill_timeout + 10.0
+    peers = ("127.0.0.1:1", "127.0.0.1:2")
+    for rank in (0, 1):
+        spec = ClusterSpec(rank=rank, size=2, peers=peers, status_port=1 + rank)
+        clustered = Supervisor(SupervisorConfig(**{**vars(cfg), "cluster": spec})).stop_bound
+        extra = spec.linger + (WORKER_SHUTDOWN_GRACE_S if rank else 0.0)
+        assert clustered == pytest.approx(single + extra), rank
+
+
 def test_stop_before_start_means_start_spawns_nothing(port: int) -> None:
     sup = BlockingSupervisor(config(port))
     assert sup.stop() is None
