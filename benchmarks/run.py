@@ -428,6 +428,20 @@ def bench_idle(seconds: float) -> tuple[Row, Row]:
 
 
 # ----------------------------------------------------------------------------- main
+def machine_line() -> str:
+    """When and on what a run was made: every results file opens with it."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores "
+        f"({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -460,21 +474,11 @@ def main() -> None:
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table += ["| " + " | ".join(r.cells()) + " |" for r in rows]
     notes = [f"- {r.name}: {r.note}" for r in rows if r.note]
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
     text = "\n".join(
         [
             "# Benchmark results",
             "",
-            f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores ({cpu}), "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}. "
+            f"{machine_line()}. "
             f"{'Quick run.' if q else 'Full run.'} Command: `.venv/bin/python benchmarks/run.py"
             f"{' --quick' if q else ''}`.",
             "",
