@@ -59,6 +59,8 @@ def _polls() -> Iterator[float]:
     while True:
         yield delay
         delay = min(delay * 2, _POLL_S)
+
+
 _KEEPER_START_S = 30.0  # a Python start on a loaded machine; normally tens of milliseconds
 _KEEPER_LEAVE_S = 2.0  # after the tree is dead, the keeper's own exit
 
