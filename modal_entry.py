@@ -49,6 +49,7 @@ from supervisor.deploy.settings import (
     DG_MOUNT,
     ENTRY_SERVER,
     MODEL_MOUNT,
+    PROFILE_FILE_MOUNT,
     WEB_PORT_WAIT_S,
     WEB_SERVER_TIMEOUT_S,
     DeploySettings,
@@ -89,13 +90,23 @@ SERVE_SECRETS = [api_key_secret] + (
 )
 
 _image_env = {**SETTINGS.baked_env(), "SGLANG_DG_CACHE_DIR": DG_MOUNT}
-gpu_image = (
+
+
+def _with_profile_file(image: modal.Image) -> modal.Image:
+    """A profile file (SGLANG_SUPERVISOR_PROFILE_FILE) rides in every image at the path the
+    baked variable names, so a container loads the very file that was deployed."""
+    if SETTINGS.profile_file is None:
+        return image
+    return image.add_local_file(SETTINGS.profile_file, PROFILE_FILE_MOUNT)
+
+
+gpu_image = _with_profile_file(
     modal.Image.from_registry(SGLANG_IMAGE)
     .pip_install(*SUPERVISOR_DEPS, "nvidia-ml-py")
     .env(_image_env)
     .add_local_python_source("supervisor")
 )
-download_image = (
+download_image = _with_profile_file(
     modal.Image.debian_slim(python_version="3.12")
     # huggingface_hub downloads through hf-xet (chunked, parallel, resumable) by default now.
     .pip_install(*SUPERVISOR_DEPS, "huggingface_hub>=1.0")

@@ -81,3 +81,27 @@ def snapshot_settings(server: Any) -> SnapshotSettings:
         memory_snapshot=bool(cells["enable_memory_snapshot"]),
         gpu_snapshot=str(options.get("enable_gpu_snapshot", "")).lower() == "true",
     )
+
+
+def image_files(image: Any) -> list[tuple[str, str]]:
+    """(local, remote) of every single file an image adds at container start (`add_local_file`).
+
+    A mount layer is lazy (`_Image._add_mount_layer_or_copy`): its mount is known only as a
+    dependency (`_Object._deps`) until the image loads, so walk those.
+    """
+    files: list[tuple[str, str]] = []
+    seen: set[int] = set()
+    todo = [synchronizer._translate_in(image)]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if type(obj).__name__ == "_Mount":
+            for entry in obj.entries:
+                if type(entry).__name__ == "_MountFile":
+                    files += [(str(a), str(b)) for a, b in entry.top_level_paths()]
+        deps = getattr(obj, "_deps", None)
+        if deps is not None:
+            todo.extend(deps())
+    return files

@@ -40,6 +40,7 @@ from supervisor.deploy.lifecycle import (
 from supervisor.deploy.settings import (
     ENTRY_SERVER,
     ENTRY_WEB_SERVER,
+    PROFILE_FILE_MOUNT,
     SETTINGS_ENV,
     WEB_SERVER_EXIT_GRACE_S,
     DeploySettings,
@@ -48,12 +49,14 @@ from supervisor.deploy.settings import (
 )
 from supervisor.engines.sglang_check import check_argvs
 from supervisor.profiles import get_profile
+from supervisor.profiles.files import dump_profile
 from supervisor.testing import free_port
 from tests.conftest import ROOT
 
 modal = pytest.importorskip("modal")
 from tests.modal_private import (  # noqa: E402  (needs modal)
     class_settings,
+    image_files,
     server_settings,
     snapshot_settings,
 )
@@ -159,6 +162,23 @@ def test_server_entry_settings_read_back(default_entry) -> None:
     }
     assert set(vars(m.Server._get_user_cls())) >= {"start", "stop"}
     assert "serve" not in vars(m.Server._get_user_cls())  # no @modal.web_server on a Server
+
+
+def test_a_profile_file_deploys_and_rides_in_every_image(monkeypatch, tmp_path) -> None:
+    text = dump_profile(get_profile("qwen3-8b")).replace(
+        'app_name = "qwen3-8b-sglang"', 'app_name = "my-model-sglang"'
+    )
+    path = tmp_path / "my-model.toml"
+    path.write_text(text)
+    m = load_entry(monkeypatch, SGLANG_SUPERVISOR_PROFILE_FILE=str(path))
+    try:
+        assert m.app.name == "my-model-sglang" and m.PROFILE.name == "qwen3-8b"
+        for image in (m.gpu_image, m.download_image):
+            assert (str(path), PROFILE_FILE_MOUNT) in image_files(image)
+        assert m.SETTINGS.baked_env()["SGLANG_SUPERVISOR_PROFILE_FILE"] == PROFILE_FILE_MOUNT
+    finally:
+        load_entry(monkeypatch)
+    assert image_files(load_entry(monkeypatch).gpu_image) == []  # a built-in profile: no file
 
 
 def test_web_server_entry_settings_read_back(monkeypatch) -> None:

@@ -1,5 +1,8 @@
 """The profile-based subcommands: `serve`, `demo`, `compile` and `preflight`, all by profile.
 
+A profile is a built-in one (`--profile NAME`) or a TOML file (`--profile-file PATH`, see
+`supervisor.profiles.files`); `profile show NAME` prints a built-in one as such a file.
+
 `--fake` (or `--engine-command`) swaps `python3 -m sglang.launch_server` for another program that
 takes the same flags, such as the built-in fake server, so a whole deployment runs on a laptop.
 Even then the preflight checks the real SGLang argv with SGLang's parser where one is available.
@@ -41,6 +44,7 @@ from supervisor._errors import ConfigError
 from supervisor._flags import count, env_name, index, port, seconds, text
 from supervisor._logs import Redactor
 from supervisor._run_flags import add_progress_flags, add_snapshot_flags, rehearsal_pause_from_args
+from supervisor.deploy.profile_command import add_profile_command
 from supervisor.deploy.ranks import NodeLaunch, for_node, parse_peers
 from supervisor.deploy.settings import DUMMY_WEIGHTS_BANNER, with_dummy_weights
 from supervisor.engines.preflight import PreflightReport, run_preflight
@@ -52,6 +56,7 @@ from supervisor.engines.sglang import (
     fresh_admin_key,
 )
 from supervisor.profiles import Profile, get_profile, profile_names
+from supervisor.profiles.files import load_profile_file
 
 __all__ = ["add_commands"]
 
@@ -60,13 +65,7 @@ FAKE_COMPILE = [*FAKE_ENGINE, "--fake-mode", "compile"]
 
 
 def _add_profile_flags(p: argparse.ArgumentParser, *, default_profile: str | None) -> None:
-    p.add_argument(
-        "--profile",
-        default=default_profile,
-        required=default_profile is None,
-        choices=profile_names(),
-        help="the model profile",
-    )
+    _add_profile_choice(p, default_profile=default_profile)
     p.add_argument(
         "--model-path", type=text, default=None, help="override the profile's weights directory"
     )
@@ -104,6 +103,31 @@ def _add_profile_flags(p: argparse.ArgumentParser, *, default_profile: str | Non
     )
 
 
+def _add_profile_choice(p: argparse.ArgumentParser, *, default_profile: str | None) -> None:
+    """--profile NAME or --profile-file PATH, one of them (or the default name)."""
+    which = p.add_mutually_exclusive_group(required=default_profile is None)
+    which.add_argument(
+        "--profile",
+        default=default_profile,
+        choices=profile_names(),
+        help="a built-in model profile"
+        + (f" (default {default_profile})" if default_profile else ""),
+    )
+    which.add_argument(
+        "--profile-file",
+        type=text,
+        default=None,
+        metavar="PATH.toml",
+        help="a profile in a TOML file (start from `profile show NAME`)",
+    )
+
+
+def chosen_profile(args: argparse.Namespace) -> Profile:
+    """The profile the command line names: a file's when --profile-file is given."""
+    path = getattr(args, "profile_file", None)
+    return load_profile_file(path) if path else get_profile(args.profile)
+
+
 def _add_fake_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fake-arg",
@@ -123,9 +147,7 @@ def _add_demo_flags(
     add_supervision_flags(everything, port_required=False)
     demo.set_defaults(**vars(everything.parse_args([])))
     demo.add_argument("--port", type=port(), default=None, help="default 8000")
-    demo.add_argument(
-        "--profile", default="glm-5.1-fp8", choices=profile_names(), help="default glm-5.1-fp8"
-    )
+    _add_profile_choice(demo, default_profile="glm-5.1-fp8")
     demo.add_argument(
         "--api-key-env",
         type=env_name,
@@ -224,6 +246,8 @@ def add_commands(sub: Any, add_supervision_flags: Callable[..., None]) -> None:
     preflight.add_argument("--marker", action="store_true", help="also require the compile marker")
     preflight.set_defaults(handler=_preflight)
 
+    add_profile_command(parser)
+
 
 def _resolve(args: argparse.Namespace) -> tuple[Profile, SGLangLaunch, list[str] | None]:
     profile, node, engine = _resolve_node(args)
@@ -232,7 +256,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Profile, SGLangLaunch, list[str]
 
 def _resolve_node(args: argparse.Namespace) -> tuple[Profile, NodeLaunch, list[str] | None]:
     """The profile, this node's launch and cluster place, and the engine command to run."""
-    profile = get_profile(args.profile)
+    profile = chosen_profile(args)
     fake = bool(args.fake)
     launch = profile.launch.with_overrides(
         model_path=args.model_path,

@@ -35,6 +35,7 @@ from supervisor.deploy.drain import (
 from supervisor.engines import image
 from supervisor.engines.sglang import SGLangLaunch
 from supervisor.profiles import Profile, get_profile, profile_names
+from supervisor.profiles.files import load_profile_file
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -46,7 +47,9 @@ __all__ = [
     "ENV_ENTRY",
     "ENV_PORT",
     "ENV_PROFILE",
+    "ENV_PROFILE_FILE",
     "KNOWN_GPUS",
+    "PROFILE_FILE_MOUNT",
     "SETTINGS_ENV",
     "DeploySettings",
     "DrainBudget",
@@ -60,6 +63,11 @@ DEFAULT_PROFILE = "glm-5.1-fp8"
 
 # ------------------------------------------------------------------ environment variable names
 ENV_PROFILE: Final = "SGLANG_SUPERVISOR_PROFILE"
+#: A profile in a TOML file instead of a built-in one (`python -m supervisor profile show`).
+ENV_PROFILE_FILE: Final = "SGLANG_SUPERVISOR_PROFILE_FILE"
+#: Where the deploy puts that file in every container (the binding adds it to the images), and
+#: so what a container's ENV_PROFILE_FILE says.
+PROFILE_FILE_MOUNT: Final = "/root/sglang-supervisor-profile.toml"
 ENV_ENTRY: Final = "SGLANG_SUPERVISOR_MODAL_ENTRY"
 ENV_DUMMY_WEIGHTS: Final = "SGLANG_SUPERVISOR_DUMMY_WEIGHTS"
 ENV_IMAGE: Final = "SGLANG_IMAGE"
@@ -86,6 +94,7 @@ ENV_PROXY_AUTH: Final = "SGLANG_SUPERVISOR_PROXY_AUTH"
 #: Every variable that shapes a deployment; a container gets the ones given at deploy time.
 SETTINGS_ENV: Final = (
     ENV_PROFILE,
+    ENV_PROFILE_FILE,
     ENV_ENTRY,
     ENV_DUMMY_WEIGHTS,
     ENV_IMAGE,
@@ -297,18 +306,29 @@ class DeploySettings:
     proxy_auth: bool
     dummy_weights: bool
     overrides: Mapping[str, str] = field(default_factory=dict)
+    #: The profile's TOML file as given at deploy time (None: a built-in profile).
+    profile_file: str | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DeploySettings:
         """Parse and cross-check; raise ConfigError with one line naming the bad variable."""
         overrides = {k: env[k] for k in SETTINGS_ENV if k in env}
+        profile_file = (env.get(ENV_PROFILE_FILE) or "").strip() or None
         raw_profile = env.get(ENV_PROFILE) or DEFAULT_PROFILE
-        if raw_profile not in profile_names():
+        if profile_file is not None:
+            if env.get(ENV_PROFILE):
+                raise _bad(ENV_PROFILE, raw_profile, f"set it or {ENV_PROFILE_FILE}, not both")
+            try:
+                profile = load_profile_file(profile_file)
+            except ConfigError as exc:
+                raise ConfigError(f"{ENV_PROFILE_FILE}: {exc}") from None
+        elif raw_profile not in profile_names():
             raise _bad(
                 ENV_PROFILE, raw_profile, f"unknown profile; choose one of {profile_names()}"
             )
-        profile = get_profile(raw_profile)
+        else:
+            profile = get_profile(raw_profile)
         launch = profile.launch
 
         entry = (env.get(ENV_ENTRY) or ENTRY_SERVER).strip()
@@ -445,6 +465,7 @@ class DeploySettings:
             proxy_auth=_bool(env, ENV_PROXY_AUTH, False),
             dummy_weights=dummy_weights_enabled(env),
             overrides=MappingProxyType(overrides),
+            profile_file=profile_file,
         )
 
     # ------------------------------------------------------------------ views
@@ -461,6 +482,9 @@ class DeploySettings:
     def baked_env(self) -> dict[str, str]:
         """The variables a container needs to resolve these same settings when it imports the
         entry module again: the profile and every override given at deploy time."""
+        if self.profile_file is not None:  # the file itself travels as PROFILE_FILE_MOUNT
+            baked = {k: v for k, v in self.overrides.items() if k != ENV_PROFILE}
+            return {**baked, ENV_PROFILE_FILE: PROFILE_FILE_MOUNT}
         return {**self.overrides, ENV_PROFILE: self.profile.name}
 
     def table(self) -> list[Setting]:
@@ -470,6 +494,7 @@ class DeploySettings:
         routing = self.routing_region if self.entry == ENTRY_SERVER else None
         rows: list[tuple[str, object, str, bool]] = [  # name, value, variable, profile's?
             ("profile", self.profile.name, ENV_PROFILE, False),
+            ("profile file", self.profile_file, ENV_PROFILE_FILE, False),
             ("entry", self.entry, ENV_ENTRY, False),
             ("image", self.image, ENV_IMAGE, False),
             ("gpu", self.gpu_spec, ENV_GPU, True),
