@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from ._run_flags import (
 )
 from ._snapshot import SnapshotError, SnapshotPolicy
 from ._supervisor import OutcomeKind, Supervisor
+from ._timeline import TimingReader
 
 __all__ = [
     "EXIT_CODES",
@@ -250,6 +251,7 @@ def config_from_args(
     api_key: str | None = None,
     ready_line: str | None = None,
     phase_markers: Sequence[tuple[str, str]] = (),
+    timing_readers: Mapping[str, TimingReader] | None = None,
     health_path: str = "/health",
     startup_timeout: float | None = None,
     stop_timeout: float | None = None,
@@ -288,6 +290,7 @@ def config_from_args(
         api_key=api_key,
         ready_line=given(args.ready_line, ready_line),
         phase_markers=tuple(phase_markers),
+        timing_readers=dict(timing_readers or {}),
         progress=progress_from_args(args),
         cluster=cluster_from_args(args),
         snapshot=snapshot_from_args(args),
@@ -409,6 +412,7 @@ def _run_command(args: argparse.Namespace, engines: Sequence[EngineTraits]) -> i
         api_key=read_api_key(args.api_key_env),
         ready_line=engine.ready_line,
         phase_markers=engine.phase_markers,
+        timing_readers=engine.timing_readers,
         stop_timeout=engine.stop_timeout,
     )
     how = "named by --engine" if args.engine != "auto" else "recognised from the command"

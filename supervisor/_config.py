@@ -17,6 +17,7 @@ from ._cluster import ClusterSpec
 from ._errors import ConfigError
 from ._progress import ProgressPolicy
 from ._snapshot import SnapshotPolicy
+from ._timeline import TimingReader
 
 __all__ = [
     "EXPECTATIONS",
@@ -270,6 +271,8 @@ class SupervisorConfig:
     admin_api_key: str | None = field(default=None, repr=False)
     ready_line: str | None = None
     phase_markers: tuple[tuple[str, str], ...] = ()
+    #: Phase name -> a reader of the engine's numbers in that phase's line (`_timeline`).
+    timing_readers: Mapping[str, TimingReader] = field(default_factory=dict)
     name: str = "server"
     #: Hang detection by the engine's own progress counters (off: `ProgressPolicy(enabled=False)`).
     progress: ProgressPolicy = field(default_factory=ProgressPolicy)

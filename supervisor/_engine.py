@@ -10,11 +10,12 @@ SGLang fact. `GENERIC` is what an unrecognised command gets: nothing assumed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from ._errors import ConfigError
 from ._report import Classifier, unknown_cause
+from ._timeline import TimingReader
 
 __all__ = ["GENERIC", "EngineTraits", "choose_engine"]
 
@@ -35,6 +36,7 @@ class EngineTraits:
     classify: Classifier = unknown_cause
     ready_line: str | None = None
     phase_markers: tuple[tuple[str, str], ...] = ()
+    timing_readers: Mapping[str, TimingReader] = field(default_factory=dict)
     stop_timeout: float | None = None
     recognizes: Callable[[Sequence[str]], bool] = _never
 

@@ -74,7 +74,7 @@ class Supervisor(Worker):
         self._transport = transport
         self.redact = Redactor(config.secrets)
         self.tail = LogTail(config.logs.tail_lines)
-        self.timeline = Timeline(config.phase_markers)
+        self.timeline = Timeline(config.phase_markers, readers=config.timing_readers)
         self.machine = StateMachine()
         self.machine.observe(self._announce)
         self.machine.observe(self.metrics.on_transition)

@@ -2,8 +2,12 @@
 
 The supervisor marks its own phases (spawn, port_open, healthy, serving). An engine adds
 markers: a phase name and a substring of the log line that starts it (SGLang's `Load weight
-begin`, ...). A marker that ends in `(s):` announces `name=seconds` pairs (SGLang's `Engine
-startup timings (s): load_weight=12.3, ...`): those numbers join the timeline as `engine.<name>`.
+begin`, ...), and for some phases a reader: a function of the rest of that line that returns the
+engine's own numbers (SGLang's `Engine startup timings (s): load_weight=12.3, ...`, with its
+CUDA-graph group as `cuda_graph.decode`, ...). They join the timeline as `engine.<name>`. The
+core knows no engine's format: the readers come through the engine seam. A child can print any
+line, so a reader's answer is bounded (`MAX_ENGINE_NUMBERS`, names of `[a-z0-9_.]`) and a reader
+that raises is ignored: a forged line costs a number, never the supervisor or a metric explosion.
 Cold starts of a 700 GB model are long and expensive; this is how an operator sees where the
 minutes went.
 """
@@ -11,15 +15,20 @@ minutes went.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ._redact import Needle
 
-__all__ = ["Timeline"]
+__all__ = ["MAX_ENGINE_NUMBERS", "Timeline", "TimingReader"]
 
-_PAIR = re.compile(r"\b([a-z_][a-z0-9_]*)=([0-9]+(?:\.[0-9]+)?)\b")
+#: The rest of a marker's line -> the engine's numbers in it (engine-specific, from the seam).
+TimingReader = Callable[[str], Mapping[str, float]]
+#: At most this many engine numbers in all: each becomes a Prometheus label value.
+MAX_ENGINE_NUMBERS = 48
+_NAME = re.compile(r"[a-z][a-z0-9_.]{0,63}")
 
 
 class Timeline:
@@ -27,9 +36,11 @@ class Timeline:
         self,
         markers: Sequence[tuple[str, str]] = (),
         *,
+        readers: Mapping[str, TimingReader] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._markers = tuple((phase, Needle(needle)) for phase, needle in markers)
+        self._readers = dict(readers or {})
         self._clock = clock
         self._t0 = clock()
         self._marks: dict[str, float] = {"spawn": 0.0}
@@ -49,12 +60,23 @@ class Timeline:
             if phase in self._marks or not needle.found(text):
                 continue
             self.mark(phase)
-            if not needle.text.endswith("(s):"):
+            reader = self._readers.get(phase)
+            if reader is None:
                 continue
             at = text.find(needle.text)
             end = text.find("\n", at)
-            line = text[at + len(needle.text) : end if end >= 0 else len(text)]
-            for key, value in _PAIR.findall(line):
+            self._read(reader, text[at + len(needle.text) : end if end >= 0 else len(text)])
+
+    def _read(self, reader: TimingReader, rest: str) -> None:
+        try:
+            numbers = dict(reader(rest[:4096]))
+        except Exception:  # a line the reader does not understand: no numbers, no harm
+            return
+        for key, value in numbers.items():
+            if len(self.engine) >= MAX_ENGINE_NUMBERS:
+                return
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok and math.isfinite(value) and _NAME.fullmatch(key):
                 self.engine.setdefault(key, float(value))
 
     @property

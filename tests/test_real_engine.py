@@ -95,6 +95,22 @@ def test_startup_port_closed_while_loading_then_ready_line_then_warm(servers, en
     assert "[supervisor] engine:" not in out  # serve knows its engine; only `run` says it
 
 
+def timeline_keys(out: str) -> set[str]:
+    line = next(x for x in out.splitlines() if "startup timeline:" in x)
+    return {pair.split("=")[0] for pair in line.split("startup timeline: ", 1)[1].split()}
+
+
+def test_the_startup_timeline_reads_both_engines_alike(servers) -> None:
+    """The CUDA-graph group as its own phases (not top-level `prefill`, `decode`), the weights'
+    seconds and size: parsed from the real engine's lines, which the fake prints the same way."""
+    keys = {engine: timeline_keys(servers[engine].output()) for engine in ENGINES}
+    assert keys["real"] == keys["fake"], keys["real"] ^ keys["fake"]
+    graphs = {k for k in keys["real"] if k.startswith("engine.cuda_graph.")}
+    assert {"engine.cuda_graph.prefill", "engine.cuda_graph.decode"} <= graphs
+    assert "engine.decode" not in keys["real"] and "engine.prefill" not in keys["real"]
+    assert {"engine.load_weight", "engine.tokenizer_e2e", "engine.weights.load_s"} <= keys["real"]
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_every_profile_warmup_passes_concurrently(servers, engine) -> None:
     out = servers[engine].output()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import re
 import shlex
 import urllib.parse
 
@@ -31,8 +33,10 @@ from supervisor._health import Nudge, probe, wait_healthy, watch_liveness
 from supervisor._logs import StreamSink, pump
 from supervisor._redact import escaped_forms
 from supervisor._report import CrashReport
-from supervisor._timeline import Timeline
+from supervisor._timeline import MAX_ENGINE_NUMBERS, Timeline
 from supervisor._warmup import judge, run_warmups
+from supervisor.engines.sglang import PHASE_MARKERS
+from supervisor.engines.sglang_timings import TIMING_READERS
 
 pytestmark = pytest.mark.anyio
 
@@ -222,17 +226,77 @@ async def test_tail_keeps_the_last_n_lines() -> None:
 
 
 # ----------------------------------------------------------------------------- timeline
-def test_timeline_marks_engine_phases_and_numbers() -> None:
-    t = Timeline(
-        [("load_weight", "Load weight begin"), ("engine_ready", "Engine startup timings (s):")]
-    )
+#: Printed by the real SGLang 0.5.23 CPU engine (tests/test_real_engine.py reads it live too).
+REAL_TIMINGS = (
+    "[2026-12-01 10:00:00] Engine startup timings (s): load_weight=0.02, "
+    "kv_cache_allocation=0.58, scheduler_e2e=3.39, cuda_graph={prefill=0.00, decode=0.00, "
+    "target_verify=0.00, draft_prefill=0.00, draft_decode=0.00, draft_extend=0.00}, "
+    "tokenizer_e2e=18.73\n"
+)
+REAL_WEIGHTS = (
+    "[2026-12-01 10:00:00] Load weight end. elapsed=120.00 s, type=GlmMoeDsaForCausalLM, "
+    "quant=fp8, avail mem=12.30 GB, mem usage=66.20 GB.\n"
+)
+
+
+def sglang_timeline() -> Timeline:
+    return Timeline(PHASE_MARKERS, readers=TIMING_READERS)
+
+
+def test_timeline_reads_sglangs_timings_with_the_cuda_graph_group_as_its_own_phases() -> None:
+    t = sglang_timeline()
     t.observe("[x] Load weight begin. avail mem=78.50 GB\n")
-    t.observe("[x] Engine startup timings (s): load_weight=12.50, kv_cache_allocation=0.10\n")
+    t.observe(REAL_WEIGHTS)
+    t.observe(REAL_TIMINGS)
     t.mark("serving")
     d = t.durations()
-    assert {"spawn", "load_weight", "engine_ready", "total"} <= set(d)
-    assert d["engine.load_weight"] == 12.5 and d["engine.kv_cache_allocation"] == 0.1
+    assert {"spawn", "load_weight", "weights_loaded", "engine_ready", "total"} <= set(d)
+    assert d["engine.load_weight"] == 0.02 and d["engine.tokenizer_e2e"] == 18.73
+    graphs = {k: v for k, v in d.items() if k.startswith("engine.cuda_graph.")}
+    assert sorted(graphs) == sorted(
+        f"engine.cuda_graph.{k}"
+        for k in (
+            "prefill",
+            "decode",
+            "target_verify",
+            "draft_prefill",
+            "draft_decode",
+            "draft_extend",
+        )
+    )
+    assert "engine.prefill" not in d and "engine.decode" not in d  # the flat misreading
+    assert d["engine.weights.gb"] == 66.2 and d["engine.weights.load_s"] == 120.0
+    assert d["engine.weights.gb_per_s"] == pytest.approx(66.2 / 120, abs=1e-3)
     assert "startup timeline:" in t.summary()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Engine startup timings (s): " + ", ".join(f"k{i}={i}.0" for i in range(10_000)),
+        "Engine startup timings (s): load_weight=1e400, x={y={z=1}}, NaN=nan, a=" + "9" * 5000,
+        "Engine startup timings (s): " + "{" * 5000,
+        "Load weight end. elapsed=0.00 s, mem usage=5.00 GB.",  # no division by zero
+    ],
+    ids=["ten-thousand-pairs", "odd-numbers", "unbalanced", "zero-elapsed"],
+)
+def test_a_forged_timings_line_costs_at_most_a_bounded_set_of_numbers(line: str) -> None:
+    t = sglang_timeline()
+    t.observe(line + "\n")
+    assert len(t.engine) <= MAX_ENGINE_NUMBERS
+    assert all(math.isfinite(v) for v in t.engine.values())
+    assert all(re.fullmatch(r"[a-z][a-z0-9_.]*", k) for k in t.engine)
+
+
+def test_a_reader_that_raises_costs_its_numbers_only() -> None:
+    def broken(rest: str) -> dict[str, float]:
+        raise ValueError(rest)
+
+    t = Timeline(
+        [("engine_ready", "Engine startup timings (s):")], readers={"engine_ready": broken}
+    )
+    t.observe(REAL_TIMINGS)
+    assert t.engine == {} and "engine_ready" in t.marks
 
 
 # ----------------------------------------------------------------------------- health

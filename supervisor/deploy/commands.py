@@ -55,6 +55,7 @@ from supervisor.engines.sglang import (
     classify_crash,
     fresh_admin_key,
 )
+from supervisor.engines.sglang_timings import TIMING_READERS
 from supervisor.profiles import Profile, get_profile, profile_names
 from supervisor.profiles.files import load_profile_file
 
@@ -355,6 +356,7 @@ def _serve(args: argparse.Namespace) -> int:
         api_key=api_key,
         ready_line=READY_LINE,
         phase_markers=PHASE_MARKERS,
+        timing_readers=TIMING_READERS,
         startup_timeout=profile.startup_timeout_s,
     )
     config = dataclasses.replace(config, admin_api_key=admin_key)

@@ -32,6 +32,7 @@ from supervisor._config import (
     WarmupPolicy,
 )
 from supervisor._errors import ConfigError
+from supervisor.engines.sglang_timings import TIMING_READERS
 
 __all__ = [
     "BLACKWELL_ONLY",
@@ -507,6 +508,7 @@ class SGLangLaunch:
             admin_api_key=admin_api_key,
             ready_line=READY_LINE,
             phase_markers=PHASE_MARKERS,
+            timing_readers=TIMING_READERS,
             name=self.served_model_name,
         )
 

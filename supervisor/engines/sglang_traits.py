@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from supervisor._engine import EngineTraits
 from supervisor.engines.sglang import PHASE_MARKERS, READY_LINE, classify_crash, stop_budget
+from supervisor.engines.sglang_timings import TIMING_READERS
 
 __all__ = ["SGLANG", "looks_like_sglang"]
 
@@ -44,6 +45,7 @@ SGLANG = EngineTraits(
     classify=classify_crash,
     ready_line=READY_LINE,
     phase_markers=PHASE_MARKERS,
+    timing_readers=TIMING_READERS,
     stop_timeout=stop_budget().stop_timeout_s,
     recognizes=looks_like_sglang,
 )

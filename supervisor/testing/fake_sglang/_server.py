@@ -262,7 +262,9 @@ class FakeSGLang(SignalsAndDrain):
         log(
             f"Engine startup timings (s): load_weight={args.fake_load_time:.2f}, "
             "kv_cache_allocation=0.10, scheduler_e2e="
-            f"{args.fake_load_time + 0.2:.2f}, cuda_graph={{'decode': 0.05}}, tokenizer_e2e=0.01"
+            f"{args.fake_load_time + 0.2:.2f}, cuda_graph={{prefill=0.00, decode=0.05, "
+            "target_verify=0.00, draft_prefill=0.00, draft_decode=0.00, draft_extend=0.00}, "
+            "tokenizer_e2e=0.01"
         )
         if args.enable_metrics:
             interval = self.timings.scheduler_time_accounting
