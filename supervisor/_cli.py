@@ -302,6 +302,7 @@ async def supervise(
     *,
     metrics_port: int | None = None,
     classify: Classifier = unknown_cause,
+    hints: Mapping[str, str] | None = None,
     rehearsal_pause_s: float | None = None,
     announce: str | None = None,
 ) -> int:
@@ -330,7 +331,7 @@ async def supervise(
             raise ConfigError("--snapshot-rehearsal is for one node, not a rank of a cluster")
         if config.snapshot is None:
             config = dataclasses.replace(config, snapshot=SnapshotPolicy())
-    sup = Supervisor(config, classify=classify)
+    sup = Supervisor(config, classify=classify, hints=hints)
     code = EXIT_STOPPED
     config_error: ConfigError | None = None
     async with anyio.create_task_group() as tg:
@@ -424,6 +425,7 @@ def _run_command(args: argparse.Namespace, engines: Sequence[EngineTraits]) -> i
             config,
             metrics_port=args.metrics_port,
             classify=engine.classify,
+            hints=engine.hints,
             rehearsal_pause_s=pause,
             announce=f"engine: {engine.name} ({how})",
         )

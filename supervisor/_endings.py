@@ -80,6 +80,7 @@ class Endings:
     tail: LogTail
     report: CrashReport | None
     _classify: Classifier
+    _hints: dict[str, str]
     _on_death: DeathHandler | None
     _exited: anyio.Event
     _stop_now: anyio.Event
@@ -147,9 +148,11 @@ class Endings:
         await self._kill(child)
         tail = self.tail.lines()
         cause = self._classify(tail)
+        hint = self._hints.get(cause)
         raise ChildExited(
             f"the server exited while {phase}, with {describe_returncode(self._returncode)}"
-            f" (cause: {cause}); last line: {tail[-1] if tail else '(no output)'}",
+            f" (cause: {cause}{'; ' + hint if hint else ''}); "
+            f"last line: {tail[-1] if tail else '(no output)'}",
             returncode=self._returncode,
             tail=tail,
             cause=cause,
@@ -224,6 +227,7 @@ class Endings:
             detail=detail,
             tail=tail,
             failed_rank=self._board.failed_rank if self._board is not None else None,
+            hint=self._hints.get(cause, ""),
         )
         self.report = report
         self.metrics.on_death(report.cause)

@@ -34,6 +34,8 @@ class EngineTraits:
 
     name: str
     classify: Classifier = unknown_cause
+    #: cause -> what an operator does about it, shown in the crash report.
+    hints: Mapping[str, str] = field(default_factory=dict)
     ready_line: str | None = None
     phase_markers: tuple[tuple[str, str], ...] = ()
     timing_readers: Mapping[str, TimingReader] = field(default_factory=dict)

@@ -47,6 +47,8 @@ class CrashReport:
     detail: str = ""
     tail: tuple[str, ...] = field(default_factory=tuple)
     failed_rank: int | None = None
+    #: What an operator does about the cause, from the engine's hints ("" when it has none).
+    hint: str = ""
 
     @property
     def how(self) -> str:
@@ -79,6 +81,7 @@ class CrashReport:
             "=" * 72,
             "CRASH REPORT",
             self.summary(),
+            *([f"what to do: {self.hint}"] if self.hint else []),
             f"last {len(shown)} log lines:",
             *(f"  | {one_line(line)}" for line in shown),
             "=" * 72,

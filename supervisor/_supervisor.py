@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -63,6 +63,7 @@ class Supervisor(Worker):
         metrics: SupervisorMetrics | None = None,
         on_death: DeathHandler | None = None,
         classify: Classifier = unknown_cause,
+        hints: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
@@ -71,6 +72,7 @@ class Supervisor(Worker):
         self._sink = sink if sink is not None else StreamSink()
         self._on_death = on_death
         self._classify = classify
+        self._hints = dict(hints or {})
         self._transport = transport
         self.redact = Redactor(config.secrets)
         self.tail = LogTail(config.logs.tail_lines)

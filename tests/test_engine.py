@@ -480,8 +480,26 @@ REAL_TAILS = [
         "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 3 has a total capacity of 178.36 GiB",
     ),
     (
-        "nccl-error",
+        "nccl-unhandled-cuda-error",
         "torch.distributed.DistBackendError: NCCL error in: /pytorch/torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp:3356, unhandled cuda error",
+    ),
+    (
+        "gpu-illegal-memory-access",  # torch 2.11 on an H200 (benchmarks/gpu/RESULTS-fault-texts-H200.txt)
+        "torch.AcceleratorError: CUDA error: an illegal memory access was encountered",
+    ),
+    (
+        "gpu-illegal-memory-access",  # older torch, as SGLang users' logs show it (sglang #26987)
+        "RuntimeError: CUDA error: an illegal memory access was encountered",
+    ),
+    (
+        "gpu-illegal-memory-access",  # cupy's driver error, the same H200 run
+        "cupy_backends.cuda.api.driver.CUDADriverError: CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access was encountered",
+    ),
+    ("gpu-ecc-error", "RuntimeError: CUDA error: uncorrectable ECC error encountered"),
+    ("gpu-requires-reset", "pynvml.NVMLError_ResetRequired: GPU requires reset"),
+    (
+        "cuda-graph-capture-failed",
+        "Exception: Capture cuda graph failed: CUDA out of memory. Tried to allocate 1.50 GiB.",
     ),
     (
         "nccl-error",

@@ -49,6 +49,7 @@ from supervisor.deploy.ranks import NodeLaunch, for_node, parse_peers
 from supervisor.deploy.settings import DUMMY_WEIGHTS_BANNER, with_dummy_weights
 from supervisor.engines.preflight import PreflightReport, run_preflight
 from supervisor.engines.sglang import (
+    CAUSE_HINTS,
     PHASE_MARKERS,
     READY_LINE,
     SGLangLaunch,
@@ -389,6 +390,7 @@ def _serve(args: argparse.Namespace) -> int:
             config,
             metrics_port=args.metrics_port,
             classify=classify_crash,
+            hints=CAUSE_HINTS,
             rehearsal_pause_s=rehearsal,
         )
     )

@@ -44,6 +44,7 @@ from supervisor.engines.preflight import (
     run_preflight,
 )
 from supervisor.engines.sglang import (
+    CAUSE_HINTS,
     SGLANG_VERSION,
     SGLangLaunch,
     classify_crash,
@@ -344,7 +345,10 @@ class ServerLifecycle:
             snapshot=SnapshotPolicy() if self.profile.snapshot_capable else None,
         )
         self.supervisor = BlockingSupervisor(
-            config, classify=classify_crash, on_death=lambda report: self.recycle(report)
+            config,
+            classify=classify_crash,
+            hints=CAUSE_HINTS,
+            on_death=lambda report: self.recycle(report),
         )
         try:
             return self.supervisor.start()

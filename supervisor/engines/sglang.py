@@ -617,6 +617,35 @@ def stop_budget(
 #:   (srt/entrypoints/engine.py: launch_phase_sigquit_handler) or running phase
 #:   (srt/managers/tokenizer_manager.py: SignalHandler.running_phase_sigquit_handler)
 CRASH_CAUSES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # A sick GPU first: its error outranks every generic line that follows it in the tail
+    # (SGLang's "Subprocess ... crashed", the SIGQUIT, an OOM while tearing down). Texts as a real
+    # H200 printed them (benchmarks/gpu/RESULTS-fault-texts-H200.txt: torch's AcceleratorError,
+    # cupy's CUDA_ERROR_ILLEGAL_ADDRESS) and as CUDA, NVML and NCCL name them
+    # (cudaGetErrorString, nvmlErrorString, ncclGetErrorString).
+    (
+        "gpu-illegal-memory-access",
+        (
+            "an illegal memory access was encountered",
+            "CUDA_ERROR_ILLEGAL_ADDRESS",
+            "cudaErrorIllegalAddress",
+        ),
+    ),
+    (
+        "gpu-ecc-error",
+        (
+            "uncorrectable ECC error encountered",
+            "CUDA_ERROR_ECC_UNCORRECTABLE",
+            "cudaErrorECCUncorrectable",
+        ),
+    ),
+    ("gpu-requires-reset", ("GPU requires reset", "NVML_ERROR_RESET_REQUIRED", "GPU is lost")),
+    ("nccl-unhandled-cuda-error", ("ncclUnhandledCudaError", "unhandled cuda error")),
+    # The capture at startup runs out of memory: a configuration error, not a sick GPU
+    # (srt/model_executor/runner/decode_cuda_graph_runner.py, prefill_cuda_graph_runner.py).
+    (
+        "cuda-graph-capture-failed",
+        ("Capture cuda graph failed", "Capture prefill CUDA graph failed"),
+    ),
     (
         "cuda-out-of-memory",
         ("CUDA out of memory", "torch.OutOfMemoryError", "CUDA error: out of memory"),
@@ -659,6 +688,16 @@ CRASH_CAUSES: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: What an operator does about each cause (used by the crash report and the runbook).
 CAUSE_HINTS: Mapping[str, str] = MappingProxyType(
     {
+        "gpu-illegal-memory-access": "a kernel or the GPU faulted; the GPU's state is undefined "
+        "now: recycle onto another GPU, never restart in place; if it repeats on new hosts, it "
+        "is a kernel bug (sglang #26987): pin the image that worked",
+        "gpu-ecc-error": "the GPU's memory is failing: the replica needs another host; report "
+        "the GPU (nvidia-smi -q -d ECC) to the platform",
+        "gpu-requires-reset": "NVML says the GPU must be reset: only a new host helps",
+        "nccl-unhandled-cuda-error": "a CUDA error under NCCL (often a sick GPU or NVLink): "
+        "recycle onto another host; NCCL_DEBUG=INFO names the rank",
+        "cuda-graph-capture-failed": "a configuration error: CUDA-graph capture ran out of "
+        "memory at startup; lower --mem-fraction-static or --cuda-graph-max-bs-decode",
         "cuda-out-of-memory": "lower --mem-fraction-static or --max-running-requests",
         "nccl-error": "a GPU or NVLink fault: let the platform recycle the container",
         "address-in-use": "a stale server holds the port; the preflight port check finds it",

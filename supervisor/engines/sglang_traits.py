@@ -13,7 +13,13 @@ import os
 from collections.abc import Sequence
 
 from supervisor._engine import EngineTraits
-from supervisor.engines.sglang import PHASE_MARKERS, READY_LINE, classify_crash, stop_budget
+from supervisor.engines.sglang import (
+    CAUSE_HINTS,
+    PHASE_MARKERS,
+    READY_LINE,
+    classify_crash,
+    stop_budget,
+)
 from supervisor.engines.sglang_timings import TIMING_READERS
 
 __all__ = ["SGLANG", "looks_like_sglang"]
@@ -43,6 +49,7 @@ def looks_like_sglang(argv: Sequence[str]) -> bool:
 SGLANG = EngineTraits(
     name="sglang",
     classify=classify_crash,
+    hints=CAUSE_HINTS,
     ready_line=READY_LINE,
     phase_markers=PHASE_MARKERS,
     timing_readers=TIMING_READERS,

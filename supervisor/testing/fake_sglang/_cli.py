@@ -12,6 +12,7 @@ import argparse
 
 from ._compile import compile_deep_gemm
 from ._faults import FAULTS
+from ._gpu_faults import GPU_FAULTS
 from ._ranks import parse_dist_init_addr
 from ._server import FakeSGLang
 
@@ -124,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="lines logged before a crash (by the failing scheduler after serving)",
     )
     p.add_argument(
+        "--fake-gpu-fault",
+        choices=sorted(GPU_FAULTS),
+        default=None,
+        help="log this GPU fault's record before the crash (crash-after-serving or crash-loading)",
+    )
+    p.add_argument(
         "--fake-extra-log", action="append", default=None, help="lines logged while loading"
     )
     p.add_argument("--fake-flood-lines", type=int, default=300_000)
@@ -147,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     args, unknown = parser.parse_known_args(argv)
     args.unknown = unknown
     args.fake_compile_warmup = False
+    if args.fake_gpu_fault:  # the fault's record is the crash's log
+        args.fake_crash_log = [*(args.fake_crash_log or ()), *GPU_FAULTS[args.fake_gpu_fault]]
     if not args.fake_time_scale > 0:
         raise SystemExit(f"fake-sglang: --fake-time-scale must be > 0, got {args.fake_time_scale}")
     if args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes:
