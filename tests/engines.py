@@ -130,6 +130,12 @@ class Served:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode("utf-8", "replace")
 
+    def metrics_with_type(self, timeout: float = 30) -> tuple[str, str]:
+        """(Content-Type, body) of the engine's own /metrics (exempt from keys)."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.headers.get("Content-Type", ""), resp.read().decode("utf-8", "replace")
+
     def chat(self, content: str = "What's the weather in Tokyo?", **extra: Any) -> dict[str, Any]:
         return {
             "model": "cpu-tiny",

@@ -11,6 +11,8 @@ SIGTERM with a stream in flight (the stream finishes, exit 0, nothing left).
 from __future__ import annotations
 
 import json
+import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +111,36 @@ def test_the_startup_timeline_reads_both_engines_alike(servers) -> None:
     assert {"engine.cuda_graph.prefill", "engine.cuda_graph.decode"} <= graphs
     assert "engine.decode" not in keys["real"] and "engine.prefill" not in keys["real"]
     assert {"engine.load_weight", "engine.tokenizer_e2e", "engine.weights.load_s"} <= keys["real"]
+
+
+def test_ready_ping_model_info_health_and_the_log_format_agree(servers) -> None:
+    """Rows of docs/FIDELITY.md that the CPU engine shows: `/ready` and `/ping` while serving,
+    `/model_info`'s keys, `/health`'s one-second look, the `[%Y-%m-%d %H:%M:%S]` log prefix and
+    the metrics exposition's content type and HELP/TYPE lines."""
+    answers = {}
+    for engine, served in servers.items():
+        ready, ping = served.request("/ready", key=None), served.request("/ping", key=None)
+        info = served.request("/model_info")
+        t0 = time.monotonic()
+        health = served.request("/health", key=None)
+        took = time.monotonic() - t0
+        metrics_ct, metrics = served.metrics_with_type()
+        log = [x for x in served.output().splitlines() if not x.startswith("[supervisor]")]
+        stamped = [x for x in log if re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( TP0)?\] ", x)]
+        answers[engine] = (
+            ready[0],
+            ping[0],
+            info[0],
+            sorted(json.loads(info[1])),
+            health[0],
+            metrics_ct,
+            "# HELP sglang:num_running_reqs" in metrics
+            and "# TYPE sglang:num_running_reqs" in metrics,
+            bool(stamped),
+        )
+        assert 0.9 <= took < 30, f"{engine}: /health took {took:.2f} s (SGLang looks after 1 s)"
+    assert answers["real"] == answers["fake"], answers
+    assert answers["real"][:3] == (200, 200, 200) and answers["real"][4] == 200
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -248,7 +280,25 @@ def test_sigterm_with_a_stream_in_flight_finishes_it_and_leaves_nothing(servers,
     served = servers[engine]
     stream = served.stream_in_background(max_tokens=300)
     assert stream.first.wait(60) and stream.error is None
+    during: list[int] = []
+
+    def health_while_draining() -> None:  # SGLang: 503 once its shutdown began
+        served.watched.wait_for("state=stopping", 30)
+        for _ in range(20):  # the SIGTERM may land after our line: look until it did
+            try:
+                status = served.request("/health", key=None, timeout=30)[0]
+            except OSError:
+                return  # gone already
+            if status == 503:
+                during.append(status)
+                return
+            time.sleep(0.2)
+
+    prober = threading.Thread(target=health_while_draining, daemon=True)
+    prober.start()
     rc, took = stop(served)
+    prober.join(30)
+    assert during == [503], f"{engine}: /health never answered 503 during the drain"
     stream.join(60)
     assert stream.error is None and stream.done, (stream.error, stream.events[-3:])
     assert rc == 0, served.output()[-3000:]

@@ -299,6 +299,7 @@ def _preflight_for(
         gpus=real,
         dg_cache=real and profile.uses_deepgemm,
         marker=marker,
+        shm_room=real,
         parser_python=args.sglang_python,
         argv_optional=not real,
     )

@@ -174,6 +174,7 @@ def _preflight(
         port=port,
         dg_cache=real and profile.uses_deepgemm,
         marker=real and marker,
+        shm_room=real,
         parser_python=parser_python,
     )
     if real and dummy:

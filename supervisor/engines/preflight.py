@@ -16,6 +16,7 @@ from pathlib import Path
 
 from supervisor.engines.sglang import SGLANG_VERSION, SGLangLaunch
 from supervisor.engines.sglang_check import check_argv, parser_available
+from supervisor.engines.shm import inspect_shm
 
 __all__ = [
     "Check",
@@ -23,6 +24,7 @@ __all__ = [
     "check_dg_cache",
     "check_gpus",
     "check_port_free",
+    "check_shm",
     "check_weights",
     "marker_path",
     "read_marker",
@@ -231,6 +233,12 @@ def check_marker(launch: SGLangLaunch) -> Check:
     return Check("deepgemm-marker", "ok", f"kernels compiled for SGLang {SGLANG_VERSION}")
 
 
+def check_shm(gpus_per_node: int, root: Path | None = None, *, room: bool = True) -> Check:
+    """/dev/shm: room for NCCL and SGLang, and no segments of a dead SGLang (`engines.shm`)."""
+    status, detail = inspect_shm(gpus_per_node, root, room=room)
+    return Check("shm", status, detail)
+
+
 def run_preflight(
     launch: SGLangLaunch,
     argv: Sequence[str],
@@ -241,6 +249,8 @@ def run_preflight(
     dg_cache: bool = True,
     marker: bool = False,
     port: bool = True,
+    shm: bool = True,
+    shm_room: bool = True,
     parser_python: str | None = None,
     argv_optional: bool = False,
 ) -> PreflightReport:
@@ -252,6 +262,8 @@ def run_preflight(
         checks.append(check_weights(launch.model_path))
     if port:
         checks.append(check_port_free(launch.port))
+    if shm:
+        checks.append(check_shm(launch.gpus_per_node, room=shm_room))
     if gpus:
         checks.append(check_gpus(launch.gpus_per_node, gpu_type))
     if dg_cache:

@@ -22,7 +22,11 @@ supervisor's crash classification is tested on real texts:
 - resume-fails: `/resume_memory_occupation` answers 400 `{"error": {"message": "CUDA error: out of
   memory"}}` and the memory stays released; unhealthy-after-resume: the resume answers 200, then
   `/health` 503 and generations 500; garbage-after-resume: the resume answers 200, `/health` 200,
-  and every generation answers 200 with junk (what resumed weights without a CPU backup give).
+  and every generation answers 200 with junk (what resumed weights without a CPU backup give);
+- leak-shm: the server creates its broadcast segment `sgl_shm_mq_<pid>_<rand>` (1 MiB) as
+  0.5.23 names it (srt/utils/stale_shm_cleanup.py make_shm_name), in `SGLANG_SUPERVISOR_SHM_DIR`
+  (else /dev/shm), and unlinks it only on a clean exit: a SIGKILLed tree leaves it (sglang
+  #40723).
 
 Texts of the other deaths the fake plays (memory, multi-node) are here too, each with its source.
 """
@@ -49,7 +53,29 @@ FAULTS = (
     "resume-fails",
     "unhealthy-after-resume",
     "garbage-after-resume",
+    "leak-shm",
 )
+
+
+def leak_shm_segment() -> str:
+    """Create the segment a SIGKILL leaves behind; a clean exit of the interpreter unlinks it."""
+    import atexit
+    import contextlib
+    import os
+    import uuid
+    from pathlib import Path
+
+    root = Path(os.environ.get("SGLANG_SUPERVISOR_SHM_DIR") or "/dev/shm")
+    path = root / f"sgl_shm_mq_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with open(path, "wb") as f:
+        f.truncate(1 << 20)
+
+    def unlink() -> None:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+    atexit.register(unlink)
+    return str(path)
 
 _SITE = FAKE_SITE
 _SCHEDULER_TOP = (

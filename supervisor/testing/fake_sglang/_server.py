@@ -36,6 +36,7 @@ from ._faults import (
     CRASH_LOADING_LINES,
     WARMUP_ERROR_TEXT,
     flood,
+    leak_shm_segment,
 )
 from ._http import handler_for
 from ._logs import (
@@ -255,6 +256,8 @@ class FakeSGLang(SignalsAndDrain):
         if ignored:
             log(f"fake: accepted and ignored {' '.join(ignored)}")
         self.install_signals()
+        if "leak-shm" in self.faults:
+            self.shm_segment = leak_shm_segment()
         self.spawn_schedulers()
         if args.nnodes > 1:
             self.rendezvous = join_workers(self)
