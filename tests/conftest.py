@@ -127,11 +127,3 @@ def cli(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subp
         **kwargs,  # type: ignore[arg-type]
     )
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `-n 2 --dist loadgroup` (the README's command) the real-engine tests share one
-    worker: one real engine at a time (2 cores, several GB each), its module fixture started
-    once, while the other worker runs the rest."""
-    for item in items:
-        if item.get_closest_marker("real_engine") is not None:
-            item.add_marker(pytest.mark.xdist_group("real-engine"))

@@ -44,7 +44,8 @@ def test_each_rank_of_the_two_node_profile_prints_an_argv_sglang_accepts(rank: i
 def test_dummy_weights_add_load_format_dummy_and_still_parse() -> None:
     done = dry_run("--profile", "glm-5.1-fp8", "--dummy-weights")
     argv = next(line for line in done.stdout.splitlines() if line.startswith("argv:"))
-    assert "--load-format dummy --admin-api-key ***" in argv  # keys come last
+    assert "--load-format dummy --config /" in argv  # the keys' file comes last
+    assert "--admin-api-key" not in argv and "keys: in " in done.stdout
     assert "[ok  ] argv: parses with SGLang 0.5.23" in done.stdout, done.stdout
     assert "DUMMY WEIGHTS" in done.stdout  # said loudly
     assert "weights: /model-cache" not in done.stdout  # the weights preflight is skipped

@@ -19,7 +19,7 @@ import pytest
 
 from tests.engines import build_tiny_model, require_real, start_run, start_serve
 
-pytestmark = [pytest.mark.real_engine, pytest.mark.slow]
+pytestmark = [pytest.mark.real_engine, pytest.mark.slow, pytest.mark.xdist_group("real-engine")]
 
 ENGINES = ("real", "fake")
 

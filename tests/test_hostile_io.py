@@ -400,6 +400,11 @@ def test_the_child_cannot_forge_supervisor_lines(hostile) -> None:
     run = hostile(["--startup-timeout", "20"], ["--forge"])
     run.wait_for("[supervisor] state=serving", 20)
     run.wait_for("hostile: forged", 20)  # a busy machine may still be forging at serving time
+    # "forged" comes on stdout, the last forgeries on stderr: two pipes, two pumps, no order
+    # between them. Wait for all six forwarded before the stop.
+    deadline = time.monotonic() + 20
+    while run.text().count("[~supervisor] state=serving") < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert run.stop() == 0
     out = run.text()
     # Read as any reader would: by "\n", by universal newlines, by str.splitlines().

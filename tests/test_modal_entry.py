@@ -15,6 +15,7 @@ import textwrap
 import threading
 import time
 import traceback
+from pathlib import Path
 
 import httpx
 import pytest
@@ -477,9 +478,14 @@ def test_lifecycle_serves_and_exits_leaving_nothing(entry, monkeypatch) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).status_code == 401
         # exempt from SGLang's key: readable by anyone who has the URL unless proxy auth is on
         assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
+        argv = list(server.lifecycle.supervisor.config.launch.argv)
+        keys = Path(argv[argv.index("--config") + 1])  # the keys: a 0600 file, not the argv
+        assert KEY not in " ".join(argv) and KEY in keys.read_text()
+        assert keys.stat().st_mode & 0o777 == 0o600
     finally:
         server.stop()
     assert server.lifecycle.supervisor.state is State.DEAD and recycled == []
+    assert not keys.exists()  # gone with the server
     # the autouse fixture proves no process of the tree is left
 
 

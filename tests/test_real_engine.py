@@ -39,7 +39,9 @@ from tests.engines import (
 )
 from tests.sglang_source import admin_optional_routes, sglang_dir
 
-pytestmark = pytest.mark.real_engine
+# One real engine at a time (2 cores, several GB each): under the README's `-n 2 --dist
+# loadgroup` every real-engine test runs on one worker, its module fixture started once.
+pytestmark = [pytest.mark.real_engine, pytest.mark.xdist_group("real-engine")]
 
 ENGINES = ("real", "fake")
 
@@ -164,7 +166,17 @@ def test_the_hostile_key_is_never_printed_in_any_form(servers, engine) -> None:
     for key in (served.key, HOSTILE_ADMIN_KEY):
         for form in escaped_forms(key):
             assert form not in out, f"a key leaked as {form!r}"
-    assert "--api-key ***" in out and "--admin-api-key ***" in out
+    # nor on any command line of the tree (`ps` shows those to every user of the host)
+    argvs = []
+    for pid in served.watched.tree():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argvs.append(f.read().decode("utf-8", "replace").replace("\0", " "))
+        except OSError:
+            pass  # gone meanwhile
+    assert argvs and not any(k in a for a in argvs for k in (served.key, HOSTILE_ADMIN_KEY))
+    keys = Path(out.split(" --config ", 1)[1].split()[0])
+    assert keys.stat().st_mode & 0o777 == 0o600 and keys.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_health_models_chat_and_auth_agree(servers) -> None:
@@ -303,5 +315,7 @@ def test_sigterm_with_a_stream_in_flight_finishes_it_and_leaves_nothing(servers,
     assert stream.error is None and stream.done, (stream.error, stream.events[-3:])
     assert rc == 0, served.output()[-3000:]
     assert "state=stopping" in served.output()
+    keys = Path(served.output().split(" --config ", 1)[1].split()[0])
+    assert not keys.exists() and not keys.parent.exists()  # the keys' file went with the server
     assert served.watched.alive(served.tree_at_serving) == []
     assert took < 60, took

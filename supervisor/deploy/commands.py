@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import secrets
 import shlex
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -56,6 +58,7 @@ from supervisor.engines.sglang import (
     classify_crash,
     fresh_admin_key,
 )
+from supervisor.engines.sglang_keys import key_file
 from supervisor.engines.sglang_timings import TIMING_READERS
 from supervisor.profiles import Profile, get_profile, profile_names
 from supervisor.profiles.files import load_profile_file
@@ -317,7 +320,6 @@ def _serve(args: argparse.Namespace) -> int:
     demo = getattr(args, "demo", False)
     extra_warmups = read_warmup_file(args.warmup)  # a bad file is one line, before anything runs
     profile, node, engine = _resolve_node(args)
-    launch = node.launch
     api_key = read_api_key(args.api_key_env)
     if getattr(args, "dummy_weights", False):
         print(DUMMY_WEIGHTS_BANNER, flush=True)
@@ -325,10 +327,33 @@ def _serve(args: argparse.Namespace) -> int:
     if demo and api_key is None:
         api_key = f"demo-{secrets.token_urlsafe(18)}"
     admin_key = _admin_key(getattr(args, "admin_api_key_env", None))
-    argv = launch.serve_argv(api_key, engine=engine, admin_api_key=admin_key)
+    # The keys go in a 0600 file that SGLang (and the fake) read with --config, not on the argv
+    # that every user of the host sees in `ps`; another --engine-command may not know --config.
+    run = functools.partial(_serve_with, args, profile, node, engine, api_key, admin_key)
+    if args.engine_command:
+        return run(None, demo, extra_warmups)
+    with key_file(api_key, admin_key) as path:
+        return run(path, demo, extra_warmups)
+
+
+def _serve_with(
+    args: argparse.Namespace,
+    profile: Profile,
+    node: NodeLaunch,
+    engine: list[str] | None,
+    api_key: str | None,
+    admin_key: str,
+    keys: Path | None,
+    demo: bool,
+    extra_warmups: Sequence[WarmupPayload],
+) -> int:
+    launch = node.launch
+    argv = launch.serve_argv(api_key, engine=engine, admin_api_key=admin_key, key_file=keys)
     redact = Redactor([k for k in (api_key, admin_key) if k])
     if args.dry_run:
         print("argv:", redact(shlex.join(argv)))
+        if keys is not None:
+            print(f"keys: in {keys} (mode 0600, removed on exit), not on the command line")
         print("environment:")
         for key, value in sorted(launch.environment().items()):
             print(f"  {key}={value}")

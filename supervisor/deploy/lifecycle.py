@@ -9,6 +9,7 @@ objects.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -50,6 +51,7 @@ from supervisor.engines.sglang import (
     classify_crash,
     fresh_admin_key,
 )
+from supervisor.engines.sglang_keys import key_file
 from supervisor.profiles import Profile
 
 __all__ = [
@@ -246,6 +248,9 @@ class ServerLifecycle:
     supervisor: BlockingSupervisor | None = None
     preflight: PreflightReport | None = None
     _node: NodeLaunch | None = field(default=None, init=False, repr=False)
+    _keys: contextlib.ExitStack = field(
+        default_factory=contextlib.ExitStack, init=False, repr=False
+    )
 
     @property
     def engine(self) -> list[str] | None:
@@ -334,6 +339,8 @@ class ServerLifecycle:
             warmups=() if worker else self.profile.warmups,
             startup_timeout=self.startup_timeout_s or self.profile.startup_timeout_s,
             engine=self.engine,
+            # the keys in a 0600 file (--config), not on the argv that `ps` shows every user
+            key_file=self._keys.enter_context(key_file(api_key, admin_key)),
             liveness=LivenessPolicy(),
             stop=StopPolicy(stop_timeout=self.stop_timeout_s),
             # Random weights cannot call tools or think: the warmups still run (CUDA graphs,
@@ -375,8 +382,11 @@ class ServerLifecycle:
 
     def exit(self) -> None:
         """Drain and stop; returns once the whole tree is gone. A no-op if never started."""
-        if self.supervisor is not None:
-            self.supervisor.stop()
+        try:
+            if self.supervisor is not None:
+                self.supervisor.stop()
+        finally:
+            self._keys.close()  # the key file goes once nothing can read it any more
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ the platform's exit grace.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -424,15 +425,19 @@ class SGLangLaunch:
         *,
         engine: Sequence[str] | None = None,
         admin_api_key: str | None = None,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> list[str]:
         """The server's argv. `engine` replaces `python3 -m sglang.launch_server` (the fake, say).
 
         `python -m sglang.launch_server` rather than `sglang serve`: the latter first guesses a
         backend from the model (diffusion or language), which needs the model's files; the
         former goes straight to `prepare_server_args`, the parser that `check_argv` runs.
+        With `key_file` (`sglang_keys.key_file`) the keys stay off the argv: `--config FILE`.
         """
         prefix = list(engine) if engine else [self.python, "-m", "sglang.launch_server"]
         argv = prefix + self.model_args()
+        if key_file is not None:
+            return [*argv, "--config", os.fspath(key_file)]
         if api_key:
             argv += ["--api-key", api_key]
         if admin_api_key:
@@ -491,11 +496,15 @@ class SGLangLaunch:
         stop: StopPolicy | None = None,
         warmup_fail_startup: bool = True,
         admin_api_key: str | None = None,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> SupervisorConfig:
         """Everything the core needs to supervise this server: argv, env, probes, markers."""
+        argv = self.serve_argv(
+            api_key, engine=engine, admin_api_key=admin_api_key, key_file=key_file
+        )
         return SupervisorConfig(
             launch=LaunchSpec(
-                argv=tuple(self.serve_argv(api_key, engine=engine, admin_api_key=admin_api_key)),
+                argv=tuple(argv),
                 env=self.environment(),
             ),
             port=self.port,

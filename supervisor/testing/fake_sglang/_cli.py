@@ -9,6 +9,8 @@ tenfold for fast tests.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 from ._compile import compile_deep_gemm
 from ._faults import FAULTS
@@ -149,9 +151,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def merge_config(argv: list[str]) -> list[str]:
+    """`--config FILE.yaml` as 0.5.23 merges it (srt/utils/server_args_config_parser.py
+    `ConfigArgumentMerger.merge_config_with_args`): the file's `key: value` pairs become
+    `--key value`, ahead of the command line's flags, which win. The fake reads the flat form
+    the supervisor writes (`name: "JSON string"` lines, `#` comments); SGLang reads any YAML."""
+    if "--config" not in argv:
+        return argv
+    at = argv.index("--config")
+    if at == len(argv) - 1:
+        raise SystemExit("ValueError: No config file specified after --config flag!")
+    path = argv[at + 1]
+    if not path.lower().endswith((".yaml", ".yml")):
+        raise SystemExit(f"ValueError: Config file must be YAML format, got: {path}")
+    flags: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            key, _, value = line.partition(":")
+            flags += [f"--{key.strip()}", str(json.loads(value))]
+    return flags + argv[:at] + argv[at + 2 :]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(
+        merge_config(list(sys.argv[1:] if argv is None else argv))
+    )
     args.unknown = unknown
     args.fake_compile_warmup = False
     if args.fake_gpu_fault:  # the fault's record is the crash's log

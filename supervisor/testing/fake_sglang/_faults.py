@@ -77,6 +77,7 @@ def leak_shm_segment() -> str:
     atexit.register(unlink)
     return str(path)
 
+
 _SITE = FAKE_SITE
 _SCHEDULER_TOP = (
     "Scheduler hit an exception: Traceback (most recent call last):",
