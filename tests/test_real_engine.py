@@ -121,7 +121,8 @@ def test_ready_ping_model_info_health_and_the_log_format_agree(servers) -> None:
     the metrics exposition's content type and HELP/TYPE lines."""
     answers = {}
     for engine, served in servers.items():
-        ready, ping = served.request("/ready", key=None), served.request("/ping", key=None)
+        ready = served.request("/ready", key=None)
+        ping = (served.request("/ping", key=None)[0], served.request("/ping")[0])  # keyed route
         info = served.request("/model_info")
         t0 = time.monotonic()
         health = served.request("/health", key=None)
@@ -131,18 +132,23 @@ def test_ready_ping_model_info_health_and_the_log_format_agree(servers) -> None:
         stamped = [x for x in log if re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( TP0)?\] ", x)]
         answers[engine] = (
             ready[0],
-            ping[0],
+            ping,
             info[0],
-            sorted(json.loads(info[1])),
+            # `embedding` only where SGLang has an embedding spec for the architecture
+            # (http_server.py:model_info): GPT-2 has one; the fake, which serves no embeddings,
+            # leaves it out, and the supervisor reads none of it
+            sorted(set(json.loads(info[1])) - {"embedding"}),
             health[0],
             metrics_ct,
             "# HELP sglang:num_running_reqs" in metrics
             and "# TYPE sglang:num_running_reqs" in metrics,
             bool(stamped),
         )
-        assert 0.9 <= took < 30, f"{engine}: /health took {took:.2f} s (SGLang looks after 1 s)"
+        # SGLang looks after 1 s; the fake here runs at --fake-time-scale 0.2 (tests/engines.py)
+        least = 0.9 if engine == "real" else 0.18
+        assert least <= took < 30, f"{engine}: /health took {took:.2f} s (SGLang looks after 1 s)"
     assert answers["real"] == answers["fake"], answers
-    assert answers["real"][:3] == (200, 200, 200) and answers["real"][4] == 200
+    assert answers["real"][:3] == (200, (401, 200), 200) and answers["real"][4] == 200
 
 
 @pytest.mark.parametrize("engine", ENGINES)
