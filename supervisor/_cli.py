@@ -48,6 +48,7 @@ from ._errors import ConfigError, PortInUse, StartupError
 from ._flags import count, env_name, port, seconds, text, url_path
 from ._logs import Redactor, one_line
 from ._metrics import serve_metrics
+from ._progress import ProgressPolicy
 from ._rehearsal import rehearse_when_serving
 from ._report import Classifier, unknown_cause
 from ._run_flags import (
@@ -252,6 +253,7 @@ def config_from_args(
     ready_line: str | None = None,
     phase_markers: Sequence[tuple[str, str]] = (),
     timing_readers: Mapping[str, TimingReader] | None = None,
+    progress: ProgressPolicy | None = None,
     health_path: str = "/health",
     startup_timeout: float | None = None,
     stop_timeout: float | None = None,
@@ -291,7 +293,7 @@ def config_from_args(
         ready_line=given(args.ready_line, ready_line),
         phase_markers=tuple(phase_markers),
         timing_readers=dict(timing_readers or {}),
-        progress=progress_from_args(args),
+        progress=progress_from_args(args, progress),
         cluster=cluster_from_args(args),
         snapshot=snapshot_from_args(args),
     )
@@ -414,6 +416,7 @@ def _run_command(args: argparse.Namespace, engines: Sequence[EngineTraits]) -> i
         ready_line=engine.ready_line,
         phase_markers=engine.phase_markers,
         timing_readers=engine.timing_readers,
+        progress=engine.progress,
         stop_timeout=engine.stop_timeout,
     )
     how = "named by --engine" if args.engine != "auto" else "recognised from the command"
@@ -427,7 +430,12 @@ def _run_command(args: argparse.Namespace, engines: Sequence[EngineTraits]) -> i
             classify=engine.classify,
             hints=engine.hints,
             rehearsal_pause_s=pause,
-            announce=f"engine: {engine.name} ({how})",
+            announce=f"engine: {engine.name} ({how})"
+            + (
+                ""
+                if config.progress.watches or not config.progress.enabled
+                else "; no progress metrics known for it: a hang is caught by the liveness probe"
+            ),
         )
     )
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError
+from ._progress import ProgressPolicy
 from ._report import Classifier, unknown_cause
 from ._timeline import TimingReader
 
@@ -39,6 +40,8 @@ class EngineTraits:
     ready_line: str | None = None
     phase_markers: tuple[tuple[str, str], ...] = ()
     timing_readers: Mapping[str, TimingReader] = field(default_factory=dict)
+    #: The progress watch's reading of this engine's metrics (None: it has none we know).
+    progress: ProgressPolicy | None = None
     stop_timeout: float | None = None
     recognizes: Callable[[Sequence[str]], bool] = _never
 

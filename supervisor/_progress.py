@@ -45,11 +45,6 @@ from typing import Protocol
 from ._errors import ConfigError
 
 __all__ = [
-    "SGLANG_GENERATION_ENDPOINTS",
-    "SGLANG_HEARTBEAT_COUNTERS",
-    "SGLANG_PROGRESS_COUNTERS",
-    "SGLANG_REQUEST_GAUGES",
-    "SGLANG_WORK_GAUGES",
     "ProgressPolicy",
     "ProgressStatus",
     "ProgressTracker",
@@ -112,50 +107,6 @@ class Selector:
         return f"{self.name}{{{inner}}}"
 
 
-# SGLang 0.5.23 (docs/PROGRESS.md has the file:function behind each name).
-# Requests the scheduler holds: both gauges are written by SchedulerMetricsCollector.log_stats on
-# each prefill batch, every --decode-log-interval decode batches and when the scheduler idles.
-SGLANG_WORK_GAUGES: tuple[Selector, ...] = (
-    Selector("sglang:num_running_reqs", {"priority": ("",)}),
-    Selector("sglang:num_queue_reqs", {"priority": ("",)}),
-)
-# Counters that move only when the engine does work: realtime tokens on every prefill and decode
-# batch (scheduler), prompt/generation tokens when a request finishes (tokenizer), and GPU busy
-# seconds where SGLANG_ENABLE_METRICS_DEVICE_TIMER is set (absent otherwise, which is fine).
-SGLANG_PROGRESS_COUNTERS: tuple[Selector, ...] = (
-    Selector("sglang:realtime_tokens_total"),
-    Selector("sglang:prompt_tokens_total"),
-    Selector("sglang:generation_tokens_total"),
-    Selector("sglang:forward_execution_seconds_total"),
-)
-# The routes whose requests reach the scheduler (entrypoints/http_server.py); probes, /metrics,
-# admin and weight-update routes are left out on purpose.
-SGLANG_GENERATION_ENDPOINTS: tuple[str, ...] = (
-    "/generate",
-    "/v1/completions",
-    "/v1/chat/completions",
-    "/v1/responses",
-    "/v1/messages",
-    "/v1/embeddings",
-    "/v1/rerank",
-    "/v1/score",
-    "/v1/classify",
-    "/encode",
-    "/classify",
-)
-# Requests in flight at the HTTP front end, streams included (the middleware decrements only when
-# the whole response has been sent).
-SGLANG_REQUEST_GAUGES: tuple[Selector, ...] = (
-    Selector("sglang:http_requests_active", {"endpoint": SGLANG_GENERATION_ENDPOINTS}),
-)
-# The scheduler loop's heartbeat: every rank adds to these at most once a second whenever its loop
-# turns (idle, busy or paused); a loop stuck in a forward pass or a collective adds nothing.
-SGLANG_HEARTBEAT_COUNTERS: tuple[Selector, ...] = (
-    Selector("sglang:scheduler_process_cpu_seconds_total"),
-    Selector("sglang:scheduler_idle_seconds_total"),
-)
-
-
 def _finite(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
@@ -182,10 +133,13 @@ class ProgressPolicy:
     max_body_bytes: int = 8 << 20  # SGLang's body is well under 1 MiB; past this, abort
     stall_window: float = 40.0
     absent_scrapes: int = 3  # the first N scrapes without the metrics turn the watch off
-    work_gauges: tuple[Selector, ...] = SGLANG_WORK_GAUGES
-    progress_counters: tuple[Selector, ...] = SGLANG_PROGRESS_COUNTERS
-    request_gauges: tuple[Selector, ...] = SGLANG_REQUEST_GAUGES
-    heartbeat_counters: tuple[Selector, ...] = SGLANG_HEARTBEAT_COUNTERS
+    # What to read: the engine's own metrics, which come through the engine seam
+    # (`EngineTraits.progress`, SGLang's in `engines/sglang_progress.py`). None named: nothing
+    # to watch, and the watch stays off (`watches`); the liveness probe still runs.
+    work_gauges: tuple[Selector, ...] = ()
+    progress_counters: tuple[Selector, ...] = ()
+    request_gauges: tuple[Selector, ...] = ()
+    heartbeat_counters: tuple[Selector, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.startswith("/"):
@@ -217,18 +171,26 @@ class ProgressPolicy:
             kind = group[:-1].replace("_", " ")
             if not all(isinstance(s, Selector) for s in selectors):
                 raise ConfigError(f"each {kind} must be a Selector")
-            if not selectors and group in ("work_gauges", "progress_counters"):
-                raise ConfigError(f"name at least one {kind} (a Selector)")
             for s in selectors:
                 first = owner.setdefault(s.name, kind)
                 if first != kind:
                     raise ConfigError(f"{s.name} cannot be both a {first} and a {kind}")
             object.__setattr__(self, group, selectors)
+        if bool(groups["work_gauges"]) != bool(groups["progress_counters"]):
+            raise ConfigError(
+                "name work gauges and progress counters together (Selectors): a stall is work "
+                "waiting while no counter moves, so one is no use without the other"
+            )
         if self.request_gauges and not self.heartbeat_counters:
             raise ConfigError(
                 "request gauges need heartbeat counters: without them a client reading a "
                 "stream slowly would look like a stalled server"
             )
+
+    @property
+    def watches(self) -> bool:
+        """On, and told what to read: the engine named its work gauges and counters."""
+        return self.enabled and bool(self.work_gauges)
 
     @property
     def names(self) -> frozenset[str]:

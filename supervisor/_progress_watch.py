@@ -162,7 +162,7 @@ async def watch_progress(
     the watch sleeps forever: it never returns for an engine it cannot read. A disabled policy
     sleeps forever at once. The caller races this against the exit watcher and liveness.
     """
-    if not policy.enabled:
+    if not policy.watches:
         await _stay_out_of_the_way()
     tracker = ProgressTracker(policy)
     absent_from_start = 0

@@ -11,6 +11,7 @@ given and only then; a combination that cannot work is one `ConfigError` line na
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from ._cluster import ClusterSpec, parse_address
@@ -61,12 +62,17 @@ def add_progress_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def progress_from_args(args: argparse.Namespace) -> ProgressPolicy:
-    default = ProgressPolicy()
+def progress_from_args(
+    args: argparse.Namespace, engine: ProgressPolicy | None = None
+) -> ProgressPolicy:
+    """The flags over the engine's progress watch (what it reads: `EngineTraits.progress`);
+    with no engine's, a policy that reads nothing, so the watch stays off."""
+    default = engine if engine is not None else ProgressPolicy()
     interval = _get(args, "progress_interval")
     window = _get(args, "stall_window")
     try:
-        return ProgressPolicy(
+        return dataclasses.replace(
+            default,
             enabled=not _get(args, "no_progress"),
             interval=default.interval if interval is None else interval,
             # Below the interval, so the scrape grid holds (docs/PROGRESS.md).

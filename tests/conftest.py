@@ -126,4 +126,3 @@ def cli(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subp
         cwd=ROOT,
         **kwargs,  # type: ignore[arg-type]
     )
-

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import signal
+import time
+
 import pytest
 
 from supervisor._cli import build_parser
 from supervisor._engine import GENERIC, choose_engine
 from supervisor._errors import ConfigError
 from supervisor.engines.sglang import classify_crash, stop_budget
+from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.engines.sglang_traits import SGLANG, looks_like_sglang
+from tests._watch import Watched
+from tests.conftest import cli, fake_argv
 
 
 @pytest.mark.parametrize(
@@ -52,8 +58,26 @@ def test_engine_flag_overrides_the_guess_both_ways() -> None:
 def test_sglang_traits_come_from_the_engine_room() -> None:
     assert SGLANG.classify is classify_crash
     assert SGLANG.stop_timeout == stop_budget().stop_timeout_s
-    assert SGLANG.ready_line and SGLANG.phase_markers
+    assert SGLANG.ready_line and SGLANG.phase_markers and SGLANG.timing_readers
+    assert SGLANG.progress is SGLANG_PROGRESS and SGLANG.hints
     assert GENERIC.classify(["Triggering SIGQUIT for cleanup"]) == "unknown"
+    # the core ships no SGLang fact: the generic engine reads no metrics, parses no lines
+    assert GENERIC.progress is None and not GENERIC.timing_readers and not GENERIC.hints
+
+
+def test_run_generic_reads_no_sglang_metrics_and_says_what_catches_a_hang(port: int) -> None:
+    argv = fake_argv(port, "--fake-load-time", "0.2", "--fake-warmup-time", "0.2")
+    run = ["run", "--port", str(port), "--engine", "generic", "--ready-line", "fired up"]
+    with Watched(cli(*run, "--", *argv)) as w:
+        w.wait_for("state=serving", 30)
+        time.sleep(5.0)  # past one scrape interval (4 s): a progress watch would have scraped
+        w.signal(signal.SIGTERM)
+        rc, _ = w.wait_exit(30)
+    out = w.output()
+    assert rc == 0, out
+    assert "engine: generic (named by --engine); no progress metrics known for it" in out
+    assert "GET /metrics" not in out  # the fake logs every request: nobody scraped it
+    assert "startup timeline:" in out and "engine." not in out.split("startup timeline:")[1]
 
 
 def test_run_offers_the_known_engines_only(capsys) -> None:

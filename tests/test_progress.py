@@ -4,6 +4,7 @@ trickle, a refused port), and SGLang's multiprocess exposition as prometheus_cli
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -21,8 +22,6 @@ from prometheus_client.samples import Sample
 
 from supervisor._errors import ConfigError
 from supervisor._progress import (
-    SGLANG_PROGRESS_COUNTERS,
-    SGLANG_WORK_GAUGES,
     ProgressPolicy,
     ProgressTracker,
     Selector,
@@ -30,6 +29,11 @@ from supervisor._progress import (
     Verdict,
 )
 from supervisor._progress_watch import Scrape, parse_samples, watch_progress
+from supervisor.engines.sglang_progress import (
+    SGLANG_PROGRESS,
+    SGLANG_PROGRESS_COUNTERS,
+    SGLANG_WORK_GAUGES,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -74,17 +78,25 @@ def sglang(
 def policy(**kw: object) -> ProgressPolicy:
     base: dict[str, object] = {"interval": 1.0, "stall_window": 10.0}
     base.update(kw)
-    return ProgressPolicy(**base)  # type: ignore[arg-type]
+    return dataclasses.replace(SGLANG_PROGRESS, **base)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- policy
 def test_default_policy_and_names() -> None:
-    p = ProgressPolicy()
+    p = SGLANG_PROGRESS
     assert (p.path, p.interval, p.timeout, p.stall_window) == ("/metrics", 4.0, 3.0, 40.0)
-    assert p.max_body_bytes == 8 << 20 and p.absent_scrapes == 3 and p.enabled
+    assert p.max_body_bytes == 8 << 20 and p.absent_scrapes == 3 and p.enabled and p.watches
     assert p.work_gauges == SGLANG_WORK_GAUGES and p.progress_counters == SGLANG_PROGRESS_COUNTERS
     assert "sglang:realtime_tokens_total" in p.names
     assert "sglang:num_running_reqs" in p.names
+
+
+def test_the_cores_default_reads_no_engines_metrics_so_it_watches_nothing() -> None:
+    """The core ships no SGLang fact: an engine's selectors come through the seam."""
+    p = ProgressPolicy()
+    assert p.enabled and not p.watches and p.names == frozenset()
+    with pytest.raises(ConfigError, match="work gauges and progress counters together"):
+        ProgressPolicy(work_gauges=SGLANG_WORK_GAUGES)
 
 
 @pytest.mark.parametrize(
@@ -96,8 +108,8 @@ def test_default_policy_and_names() -> None:
         ({"stall_window": 1.5}, "at least twice the scrape interval"),
         ({"max_body_bytes": 10}, "body cap must be >= 1024"),
         ({"absent_scrapes": 0}, "absent scrapes must be a whole number >= 1"),
-        ({"work_gauges": ()}, "at least one work gauge"),
-        ({"progress_counters": ()}, "at least one progress counter"),
+        ({"work_gauges": ()}, "work gauges and progress counters together"),
+        ({"progress_counters": ()}, "work gauges and progress counters together"),
         ({"progress_counters": ("sglang:x",)}, "each progress counter must be a Selector"),
         (
             {"progress_counters": (Selector("sglang:num_queue_reqs"),)},
@@ -322,7 +334,7 @@ def metrics_text(
 
 
 def test_parse_keeps_only_watched_samples() -> None:
-    samples = parse_samples(metrics_text(), ProgressPolicy().names)
+    samples = parse_samples(metrics_text(), SGLANG_PROGRESS.names)
     assert sorted(s.name for s in samples) == [
         "sglang:http_requests_active",
         "sglang:http_requests_active",
@@ -334,7 +346,7 @@ def test_parse_keeps_only_watched_samples() -> None:
     decode = next(s for s in samples if s.name == "sglang:realtime_tokens_total")
     assert decode.labels["mode"] == "decode" and decode.value == 42.0
     with pytest.raises(ValueError):
-        parse_samples('sglang:num_running_reqs{tp_rank="0" 1.0\n', ProgressPolicy().names)
+        parse_samples('sglang:num_running_reqs{tp_rank="0" 1.0\n', SGLANG_PROGRESS.names)
 
 
 def test_sglang_multiprocess_exposition_is_read() -> None:
@@ -373,8 +385,8 @@ def test_sglang_multiprocess_exposition_is_read() -> None:
     ).stdout
     assert "sglang:realtime_tokens_total{" in out  # the name carries _total, once
     assert "_created" not in out  # multiprocess mode writes no creation samples
-    tracker = ProgressTracker(ProgressPolicy())
-    samples = parse_samples(out, ProgressPolicy().names)
+    tracker = ProgressTracker(SGLANG_PROGRESS)
+    samples = parse_samples(out, SGLANG_PROGRESS.names)
     status = tracker.observe(samples, 0.0)
     assert status.verdict is Verdict.OK
     assert status.work >= 3.0  # running and queued from at least one rank
@@ -469,7 +481,7 @@ def server() -> Iterator[MetricsServer]:
 def fast(**kw: object) -> ProgressPolicy:
     base: dict[str, object] = {"interval": 0.05, "timeout": 1.0, "stall_window": 0.4}
     base.update(kw)
-    return ProgressPolicy(**base)  # type: ignore[arg-type]
+    return dataclasses.replace(SGLANG_PROGRESS, **base)  # type: ignore[arg-type]
 
 
 def url(state: MetricsServer) -> str:

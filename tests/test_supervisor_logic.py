@@ -29,6 +29,7 @@ from supervisor import (
     WarmupPayload,
     WarmupPolicy,
 )
+from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.testing import InMemoryProcessManager
 
 pytestmark = pytest.mark.anyio
@@ -388,6 +389,7 @@ async def test_a_progress_watch_that_breaks_does_not_take_the_server_down() -> N
             health=FAST_HEALTH,
             liveness=LivenessPolicy(interval=0.02, timeout=1, failures=2),
             stop=StopPolicy(stop_timeout=0.3, kill_timeout=1),
+            progress=SGLANG_PROGRESS,
         ),
         manager=manager,
         sink=sink,

@@ -9,6 +9,7 @@ tests at the end drive `_on_scrape` and the death path with the in-memory manage
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -24,11 +25,11 @@ from supervisor import (
     LaunchSpec,
     LivenessPolicy,
     OutcomeKind,
-    ProgressPolicy,
     StopPolicy,
     Supervisor,
     SupervisorConfig,
 )
+from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.testing import InMemoryProcessManager
 from tests._watch import Watched
 from tests.conftest import cli, fake_argv
@@ -213,7 +214,9 @@ async def test_a_stall_takes_the_death_path_with_metrics_and_one_line_per_change
         health=HealthPolicy(startup_timeout=5, initial_backoff=0.01, max_backoff=0.02, jitter=0),
         liveness=LivenessPolicy(enabled=False),
         stop=StopPolicy(stop_timeout=0.3, kill_timeout=1),
-        progress=ProgressPolicy(interval=0.05, timeout=0.05, stall_window=0.3),
+        progress=dataclasses.replace(
+            SGLANG_PROGRESS, interval=0.05, timeout=0.05, stall_window=0.3
+        ),
     )
     sup = Supervisor(
         cfg,
@@ -261,7 +264,9 @@ async def test_failed_scrapes_are_counted_and_said_once_per_run() -> None:
         health=HealthPolicy(startup_timeout=5, initial_backoff=0.01, max_backoff=0.02, jitter=0),
         liveness=LivenessPolicy(enabled=False),
         stop=StopPolicy(stop_timeout=0.3, kill_timeout=1),
-        progress=ProgressPolicy(interval=0.02, timeout=0.05, stall_window=0.5),
+        progress=dataclasses.replace(
+            SGLANG_PROGRESS, interval=0.02, timeout=0.05, stall_window=0.5
+        ),
     )
     manager = InMemoryProcessManager()
     sup = Supervisor(cfg, manager=manager, sink=sink, transport=httpx.MockTransport(handler))

@@ -59,6 +59,7 @@ from supervisor.engines.sglang import (
     fresh_admin_key,
 )
 from supervisor.engines.sglang_keys import key_file
+from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.engines.sglang_timings import TIMING_READERS
 from supervisor.profiles import Profile, get_profile, profile_names
 from supervisor.profiles.files import load_profile_file
@@ -384,6 +385,7 @@ def _serve_with(
         ready_line=READY_LINE,
         phase_markers=PHASE_MARKERS,
         timing_readers=TIMING_READERS,
+        progress=SGLANG_PROGRESS,
         startup_timeout=profile.startup_timeout_s,
     )
     config = dataclasses.replace(config, admin_api_key=admin_key)

@@ -33,6 +33,7 @@ from supervisor._config import (
     WarmupPolicy,
 )
 from supervisor._errors import ConfigError
+from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.engines.sglang_timings import TIMING_READERS
 
 __all__ = [
@@ -518,6 +519,7 @@ class SGLangLaunch:
             ready_line=READY_LINE,
             phase_markers=PHASE_MARKERS,
             timing_readers=TIMING_READERS,
+            progress=SGLANG_PROGRESS,
             name=self.served_model_name,
         )
 

@@ -20,6 +20,7 @@ from supervisor.engines.sglang import (
     classify_crash,
     stop_budget,
 )
+from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.engines.sglang_timings import TIMING_READERS
 
 __all__ = ["SGLANG", "looks_like_sglang"]
@@ -53,6 +54,7 @@ SGLANG = EngineTraits(
     ready_line=READY_LINE,
     phase_markers=PHASE_MARKERS,
     timing_readers=TIMING_READERS,
+    progress=SGLANG_PROGRESS,
     stop_timeout=stop_budget().stop_timeout_s,
     recognizes=looks_like_sglang,
 )
