@@ -40,11 +40,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._errors import ConfigError
 
 __all__ = [
+    "Canary",
     "ProgressPolicy",
     "ProgressStatus",
     "ProgressTracker",
@@ -107,6 +108,29 @@ class Selector:
         return f"{self.name}{{{inner}}}"
 
 
+@dataclass(frozen=True)
+class Canary:
+    """One tiny request on the clients' own path, sent only when requests are open at the HTTP
+    front end while the engine says nothing runs or waits, its loop turns and no counter moved,
+    for `after` seconds: the shape of a request that will never be answered (sglang #33858: a
+    stopped detokenizer; every gauge looks idle). No answer within `timeout` is a hang. An
+    answer means a client is only reading slowly: the watch looks again `after` seconds later.
+    At most one is in flight (the watch waits for it), and an idle server never gets one.
+    """
+
+    path: str
+    body: Mapping[str, Any]
+    after: float = 15.0
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise ConfigError(f"canary path must start with '/', got {self.path!r}")
+        _finite("canary wait", self.after)
+        _finite("canary timeout", self.timeout)
+        object.__setattr__(self, "body", MappingProxyType(dict(self.body)))
+
+
 def _finite(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
@@ -140,6 +164,9 @@ class ProgressPolicy:
     progress_counters: tuple[Selector, ...] = ()
     request_gauges: tuple[Selector, ...] = ()
     heartbeat_counters: tuple[Selector, ...] = ()
+    #: The request that tells a slow reader from requests nobody answers (needs request gauges
+    #: and heartbeat counters: without them that shape cannot be seen). None: no canary.
+    canary: Canary | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.startswith("/"):
@@ -181,6 +208,8 @@ class ProgressPolicy:
                 "name work gauges and progress counters together (Selectors): a stall is work "
                 "waiting while no counter moves, so one is no use without the other"
             )
+        if self.canary is not None and not self.request_gauges:
+            raise ConfigError("a canary needs request gauges: it is sent for open requests")
         if self.request_gauges and not self.heartbeat_counters:
             raise ConfigError(
                 "request gauges need heartbeat counters: without them a client reading a "
@@ -390,6 +419,8 @@ class StallReport:
     window_s: float
     work: Mapping[str, float]  # the waiting-work series that were non-zero
     counters: Mapping[str, float]  # every progress series, frozen at these values
+    #: Set when the canary found the hang: requests open, nothing waiting, no answer.
+    unanswered: str = ""
 
     @classmethod
     def from_status(cls, status: ProgressStatus, window_s: float) -> StallReport:
@@ -403,6 +434,8 @@ class StallReport:
 
     def describe(self) -> str:
         """One line for the crash report and the log."""
+        if self.unanswered:
+            return self.unanswered
         return (
             f"no forward progress for {self.stalled_for_s:.1f} s with work waiting "
             f"(stall window {self.window_s:g} s): waiting {_by_name(self.work)}; "

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import NoReturn
 
 import anyio
@@ -20,6 +21,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ._progress import (
+    Canary,
     ProgressPolicy,
     ProgressStatus,
     ProgressTracker,
@@ -147,12 +149,48 @@ async def _stay_out_of_the_way() -> NoReturn:
     raise AssertionError("sleep_forever returned")  # pragma: no cover
 
 
+def unanswered(status: ProgressStatus) -> bool:
+    """Requests open at the front end while the engine has nothing running or waiting, its loop
+    turns and no counter moved: a slow reader, or requests nobody will answer (the canary
+    tells which)."""
+    return (
+        status.requests > 0
+        and status.work <= 0
+        and status.loop_moved is True
+        and status.verdict is not Verdict.PROGRESSING
+    )
+
+
+async def send_canary(
+    client: httpx.AsyncClient, url: str, canary: Canary, api_key: str | None
+) -> str | None:
+    """None if the server answered at all (any status: it is not hung), else why not."""
+    headers = {"Accept-Encoding": "identity"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    target = str(httpx.URL(url).copy_with(path=canary.path, query=None))
+    try:
+        with anyio.fail_after(canary.timeout):
+            async with client.stream(
+                "POST", target, json=dict(canary.body), headers=headers, timeout=canary.timeout
+            ) as response:
+                async for _ in response.aiter_raw():  # to the end, whatever it is: answered
+                    pass
+    except (TimeoutError, httpx.TimeoutException):
+        return f"no answer within {canary.timeout:g} s"
+    except httpx.HTTPError:
+        return None  # refused or reset: the server is going, the exit watcher says so
+    return None
+
+
 async def watch_progress(
     client: httpx.AsyncClient,
     url: str,
     policy: ProgressPolicy,
     *,
     on_scrape: ScrapeHook | None = None,
+    api_key: str | None = None,
+    on_canary: Callable[[str], None] | None = None,
 ) -> StallReport:
     """Scrape `url` every `policy.interval` s and return only when the server is stalled.
 
@@ -174,6 +212,7 @@ async def watch_progress(
     # at most one latency (milliseconds) after its grid time.
     origin = anyio.current_time()
     tick = 0
+    open_since: float | None = None  # requests unanswered, nothing waiting: since when
     while True:
         at = origin + tick * policy.interval
         start = anyio.current_time()
@@ -209,6 +248,32 @@ async def watch_progress(
             await _stay_out_of_the_way()
         if status is not None and status.verdict is Verdict.STALLED:
             return StallReport.from_status(status, policy.stall_window)
+        canary = policy.canary
+        if canary is not None and status is not None:
+            open_since = (
+                (open_since if open_since is not None else at) if unanswered(status) else None
+            )
+            if open_since is not None and at - open_since >= canary.after:
+                if on_canary is not None:
+                    on_canary(
+                        f"{status.requests:g} request(s) open, nothing running or waiting "
+                        f"for {at - open_since:.0f} s: sending one canary {canary.path}"
+                    )
+                why = await send_canary(client, url, canary, api_key)
+                if why is not None:
+                    return StallReport(
+                        stalled_for_s=anyio.current_time() - open_since,
+                        since_progress_s=status.since_progress_s or 0.0,
+                        window_s=canary.after,
+                        work=MappingProxyType({}),
+                        counters=status.counters,
+                        unanswered=(
+                            f"requests hang with nothing running or waiting: "
+                            f"{status.requests:g} open at the front end, and a canary "
+                            f"{canary.path} got {why}"
+                        ),
+                    )
+                open_since = None  # answered: a slow reader; look again `after` from now
         # The next grid time; one that a slow scrape overran is skipped, never crowded in.
         tick = max(tick + 1, math.ceil((anyio.current_time() - origin) / policy.interval))
         await anyio.sleep(max(0.0, origin + tick * policy.interval - anyio.current_time()))

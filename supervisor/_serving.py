@@ -143,7 +143,14 @@ class Serving(Startup):
             # Sleeps forever by itself when disabled, or once the metrics proved absent.
             url = cfg.base_url + cfg.progress.path
             try:
-                return await watch_progress(client, url, cfg.progress, on_scrape=self._on_scrape)
+                return await watch_progress(
+                    client,
+                    url,
+                    cfg.progress,
+                    on_scrape=self._on_scrape,
+                    api_key=cfg.api_key,  # the canary goes the clients' way, with their key
+                    on_canary=lambda line: self.say(f"progress: {line}"),
+                )
             except Exception as exc:  # an add-on's bug must not take a healthy server down
                 self.say(
                     f"progress watch failed ({type(exc).__name__}: {exc}); hang detection by "

@@ -148,6 +148,10 @@ class Served:
 
     def schedulers(self) -> list[int]:
         """Pids of the engine's scheduler processes (SGLang's `sglang::scheduler*`, the fake's)."""
+        return self.processes_named(b"sglang::scheduler")
+
+    def processes_named(self, title: bytes) -> list[int]:
+        """Pids of the tree whose process title (SGLang's setproctitle) starts with `title`."""
         found = []
         for pid in descendants(self.watched.popen.pid):
             try:
@@ -155,7 +159,7 @@ class Served:
                     cmd = f.read()
             except OSError:
                 continue
-            if cmd.startswith(b"sglang::scheduler") or b"sglang::scheduler_TP" in cmd:
+            if cmd.startswith(title) or b" " + title in cmd:
                 found.append(pid)
         return found
 

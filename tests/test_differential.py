@@ -78,6 +78,38 @@ def test_a_stalled_scheduler_with_a_request_waiting_is_recycled(tiny, engine) ->
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_requests_nobody_answers_with_nothing_queued_are_recycled_within_60_s(tiny, engine) -> None:
+    """sglang #33858: the detokenizer stops (SIGSTOP on the real one), the scheduler finishes
+    every request, nothing runs or waits, /health 200 for its first 20 s, clients wait for ever.
+    Default progress settings: the canary must find it within 60 s of the first unanswered
+    request."""
+    flags: list[str] = []
+    if engine == "fake":  # after the 4 warmups and one chat, its detokenizer stops
+        flags += [
+            "--fake-arg=--fake-fault=detokenizer-stall",
+            "--fake-arg=--fake-stall-after-requests=5",
+        ]
+    served = start_serve(engine, tiny if engine == "real" else None, *flags)
+    with served.watched:
+        assert served.request("/v1/chat/completions", served.chat())[0] == 200
+        if engine == "real":
+            detokenizers = served.processes_named(b"sglang::detokenizer")
+            assert detokenizers, "no detokenizer process found"
+            for pid in detokenizers:
+                os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        waiting = served.stream_in_background(max_tokens=8)  # answered by nobody
+        rc, exited = served.watched.wait_exit(120)
+        out = served.output()
+        assert rc == 1, out[-3000:]
+        assert "requests hang with nothing running or waiting" in out, out[-3000:]
+        assert "sending one canary /generate" in out and out.count("sending one canary") == 1
+        assert exited - t0 < 60, exited - t0
+        assert not waiting.done
+        assert served.watched.alive(served.tree_at_serving, within=5) == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_second_signal_skips_the_drain_and_still_exits_0(tiny, engine) -> None:
     # the fake makes tokens instantly unless paced: 900 of them then take 45 s, like the real one
     pace = ("--fake-arg=--fake-token-time=0.05",) if engine == "fake" else ()

@@ -8,9 +8,10 @@ engine's `/metrics`.
 
 from __future__ import annotations
 
-from supervisor._progress import ProgressPolicy, Selector
+from supervisor._progress import Canary, ProgressPolicy, Selector
 
 __all__ = [
+    "SGLANG_CANARY",
     "SGLANG_GENERATION_ENDPOINTS",
     "SGLANG_HEARTBEAT_COUNTERS",
     "SGLANG_PROGRESS",
@@ -63,6 +64,10 @@ SGLANG_HEARTBEAT_COUNTERS: tuple[Selector, ...] = (
 )
 
 
+SGLANG_CANARY = Canary(
+    "/generate", {"text": "1", "sampling_params": {"max_new_tokens": 1, "temperature": 0}}
+)
+
 #: The progress watch for SGLang: these selectors, the core's default timings (which suit
 #: SGLang 0.5.23 on the profiles' hardware: docs/PROGRESS.md).
 SGLANG_PROGRESS = ProgressPolicy(
@@ -70,4 +75,7 @@ SGLANG_PROGRESS = ProgressPolicy(
     progress_counters=SGLANG_PROGRESS_COUNTERS,
     request_gauges=SGLANG_REQUEST_GAUGES,
     heartbeat_counters=SGLANG_HEARTBEAT_COUNTERS,
+    # One greedy token through SGLang's own /generate (no model name needed, every model has
+    # it): what a request that nobody answers (a stopped detokenizer, sglang #33858) never gets.
+    canary=SGLANG_CANARY,
 )

@@ -87,6 +87,10 @@ class Engine:
         self.requests: dict[str, Generation] = {}
         self.running: dict[str, Generation] = {}
         self.stalled = False
+        #: The detokenizer stopped (sglang #33858, SIGSTOP on the real one): the scheduler still
+        #: finishes every request, its counters advance, but no output reaches the tokenizer,
+        #: so no client (and no /health) ever gets an answer.
+        self.detokenizer_stopped = False
         self.is_pause = False  # the tokenizer's flag: new generations wait
         self.engine_paused: str | None = None  # the scheduler paused by `retract`/`in_place`
         self.last_receive = 0.0
@@ -153,6 +157,8 @@ class Engine:
             block_forever()  # the tree is being killed
         self.metrics.realtime("prefill_compute", gen.prompt_tokens)
         self.on_admitted(gen)
+        if self.detokenizer_stopped:  # the prefill's first output goes nowhere
+            self._lost_output(gen)
 
     def token(self, gen: Generation, count: int = 1) -> None:
         """Make one token: `--fake-token-time` (plus a share of `--fake-gen-time`) seconds."""
@@ -162,18 +168,37 @@ class Engine:
         with self.cond:
             self.cond.wait_for(lambda: self.engine_paused is None or gen.aborted or self.stalled)
             stalled, aborted = self.stalled, gen.aborted
+            lost = self.detokenizer_stopped
             if not stalled and not aborted:
                 gen.produced += 1
-                self.last_receive = time.monotonic()
+                if not lost:
+                    self.last_receive = time.monotonic()
         if stalled:
             self._stuck(gen)
+        if lost and not aborted:
+            self._lost_output(gen)
         if aborted:
             raise Aborted("Aborted")
         if not gen.health:  # a health check's one token comes out of its prefill
             self.metrics.realtime("decode", 1)
 
+    def _lost_output(self, gen: Generation) -> NoReturn:
+        """The scheduler ends the request (running 0, counters moved); its output goes nowhere."""
+        with self.cond:
+            self.running.pop(gen.rid, None)
+            self._report()
+        if not gen.health:
+            self.metrics.finished(gen.prompt_tokens, gen.produced, gen.streaming)
+        self._stuck(gen)  # rid_to_state keeps it: the tokenizer waits for output for ever
+
+    def stop_detokenizer(self) -> None:
+        with self.cond:
+            self.detokenizer_stopped = True
+
     def finish(self, gen: Generation) -> None:
         """The last output reaches the tokenizer (`collect_metrics`, aborts included); idempotent."""
+        if self.detokenizer_stopped and not gen.closed:
+            self._lost_output(gen)
         with self.cond:
             stalled = self.stalled
             if not stalled and not gen.closed:

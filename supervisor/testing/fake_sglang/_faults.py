@@ -23,6 +23,10 @@ supervisor's crash classification is tested on real texts:
   memory"}}` and the memory stays released; unhealthy-after-resume: the resume answers 200, then
   `/health` 503 and generations 500; garbage-after-resume: the resume answers 200, `/health` 200,
   and every generation answers 200 with junk (what resumed weights without a CPU backup give);
+- detokenizer-stall: once `--fake-stall-after-requests` client generations finished, the
+  detokenizer stops (sglang #33858; SIGSTOP of the real one shows it on the CPU engine): the
+  scheduler still finishes every request and its counters advance, nothing runs or waits, but
+  no answer reaches a client, and `/health` gives up with 503 after its 20 s;
 - leak-shm: the server creates its broadcast segment `sgl_shm_mq_<pid>_<rand>` (1 MiB) as
   0.5.23 names it (srt/utils/stale_shm_cleanup.py make_shm_name), in `SGLANG_SUPERVISOR_SHM_DIR`
   (else /dev/shm), and unlinks it only on a clean exit: a SIGKILLed tree leaves it (sglang
@@ -54,6 +58,7 @@ FAULTS = (
     "unhealthy-after-resume",
     "garbage-after-resume",
     "leak-shm",
+    "detokenizer-stall",
 )
 
 

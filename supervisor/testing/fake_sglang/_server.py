@@ -151,9 +151,12 @@ class FakeSGLang(SignalsAndDrain):
             if self.served_after_ready is None:
                 return
             self.served_after_ready += 1
-            due = "stall" in self.faults and limit is not None and self.served_after_ready >= limit
-        if due and not self.engine.stalled:
+            due = limit is not None and self.served_after_ready >= limit
+        if due and "stall" in self.faults and not self.engine.stalled:
             self.stall()
+        if due and "detokenizer-stall" in self.faults and not self.engine.detokenizer_stopped:
+            log("fake: detokenizer stopped")
+            self.engine.stop_detokenizer()
 
     def stall(self) -> None:
         log(STALLED_LINE)
