@@ -109,20 +109,23 @@ class Handler(OpenAIRoutes, MemoryRoutes, BaseHTTPRequestHandler):
         )
 
     # -------------------------------------------------------------- plumbing
+    # The access line is logged before the answer leaves, as uvicorn logs it at the response's
+    # start: a client that acts on the answer (SGLang's own warmup, then its ready line) can
+    # never print before it.
     def send_json(self, status: int, payload: Any) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        self.access(status)
         self.end_headers()
         self.wfile.write(data)
-        self.access(status)
 
     def send_empty(self, status: int) -> None:
         self.send_response(status)
         self.send_header("Content-Length", "0")
-        self.end_headers()
         self.access(status)
+        self.end_headers()
 
     def json_media_type(self) -> bool:
         """http_server.py:validate_json_request, a dependency of every OpenAI POST route."""
@@ -357,6 +360,6 @@ class Handler(OpenAIRoutes, MemoryRoutes, BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.send_header("Content-Length", str(len(text)))
+        self.access(200)
         self.end_headers()
         self.wfile.write(text)
-        self.access(200)
