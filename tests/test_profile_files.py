@@ -15,12 +15,15 @@ import pytest
 
 from supervisor import ConfigError
 from supervisor.__main__ import main
+from supervisor._cli import build_parser
+from supervisor.deploy.commands import add_commands
 from supervisor.deploy.settings import (
     ENV_PROFILE,
     ENV_PROFILE_FILE,
     PROFILE_FILE_MOUNT,
     DeploySettings,
 )
+from supervisor.engines.sglang_traits import SGLANG
 from supervisor.profiles import get_profile, profile_names
 from supervisor.profiles.files import dump_profile, load_profile_file, profile_from_toml
 from tests.conftest import ROOT
@@ -182,6 +185,17 @@ def test_serve_and_preflight_take_a_file_wherever_they_take_a_name(tmp_path: Pat
         "--served-model-name qwen3-8b", "--served-model-name my-model"
     )
     assert "--served-model-name my-model" in shown["--profile-file"]
+
+
+def test_demo_and_compile_take_a_file_too(tmp_path: Path) -> None:
+    path = tmp_path / "glm.toml"
+    path.write_text(dump_profile(get_profile("glm-5.1-fp8")))
+    from supervisor.deploy.commands import chosen_profile
+
+    parser = build_parser(extra=[add_commands], engines=[SGLANG])
+    for command in ("demo", "compile", "serve", "preflight"):
+        args = parser.parse_args([command, "--profile-file", str(path)])
+        assert chosen_profile(args) == get_profile("glm-5.1-fp8"), command
 
 
 @needs_parser
