@@ -1,6 +1,12 @@
 """Benchmark: a stalled engine with a request in flight, from the stall to the forced exit.
 
     .venv/bin/python benchmarks/stall.py [--trials N] [--out benchmarks/RESULTS-stall.md]
+    .venv/bin/python benchmarks/stall.py --fault detokenizer-stall   # RESULTS-request-hang.md
+
+`--fault detokenizer-stall` is the other hang (sglang #33858): after the warmups and one chat
+the fake's detokenizer stops, the scheduler still finishes every request, nothing runs or
+waits, and no client gets an answer. Progress counters cannot see it (no work waits); ours
+finds it with one canary request, the probe-only design by `/health` (503 after 20 s).
 
 Two designs, measured side by side in one run, each with its DEFAULT settings:
 
@@ -36,7 +42,15 @@ sys.path.insert(0, str(ROOT))
 
 from supervisor.testing import free_port  # noqa: E402
 
-STALL_MARK = "fake: scheduler stalled"  # the fake's STALLED_LINE
+#: fault -> (the fake's flags, the line it logs when the hang strikes)
+FAULTS = {
+    "stall": (["--fake-arg=--fake-fault=stall"], "fake: scheduler stalled"),
+    "detokenizer-stall": (
+        ["--fake-arg=--fake-fault=detokenizer-stall", "--fake-arg=--fake-stall-after-requests=5"],
+        "fake: detokenizer stopped",
+    ),
+}
+FAULT = "stall"
 
 
 def one_trial(progress: bool, timeout: float) -> tuple[float, int, str]:
@@ -52,7 +66,7 @@ def one_trial(progress: bool, timeout: float) -> tuple[float, int, str]:
         "--fake",
         "--port",
         str(port),
-        "--fake-arg=--fake-fault=stall",
+        *FAULTS[FAULT][0],
         "--fake-arg=--fake-load-time=0.5",
         "--fake-arg=--fake-warmup-time=0.3",
     ]
@@ -71,11 +85,18 @@ def one_trial(progress: bool, timeout: float) -> tuple[float, int, str]:
         for raw in proc.stdout:
             line = raw.decode("utf-8", "replace")
             lines.append(line)
-            if STALL_MARK in line and not stalled_at:
+            if FAULTS[FAULT][1] in line and not stalled_at:
                 stalled_at.append(time.monotonic())
+            if "state=serving" in line and FAULT == "detokenizer-stall":
+                serving.set()
 
+    serving = threading.Event()
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    if FAULT == "detokenizer-stall":  # the 5th client generation (4 warmups) stops it
+        serving.wait(60)
+        body = {"model": "qwen3-8b", "messages": [{"role": "user", "content": "hi"}]}
+        httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60)
     deadline = time.monotonic() + 60
     while not stalled_at and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -106,8 +127,13 @@ def one_trial(progress: bool, timeout: float) -> tuple[float, int, str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS-stall.md")
+    parser.add_argument("--fault", choices=sorted(FAULTS), default="stall")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    global FAULT
+    FAULT = args.fault
+    name = "stall" if FAULT == "stall" else "request-hang"
+    args.out = args.out or ROOT / "benchmarks" / f"RESULTS-{name}.md"
     rows = []
     for name, progress, timeout in (("ours", True, 120.0), ("probe-only", False, 400.0)):
         results = [one_trial(progress, timeout) for _ in range(args.trials)]
@@ -117,10 +143,10 @@ def main() -> None:
     ours, base = statistics.median(rows[0][1]), statistics.median(rows[1][1])
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = [
-        "# Stall -> forced exit, with a request in flight",
+        f"# {FAULT} -> forced exit, with a request in flight",
         "",
         f"Run {stamp} on {os.cpu_count()} cores, Python {platform.python_version()}. "
-        "Command: `.venv/bin/python benchmarks/stall.py`. Both designs with default settings, "
+        f"Command: `.venv/bin/python benchmarks/stall.py --fault {FAULT}`. Both designs with default settings, "
         "measured in the same run (see the script's docstring).",
         "",
         "| design | median | each trial | exit codes | ratio (probe-only / ours) |",

@@ -271,6 +271,10 @@ class SupervisorConfig:
     admin_api_key: str | None = field(default=None, repr=False)
     ready_line: str | None = None
     phase_markers: tuple[tuple[str, str], ...] = ()
+    #: Compiled-artifact caches to count before the spawn and once serving (`_caches`):
+    #: name -> directory. `expect_warm_caches`: a miss in one of those is a warning.
+    caches: Mapping[str, str] = field(default_factory=dict)
+    expect_warm_caches: frozenset[str] = frozenset()
     #: Phase name -> a reader of the engine's numbers in that phase's line (`_timeline`).
     timing_readers: Mapping[str, TimingReader] = field(default_factory=dict)
     name: str = "server"

@@ -56,6 +56,20 @@ class SupervisorMetrics:
             namespace=ns,
             registry=r,
         )
+        self.cache_files = Gauge(
+            "cache_files",
+            "Files in each compiled-artifact cache, before the spawn and once serving.",
+            ["cache", "moment"],
+            namespace=ns,
+            registry=r,
+        )
+        self.cache_bytes = Gauge(
+            "cache_bytes",
+            "Bytes in each compiled-artifact cache, before the spawn and once serving.",
+            ["cache", "moment"],
+            namespace=ns,
+            registry=r,
+        )
         self.warmup_latency = Gauge(
             "warmup_latency_seconds",
             "Latency of each warmup payload of the last start.",
@@ -164,6 +178,10 @@ class SupervisorMetrics:
     def on_phases(self, durations: Mapping[str, float]) -> None:
         for phase, seconds in durations.items():
             self.phase_seconds.labels(phase).set(seconds)
+
+    def on_cache(self, cache: str, moment: str, files: int, nbytes: int) -> None:
+        self.cache_files.labels(cache, moment).set(files)
+        self.cache_bytes.labels(cache, moment).set(nbytes)
 
     def on_log(self, stream: str, lines: int, nbytes: int) -> None:
         self.log_lines.labels(stream).inc(lines)

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio.abc
 
+from ._caches import CacheCount, describe_caches, snapshot_caches
 from ._endings import Outcome
 from ._errors import ForeignListener, WarmupFailed
 from ._health import Nudge, ProbeResult, wait_healthy
@@ -37,6 +38,7 @@ class Startup(Membership):
     timeline: Timeline
     warmup_results: list[WarmupResult]
     _serving_announced: bool
+    _caches_before: dict[str, CacheCount | None]
 
     async def _start_up(
         self, child: ChildProcess, task_status: anyio.abc.TaskStatus[Any]
@@ -70,6 +72,7 @@ class Startup(Membership):
                 )
             for r in failed:
                 self.say(f"warning: warmup {r.name!r} failed but warmup failures are warnings")
+        await self._report_caches()
         self._reach_serving(task_status, "")
         return None
 
@@ -94,6 +97,24 @@ class Startup(Membership):
         note = f"{cfg.health.path} answered in {healthy.latency_s:.3f} s{why}"
         self.machine.fire(Event.HEALTHY, note)
         return None
+
+    async def _report_caches(self) -> None:
+        """Each cache before the spawn and now: a hit, or what the start compiled into it."""
+        caches = self.config.caches
+        if not caches:
+            return
+        after = await snapshot_caches(caches)
+        for moment, counts in (("before", self._caches_before), ("serving", after)):
+            for name, found in counts.items():
+                if found is not None:
+                    self.metrics.on_cache(name, moment, found.files, found.bytes)
+        line, missed = describe_caches(self._caches_before, after)
+        self.say(line)
+        for name in sorted(set(missed) & self.config.expect_warm_caches):
+            self.say(
+                f"warning: cache {name} was expected warm but this start added to it: "
+                "its key or contents do not match this deployment"
+            )
 
     def _reach_serving(self, task_status: anyio.abc.TaskStatus[Any], note: str) -> None:
         self.timeline.mark("serving")

@@ -24,6 +24,7 @@ import httpx
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
+from ._caches import CacheCount, snapshot_caches
 from ._config import SupervisorConfig
 from ._endings import DeathHandler, Outcome, OutcomeKind, force_exit
 from ._errors import (
@@ -77,6 +78,7 @@ class Supervisor(Worker):
         self.redact = Redactor(config.secrets)
         self.tail = LogTail(config.logs.tail_lines)
         self.timeline = Timeline(config.phase_markers, readers=config.timing_readers)
+        self._caches_before: dict[str, CacheCount | None] = {}
         self.machine = StateMachine()
         self.machine.observe(self._announce)
         self.machine.observe(self.metrics.on_transition)
@@ -202,6 +204,7 @@ class Supervisor(Worker):
         cfg = self.config
         argv = " ".join(shlex.quote(a) for a in cfg.launch.argv)
         self.say(f"starting {cfg.name}: {argv}")
+        self._caches_before = await snapshot_caches(cfg.caches)
         child = await self._manager.start(cfg.launch)
         self.child = child
         self.say(f"spawned pid={child.pid}")

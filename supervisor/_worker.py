@@ -61,6 +61,7 @@ class Worker(Serving):
             return await self._lost_race(child, kind)
         if isinstance(answer, PeerFailure):
             return await self._peer_ending(child, answer)
+        await self._report_caches()
         self._reach_serving(task_status, "rank 0 is serving")
 
         members = children_of(child)

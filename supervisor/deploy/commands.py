@@ -388,7 +388,7 @@ def _serve_with(
         progress=SGLANG_PROGRESS,
         startup_timeout=profile.startup_timeout_s,
     )
-    config = dataclasses.replace(config, admin_api_key=admin_key)
+    config = dataclasses.replace(config, admin_api_key=admin_key, caches=launch.caches())
     if node.cluster is not None:
         config = dataclasses.replace(config, cluster=node.cluster)
     if demo:

@@ -481,6 +481,23 @@ class SGLangLaunch:
         env.update(self.env)
         return env
 
+    def caches(self) -> dict[str, str]:
+        """Where this server keeps what it compiles, for the cache report (`_caches`).
+
+        0.5.23 keeps it all under SGLANG_CACHE_DIR (`srt/environ.py`, default ~/.cache/sglang):
+        DeepGEMM's `deep_gemm` unless SGLANG_DG_CACHE_DIR points elsewhere, `cute_aot`, and,
+        through `redirect_third_party_caches`, Triton, TorchInductor, CUDA's `nv`, TileLang and
+        FlashInfer's workspace. A DeepGEMM cache outside it is counted on its own.
+        """
+        env = {**os.environ, **self.environment()}
+        root = env.get("SGLANG_CACHE_DIR") or os.path.expanduser("~/.cache/sglang")
+        found = {"sglang": root}
+        dg = env.get("SGLANG_DG_CACHE_DIR")
+        inside = os.path.abspath(root)
+        if dg and os.path.commonpath([os.path.abspath(dg), inside]) != inside:
+            found["deepgemm"] = dg
+        return found
+
     def with_overrides(self, **changes: Any) -> SGLangLaunch:
         """A copy with the given fields changed; a None leaves a field as it is."""
         kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
@@ -520,6 +537,7 @@ class SGLangLaunch:
             phase_markers=PHASE_MARKERS,
             timing_readers=TIMING_READERS,
             progress=SGLANG_PROGRESS,
+            caches=self.caches(),
             name=self.served_model_name,
         )
 

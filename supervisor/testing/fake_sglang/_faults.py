@@ -209,3 +209,28 @@ def flood(lines: int) -> None:
         worst = max(worst, time.perf_counter() - t)
     took = time.perf_counter() - start
     log(f"fake: flood done lines={lines} seconds={took:.4f} max_write_ms={worst * 1000:.3f}")
+
+
+#: How many kernels the fake "compiles" into SGLANG_CACHE_DIR on a cold start.
+JIT_KERNELS = 8
+
+
+def jit_kernels() -> None:
+    """What a real start compiles after its weights (DeepGEMM, Triton, ...), in miniature: with
+    SGLANG_CACHE_DIR set, 8 small kernel files under `fake_jit/`, written only where missing,
+    so a second start of the same deployment compiles nothing (the cache report says "hit")."""
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("SGLANG_CACHE_DIR")
+    if not root:
+        return
+    jit = Path(root) / "fake_jit"
+    jit.mkdir(parents=True, exist_ok=True)
+    missing = [i for i in range(JIT_KERNELS) if not (jit / f"kernel_{i}.cubin").exists()]
+    for i in missing:
+        (jit / f"kernel_{i}.cubin").write_bytes(b"\0" * 1024)
+    if missing:
+        log(f"fake: compiled {len(missing)} kernels into {jit}")
+    else:
+        log(f"fake: {JIT_KERNELS} kernels found in {jit}, nothing to compile")

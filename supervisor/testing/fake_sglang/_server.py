@@ -36,6 +36,7 @@ from ._faults import (
     CRASH_LOADING_LINES,
     WARMUP_ERROR_TEXT,
     flood,
+    jit_kernels,
     leak_shm_segment,
 )
 from ._http import handler_for
@@ -249,6 +250,7 @@ class FakeSGLang(SignalsAndDrain):
                 "avail mem=12.30 GB, mem usage=66.20 GB.",
                 rank,
             )
+        jit_kernels()
 
     def start(self) -> None:
         """Up to the bound port: the launch-phase logs, schedulers, rendezvous and weights."""
