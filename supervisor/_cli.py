@@ -56,6 +56,7 @@ from ._run_flags import (
     add_progress_flags,
     add_snapshot_flags,
     cluster_from_args,
+    memory_from_args,
     progress_from_args,
     rehearsal_pause_from_args,
     snapshot_from_args,
@@ -294,6 +295,7 @@ def config_from_args(
         phase_markers=tuple(phase_markers),
         timing_readers=dict(timing_readers or {}),
         progress=progress_from_args(args, progress),
+        memory=memory_from_args(args),
         cluster=cluster_from_args(args),
         snapshot=snapshot_from_args(args),
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from ._cluster import ClusterSpec
 from ._errors import ConfigError
+from ._memory import MemoryPolicy
 from ._progress import ProgressPolicy
 from ._snapshot import SnapshotPolicy
 from ._timeline import TimingReader
@@ -280,6 +281,8 @@ class SupervisorConfig:
     name: str = "server"
     #: Hang detection by the engine's own progress counters (off: `ProgressPolicy(enabled=False)`).
     progress: ProgressPolicy = field(default_factory=ProgressPolicy)
+    #: The tree's memory against a high mark: past it, a planned recycle (`_memory`).
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     #: This rank's place in a multi-node cluster; None for a server on one node.
     cluster: ClusterSpec | None = None
     #: How to sleep and wake the server around a memory snapshot; None where it cannot.

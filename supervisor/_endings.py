@@ -209,14 +209,37 @@ class Endings:
             self.machine.fire(Event.STOPPED, describe_returncode(child.returncode))
         return Outcome(OutcomeKind.STOPPED, child.returncode)
 
+    async def _planned_recycle(self, child: ChildProcess, reason: str, detail: str) -> Outcome:
+        """A server that still serves but must go (its memory): drain it as a stop would, so
+        what it holds is answered, then end as a death does (report, exit 1, the platform
+        replaces the container). 0.5.23 keeps taking requests while it drains (only /health
+        and /ready answer 503: `tokenizer_manager.py:is_healthy`), so the drain is bounded by
+        the stop timeout, as every stop is."""
+        self.say(f"planned recycle: {detail}")
+        self.machine.fire(Event.STOP, f"planned recycle ({reason})")
+        with anyio.CancelScope(shield=True):
+            if not self._exited.is_set():
+                await self._drain(child, self._exited.wait)
+            await self._kill(child)
+        for event in (Event.STOPPED, Event.EXITED):
+            if self.machine.allows(event):
+                self.machine.fire(event, describe_returncode(child.returncode))
+                break
+        return await self._report_death(child, reason, detail, cause=f"{reason}-high")
+
     async def _death(self, child: ChildProcess, reason: str, detail: str) -> Outcome:
         """Kill the tree at once (no drain: a dead or hung server has nothing to finish), write
         the one crash report, linger on a cluster, then call the death handler."""
         with anyio.CancelScope(shield=True):
             await self._kill(child)
+        return await self._report_death(child, reason, detail)
+
+    async def _report_death(
+        self, child: ChildProcess, reason: str, detail: str, *, cause: str | None = None
+    ) -> Outcome:
         served = time.monotonic() - (self._serving_since or time.monotonic())
         tail = tuple(self.tail.lines())
-        cause = self._classify(tail)
+        cause = cause or self._classify(tail)
         if cause == "unknown" and reason in ("stalled", "peer"):
             cause = reason  # the log says nothing (a hang, a lost peer): say what we know
         report = CrashReport(

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import Enum as EnumMetric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from ._memory import MemorySample
 from ._progress import Verdict
 from ._states import State, Transition
 
@@ -55,6 +56,18 @@ class SupervisorMetrics:
             ["phase"],
             namespace=ns,
             registry=r,
+        )
+        self.memory_bytes = Gauge(
+            "tree_memory_bytes",
+            "The server tree's memory (PSS of every process plus /dev/shm), last sample.",
+            namespace=ns,
+            registry=r,
+        )
+        self.memory_shm_bytes = Gauge(
+            "tree_shm_bytes", "What /dev/shm holds, last sample.", namespace=ns, registry=r
+        )
+        self.open_fds = Gauge(
+            "tree_open_fds", "Open fds of the server tree, last sample.", namespace=ns, registry=r
         )
         self.cache_files = Gauge(
             "cache_files",
@@ -178,6 +191,11 @@ class SupervisorMetrics:
     def on_phases(self, durations: Mapping[str, float]) -> None:
         for phase, seconds in durations.items():
             self.phase_seconds.labels(phase).set(seconds)
+
+    def on_memory(self, sample: MemorySample) -> None:
+        self.memory_bytes.set(sample.total)
+        self.memory_shm_bytes.set(sample.shm)
+        self.open_fds.set(sample.fds)
 
     def on_cache(self, cache: str, moment: str, files: int, nbytes: int) -> None:
         self.cache_files.labels(cache, moment).set(files)

@@ -29,6 +29,7 @@ REASONS = {
     "unhealthy": "the liveness budget was spent (or, on a cluster worker, a scheduler vanished)",
     "stalled": "work waited while the engine's progress counters stood still (hang detection)",
     "peer": "another rank of the cluster failed; `failed_rank` names it",
+    "memory": "the tree's memory passed the high mark: a planned recycle, the engine drained first",
 }
 
 
@@ -56,6 +57,8 @@ class CrashReport:
             return f"stopped answering ({self.detail})" if self.detail else "stopped answering"
         if self.reason == "stalled":
             return f"stalled ({self.detail})" if self.detail else "stalled"
+        if self.reason == "memory":
+            return f"recycled for memory ({self.detail})" if self.detail else "recycled for memory"
         if self.reason == "peer":
             return f"a peer failed ({self.detail})" if self.detail else "a peer failed"
         return f"exited with {describe_returncode(self.returncode)}"

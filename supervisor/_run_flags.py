@@ -17,6 +17,7 @@ from typing import Any
 from ._cluster import ClusterSpec, parse_address
 from ._errors import ConfigError
 from ._flags import addresses, index, seconds
+from ._memory import MemoryPolicy, parse_size
 from ._progress import ProgressPolicy
 from ._snapshot import SnapshotPolicy
 
@@ -26,6 +27,7 @@ __all__ = [
     "add_progress_flags",
     "add_snapshot_flags",
     "cluster_from_args",
+    "memory_from_args",
     "progress_from_args",
     "rehearsal_pause_from_args",
     "snapshot_from_args",
@@ -59,6 +61,30 @@ def add_progress_flags(p: argparse.ArgumentParser) -> None:
         type=seconds(),
         default=None,
         help=f"seconds between scrapes of the engine's metrics (default {policy.interval:g})",
+    )
+    p.add_argument(
+        "--memory-high",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="the tree's memory (PSS plus /dev/shm) past which the server is drained and the "
+        "supervisor exits 1, before the OOM killer (e.g. 300M, 40G; default 90%% of the "
+        "container's cgroup limit, off where there is none)",
+    )
+    p.add_argument("--no-memory-watch", action="store_true", help="no planned recycle for memory")
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def memory_from_args(args: argparse.Namespace) -> MemoryPolicy:
+    """`--memory-high SIZE` (else 90 % of the container's limit, if any); `--no-memory-watch`."""
+    return MemoryPolicy(
+        enabled=not _get(args, "no_memory_watch"), high_bytes=_get(args, "memory_high")
     )
 
 

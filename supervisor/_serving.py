@@ -26,6 +26,7 @@ import anyio
 from ._endings import Outcome
 from ._errors import ConfigError, IllegalTransition, ServerDied, SupervisorError
 from ._health import ProbeResult, watch_liveness
+from ._memory import MemoryReport, watch_memory
 from ._process import ChildProcess
 from ._progress import StallReport, Verdict
 from ._progress_watch import Scrape, watch_progress
@@ -37,7 +38,7 @@ from ._tasks import Race
 
 __all__ = ["Serving"]
 
-Watchdog = Callable[[], Awaitable["ProbeResult | StallReport"]]
+Watchdog = Callable[[], Awaitable["ProbeResult | StallReport | MemoryReport"]]
 
 
 class Serving(Startup):
@@ -106,7 +107,9 @@ class Serving(Startup):
     async def _serve(self, child: ChildProcess) -> Outcome:
         """serving, until a death, a stall, a stop or a peer's failure; sleeps when asked."""
         while True:
-            kind, found = await self._race(self._watchdogs, sleep=self._sleep_requested)
+            kind, found = await self._race(
+                lambda: self._watchdogs(child), sleep=self._sleep_requested
+            )
             if kind is Race.SLEEP:
                 ended = await self._sleep_and_wake(child)
                 if ended is not None:
@@ -118,16 +121,28 @@ class Serving(Startup):
                 detail = found.describe()
                 self.machine.fire(Event.UNHEALTHY, f"stalled: {detail}")
                 return await self._death(child, "stalled", detail)
+            if isinstance(found, MemoryReport):
+                return await self._planned_recycle(child, "memory", found.describe())
             assert found is not None
             failures = self.config.liveness.failures
             detail = f"{failures} liveness probes failed in a row, last: {found.describe()}"
             self.machine.fire(Event.UNHEALTHY, detail)
             return await self._death(child, "unhealthy", detail)
 
-    async def _watchdogs(self) -> ProbeResult | StallReport:
-        """Liveness and progress side by side; the first to give up is the answer."""
+    async def _watchdogs(self, child: ChildProcess) -> ProbeResult | StallReport | MemoryReport:
+        """Liveness, progress and memory side by side; the first to give up is the answer."""
         cfg = self.config
         client = self._slot.client  # taken now: a client from before a sleep is closed
+
+        async def memory() -> MemoryReport:
+            try:
+                return await watch_memory(
+                    child.tree, cfg.memory, say=self.say, on_sample=self.metrics.on_memory
+                )
+            except Exception as exc:  # an add-on's bug must not take a healthy server down
+                self.say(f"memory watch failed ({type(exc).__name__}: {exc}); it is off")
+                await anyio.sleep_forever()
+                raise  # pragma: no cover - sleep_forever does not return
 
         async def liveness() -> ProbeResult:
             if not cfg.liveness.enabled:
@@ -159,7 +174,7 @@ class Serving(Startup):
                 await anyio.sleep_forever()
                 raise  # pragma: no cover - sleep_forever does not return
 
-        found: list[ProbeResult | StallReport] = []
+        found: list[ProbeResult | StallReport | MemoryReport] = []
         async with anyio.create_task_group() as tg:
 
             async def first(fn: Watchdog) -> None:
@@ -168,6 +183,7 @@ class Serving(Startup):
 
             tg.start_soon(first, liveness)
             tg.start_soon(first, progress)
+            tg.start_soon(first, memory)
         return found[0]
 
     def _on_scrape(self, scrape: Scrape) -> None:

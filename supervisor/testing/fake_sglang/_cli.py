@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fake-extra-log", action="append", default=None, help="lines logged while loading"
     )
     p.add_argument("--fake-flood-lines", type=int, default=300_000)
+    p.add_argument(
+        "--fake-leak-mb-per-s", type=float, default=50.0, help="memory-leak: MiB a second"
+    )
     p.add_argument("--fake-long-line", type=int, default=0, help="pad server_args= by N bytes")
     p.add_argument("--fake-gpu-mem-gib", type=float, default=0.0, help="GPU memory per scheduler")
     p.add_argument(

@@ -27,6 +27,9 @@ supervisor's crash classification is tested on real texts:
   detokenizer stops (sglang #33858; SIGSTOP of the real one shows it on the CPU engine): the
   scheduler still finishes every request and its counters advance, nothing runs or waits, but
   no answer reaches a client, and `/health` gives up with 503 after its 20 s;
+- memory-leak: after the ready line the server's host memory grows by `--fake-leak-mb-per-s`
+  (default 50) for good, touched so that it is resident (sglang #28902: linear growth until
+  the OOM killer);
 - leak-shm: the server creates its broadcast segment `sgl_shm_mq_<pid>_<rand>` (1 MiB) as
   0.5.23 names it (srt/utils/stale_shm_cleanup.py make_shm_name), in `SGLANG_SUPERVISOR_SHM_DIR`
   (else /dev/shm), and unlinks it only on a clean exit: a SIGKILLed tree leaves it (sglang
@@ -59,6 +62,7 @@ FAULTS = (
     "garbage-after-resume",
     "leak-shm",
     "detokenizer-stall",
+    "memory-leak",
 )
 
 
@@ -234,3 +238,17 @@ def jit_kernels() -> None:
         log(f"fake: compiled {len(missing)} kernels into {jit}")
     else:
         log(f"fake: {JIT_KERNELS} kernels found in {jit}, nothing to compile")
+
+
+def leak_memory(mb_per_s: float) -> None:
+    """Grow this process's resident memory by `mb_per_s` MiB a second, for ever (a thread)."""
+    import threading
+
+    held: list[bytearray] = []
+
+    def grow() -> None:
+        while True:
+            held.append(bytearray(1 << 20))  # zero-filled: every page touched, so resident
+            time.sleep(1.0 / mb_per_s)
+
+    threading.Thread(target=grow, daemon=True, name="leak").start()

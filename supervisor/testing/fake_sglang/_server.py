@@ -37,6 +37,7 @@ from ._faults import (
     WARMUP_ERROR_TEXT,
     flood,
     jit_kernels,
+    leak_memory,
     leak_shm_segment,
 )
 from ._http import handler_for
@@ -345,6 +346,8 @@ class FakeSGLang(SignalsAndDrain):
             self.schedulers.crash(args.fake_crash_log or CRASH_AFTER_SERVING_LINES)
         with self.lock:
             self.served_after_ready = 0
+        if "memory-leak" in self.faults:
+            leak_memory(args.fake_leak_mb_per_s)
         if "hang" in self.faults:
             time.sleep(crash_after)
             log("fake: hanging with the port open")

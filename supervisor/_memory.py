@@ -1,0 +1,207 @@
+"""The tree's memory against the container's limit, and a planned recycle before the OOM killer.
+
+sglang #28902: a rank's host memory grew linearly until the OOM killer, six restarts in three
+days; an OOM kill mid-stream drops every request in flight. The supervisor can end it better:
+once the tree passes a high mark it drains the engine (SIGTERM: SGLang finishes what it holds)
+and exits 1 with a report naming the memory, its trend and the largest process, so the platform
+replaces the container before the kernel kills it.
+
+What is counted, every `interval` seconds, off the event loop: each process of the tree by its
+proportional set size (`/proc/PID/smaps_rollup` Pss: shared pages split between the sharers, so
+eight forked ranks are not counted eight times; RSS where smaps_rollup is unreadable), plus what
+`/dev/shm` holds (tmpfs pages are charged to the container's memory too), and each process's open
+fds (reported, never a trigger). The mark: `MemoryPolicy.high_bytes` when given (`--memory-high`),
+else `fraction` of the cgroup v2 limit (`memory.max`), else off (said once).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio.to_thread
+
+from ._errors import ConfigError
+
+__all__ = ["MemoryPolicy", "MemoryReport", "MemorySample", "parse_size", "watch_memory"]
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """`300M`, `40G`, `1.5g`, `123456` (bytes) -> bytes; ConfigError saying what to write."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match:
+        raise ConfigError(f"{text!r} is not a size: write bytes or a number with K, M, G or T")
+    value = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(value) or value < 1 << 20:
+        raise ConfigError(f"{text!r} is below 1 MiB: no server fits in that")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class MemoryPolicy:
+    enabled: bool = True
+    high_bytes: int | None = None  # None: `fraction` of the cgroup limit, if there is one
+    fraction: float = 0.9
+    interval: float = 2.0
+    cgroup_dir: str = "/sys/fs/cgroup"
+    shm_dir: str = "/dev/shm"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"memory fraction must be in (0, 1], got {self.fraction!r}")
+        if not (math.isfinite(self.interval) and self.interval > 0):
+            raise ConfigError(f"memory interval must be > 0, got {self.interval!r}")
+
+    def cgroup_limit(self) -> int | None:
+        try:
+            raw = Path(self.cgroup_dir, "memory.max").read_text().strip()
+        except OSError:
+            return None
+        return None if raw == "max" or not raw.isdigit() else int(raw)
+
+    def mark(self) -> tuple[int | None, str]:
+        """The high mark in bytes (None: off) and where it came from, in words."""
+        if not self.enabled:
+            return None, "off"
+        if self.high_bytes is not None:
+            return self.high_bytes, f"--memory-high {_gib(self.high_bytes)}"
+        limit = self.cgroup_limit()
+        if limit is None:
+            return None, "no container memory limit (cgroup memory.max) and no --memory-high"
+        return int(limit * self.fraction), (
+            f"{self.fraction:.0%} of the container's limit {_gib(limit)}"
+        )
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    at: float
+    total: int  # the tree's PSS plus /dev/shm
+    shm: int
+    largest: tuple[int, str, int]  # pid, its name, its bytes
+    fds: int
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """Why the watch asked for a planned recycle."""
+
+    sample: MemorySample
+    high: int
+    source: str
+    trend_per_min: float | None  # bytes a minute over the watch's window, None with one sample
+
+    def describe(self) -> str:
+        pid, name, size = self.sample.largest
+        trend = (
+            "no trend yet"
+            if self.trend_per_min is None
+            else f"growing {_gib(self.trend_per_min)}/min"
+            if self.trend_per_min > 0
+            else "not growing"
+        )
+        return (
+            f"the tree holds {_gib(self.sample.total)} (of which /dev/shm "
+            f"{_gib(self.sample.shm)}), past the high mark {_gib(self.high)} ({self.source}); "
+            f"{trend}; largest pid={pid} ({name}) {_gib(size)}; {self.sample.fds} open fds"
+        )
+
+
+def _gib(n: float) -> str:
+    return f"{n / (1 << 30):.2f} GiB" if abs(n) >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
+
+
+def _process_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()[:40] or "?"
+    except OSError:
+        return "?"
+
+
+def _fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def _shm_used(root: str) -> int:
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return 0
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+def sample_tree(pids: Iterable[int], shm_dir: str) -> MemorySample:
+    sizes = [(pid, _process_bytes(pid)) for pid in pids]
+    largest_pid, largest = max(sizes, key=lambda x: x[1], default=(0, 0))
+    shm = _shm_used(shm_dir)
+    return MemorySample(
+        at=time.monotonic(),
+        total=sum(b for _, b in sizes) + shm,
+        shm=shm,
+        largest=(largest_pid, _name(largest_pid) if largest_pid else "-", largest),
+        fds=sum(_fds(pid) for pid, _ in sizes),
+    )
+
+
+def _trend(window: deque[MemorySample]) -> float | None:
+    if len(window) < 2 or window[-1].at <= window[0].at:
+        return None
+    return (window[-1].total - window[0].total) / (window[-1].at - window[0].at) * 60
+
+
+async def watch_memory(
+    tree: Callable[[], Iterable[int]],
+    policy: MemoryPolicy,
+    *,
+    say: Callable[[str], None],
+    on_sample: Callable[[MemorySample], None] | None = None,
+) -> MemoryReport:
+    """Sample the tree every `policy.interval` s; return once it is past the high mark.
+
+    With no mark (no limit known, or disabled) it says so once and sleeps for good.
+    """
+    high, source = policy.mark()
+    if high is None:
+        if policy.enabled:
+            say(f"memory watch: off ({source})")
+        await anyio.sleep_forever()
+        raise AssertionError("sleep_forever returned")  # pragma: no cover
+    say(f"memory watch: a planned recycle past {_gib(high)} ({source})")
+    window: deque[MemorySample] = deque(maxlen=30)  # a minute at the default interval
+    while True:
+        pids = list(tree())
+        sample = await anyio.to_thread.run_sync(sample_tree, pids, policy.shm_dir)
+        window.append(sample)
+        if on_sample is not None:
+            on_sample(sample)
+        if sample.total >= high:
+            return MemoryReport(sample, high, source, _trend(window))
+        await anyio.sleep(policy.interval)
