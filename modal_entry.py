@@ -271,6 +271,7 @@ class Server:
             PROFILE,
             recycle=lambda report: recycle(report),  # looked up at call time (tests patch it)
             reloads=(lambda: _reload(model_volume), lambda: _reload(dg_volume)),
+            commit=lambda: _commit(dg_volume),  # what a cold start compiled, for the next one
             stop_timeout_s=SETTINGS.drain.stop_timeout_s,
             startup_timeout_s=SETTINGS.supervisor_startup_timeout_s,
             runtime_check=lambda: runtime_check(),

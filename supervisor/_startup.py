@@ -39,6 +39,8 @@ class Startup(Membership):
     warmup_results: list[WarmupResult]
     _serving_announced: bool
     _caches_before: dict[str, CacheCount | None]
+    #: The caches this start added to (the cache report's misses): worth persisting.
+    caches_missed: tuple[str, ...]
 
     async def _start_up(
         self, child: ChildProcess, task_status: anyio.abc.TaskStatus[Any]
@@ -109,6 +111,7 @@ class Startup(Membership):
                 if found is not None:
                     self.metrics.on_cache(name, moment, found.files, found.bytes)
         line, missed = describe_caches(self._caches_before, after)
+        self.caches_missed = tuple(missed)
         self.say(line)
         for name in sorted(set(missed) & self.config.expect_warm_caches):
             self.say(

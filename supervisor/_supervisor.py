@@ -79,6 +79,7 @@ class Supervisor(Worker):
         self.tail = LogTail(config.logs.tail_lines)
         self.timeline = Timeline(config.phase_markers, readers=config.timing_readers)
         self._caches_before: dict[str, CacheCount | None] = {}
+        self.caches_missed: tuple[str, ...] = ()
         self.machine = StateMachine()
         self.machine.observe(self._announce)
         self.machine.observe(self.metrics.on_transition)

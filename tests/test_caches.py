@@ -3,13 +3,22 @@ serving; a second start of the same deployment compiles nothing and says "hit"."
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 from pathlib import Path
 
 from supervisor._caches import CacheCount, count_cache, describe_caches
+from supervisor.deploy.lifecycle import ServerLifecycle
 from supervisor.engines.sglang import SGLangLaunch
+from supervisor.engines.sglang_cache import cache_identity, cache_key, keyed_cache_dir
+from supervisor.profiles import get_profile
+from supervisor.testing import free_port
 from tests._watch import Watched
 from tests.conftest import cli
+
+FAKE = [sys.executable, "-m", "supervisor.testing.fake_sglang", "--fake-load-time", "0.2"]
+FAKE += ["--fake-warmup-time", "0.2", "--fake-time-scale", "0.1"]
 
 
 def test_counting_stats_files_follows_no_symlink_and_stops_at_its_limit(tmp_path: Path) -> None:
@@ -61,3 +70,66 @@ def test_a_second_start_compiles_nothing_and_the_report_says_so(port: int, tmp_p
             assert out.index("cache report:") < out.index("state=serving")
     assert "sglang=miss (+8 files, +8.2 KB; now 8 files, 8.2 KB)" in reports[0], reports[0]
     assert "sglang=hit (8 files, 8.2 KB)" in reports[1], reports[1]
+
+
+def test_the_key_changes_with_what_kernels_depend_on(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"hidden_size": 64}')
+    launch = SGLangLaunch(str(tmp_path), "m", tp_size=1)
+    base = cache_identity(launch, "H100")
+    assert base["sglang"] == "0.5.23" and base["model_config"] != "no-config"
+    others = [
+        cache_identity(launch, "B200"),
+        cache_identity(SGLangLaunch(str(tmp_path), "m", tp_size=2), "H100"),
+    ]
+    (tmp_path / "config.json").write_text('{"hidden_size": 128}')  # another model revision
+    others.append(cache_identity(launch, "H100"))
+    assert len({cache_key(i) for i in [base, *others]}) == 4
+    root = tmp_path / "volume"
+    first, warm = keyed_cache_dir(root, base)
+    assert not warm and (first / "manifest.json").is_file()
+    again, warm = keyed_cache_dir(root, base)
+    assert again == first and warm
+
+
+def test_a_deployments_second_start_reads_its_keyed_cache_and_commits_only_the_first(
+    tmp_path: Path, capfd
+) -> None:
+    """The Modal lifecycle on the fake: a cold key compiles and commits; the same key again is
+    warm (hit, no commit); a new model config is a new key, cold again."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 64}')
+    volume = tmp_path / "dg-cache"
+    volume.mkdir()
+    profile = get_profile("qwen3-8b")
+    launch = profile.launch.with_overrides(model_path=str(model), dg_cache_dir=str(volume))
+    profile = dataclasses.replace(profile, launch=launch)
+    commits: list[int] = []
+    reports: list[str] = []
+    for attempt in range(3):
+        if attempt == 2:
+            (model / "config.json").write_text('{"hidden_size": 128}')
+        lines: list[str] = []
+        env = {
+            "SGLANG_SUPERVISOR_ENGINE_COMMAND": " ".join(FAKE),
+            "SGLANG_SUPERVISOR_PORT": str(free_port()),
+            "SGLANG_SUPERVISOR_DUMMY_WEIGHTS": "1",
+        }
+        life = ServerLifecycle(
+            profile,
+            recycle=lambda r: None,
+            env=env,
+            log=lines.append,
+            commit=lambda: commits.append(1),
+            runtime_check=lambda: (),
+        )
+        try:
+            life.start()
+        finally:
+            life.exit()
+        printed = capfd.readouterr().out.splitlines()  # the supervisor's own lines
+        reports.append(next(x for x in printed if "cache report:" in x))
+    assert "sglang=miss (+8 files" in reports[0] and "sglang=hit (9 files" in reports[1]
+    assert "sglang=miss (+8 files" in reports[2]  # a new key: an empty directory
+    assert commits == [1, 1]  # the two cold starts, not the warm one
+    assert len(list((volume / "sglang").iterdir())) == 2

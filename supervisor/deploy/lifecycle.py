@@ -51,6 +51,7 @@ from supervisor.engines.sglang import (
     classify_crash,
     fresh_admin_key,
 )
+from supervisor.engines.sglang_cache import cache_identity, keyed_cache_dir
 from supervisor.engines.sglang_keys import key_file
 from supervisor.profiles import Profile
 
@@ -238,6 +239,8 @@ class ServerLifecycle:
     stop_timeout_s: float = float(DrainBudget.derive(0).stop_timeout_s)
     #: The supervisor's health deadline; None: the profile's.
     startup_timeout_s: float | None = None
+    #: Persists the cache volume after a start that compiled something (Modal: commit()).
+    commit: Callable[[], None] | None = None
     #: Problems with the runtime (installed SGLang, CUDA); empty means fine. Runs first.
     runtime_check: Callable[[], Sequence[str]] = no_runtime_problems
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -332,7 +335,8 @@ class ServerLifecycle:
         admin_key = self.env.get(ENV_ADMIN_API_KEY) or fresh_admin_key()
         node = self.node_launch
         worker = node.cluster is not None and node.cluster.rank > 0
-        config = node.launch.supervisor_config(
+        launch, expect_warm = self._keyed_cache(node.launch)
+        config = launch.supervisor_config(
             api_key=api_key,
             admin_api_key=admin_key,
             # a worker rank serves no API (SGLang's dummy health only): nothing to warm up there
@@ -349,6 +353,7 @@ class ServerLifecycle:
         )
         config = dataclasses.replace(
             config,
+            expect_warm_caches=expect_warm,
             cluster=node.cluster,
             snapshot=SnapshotPolicy() if self.profile.snapshot_capable else None,
         )
@@ -359,7 +364,7 @@ class ServerLifecycle:
             on_death=lambda report: self.recycle(report),
         )
         try:
-            return self.supervisor.start()
+            started = self.supervisor.start()
         except StartupError as exc:
             # The platform prints this exception, notes included (modal/_traceback.py
             # print_exception), as the reason the container failed to start: make it carry the
@@ -367,6 +372,22 @@ class ServerLifecycle:
             # failure, a WarmupFailed's results) must reach the caller intact.
             exc.add_note(startup_note(exc))
             raise
+        if started.caches_missed and self.commit is not None:
+            # What this start compiled goes to the volume now, so the next cold start reads it
+            # (a Modal Volume shows other containers only what was committed).
+            self.log(f"[lifecycle] committing the cache volume: {', '.join(started.caches_missed)}")
+            self.commit()
+        return started
+
+    def _keyed_cache(self, launch: SGLangLaunch) -> tuple[SGLangLaunch, frozenset[str]]:
+        """SGLANG_CACHE_DIR on the cache volume, in the directory of this deployment's key."""
+        root = launch.dg_cache_dir
+        if not root or not os.access(root, os.W_OK):
+            return launch, frozenset()
+        keyed, warm = keyed_cache_dir(root, cache_identity(launch, self.profile.gpu))
+        self.log(f"[lifecycle] SGLang's cache: {keyed} ({'warm' if warm else 'new key: cold'})")
+        launch = launch.with_overrides(env={**launch.env, "SGLANG_CACHE_DIR": str(keyed)})
+        return launch, frozenset({"sglang"}) if warm else frozenset()
 
     def sleep(self) -> None:
         """Before a memory snapshot: release SGLang's GPU memory, liveness paused."""
