@@ -32,8 +32,10 @@ class CacheCount:
     truncated: bool = False  # stopped at MAX_ENTRIES: the numbers are a floor
 
 
-def count_cache(path: str, limit: int = MAX_ENTRIES) -> CacheCount | None:
-    """Files and bytes under `path` (None where it does not exist)."""
+def count_cache(
+    path: str, limit: int = MAX_ENTRIES, *, skip: frozenset[str] = frozenset()
+) -> CacheCount | None:
+    """Files and bytes under `path` (None where it does not exist), not under `skip`."""
     if not os.path.isdir(path):
         return None
     files = size = seen = 0
@@ -51,7 +53,8 @@ def count_cache(path: str, limit: int = MAX_ENTRIES) -> CacheCount | None:
                     return CacheCount(files, size, truncated=True)
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
+                        if os.path.abspath(entry.path) not in skip:
+                            stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
                         files += 1
                         size += entry.stat(follow_symlinks=False).st_size
@@ -65,8 +68,14 @@ async def snapshot_caches(caches: Mapping[str, str]) -> dict[str, CacheCount | N
     if not caches:
         return {}
 
+    paths = {name: os.path.abspath(path) for name, path in caches.items()}
+
     def count_all() -> dict[str, CacheCount | None]:
-        return {name: count_cache(path) for name, path in caches.items()}
+        # a cache inside another (SGLang's keyed directory on DeepGEMM's volume) counts once
+        return {
+            name: count_cache(path, skip=frozenset(p for n, p in paths.items() if n != name))
+            for name, path in caches.items()
+        }
 
     return await anyio.to_thread.run_sync(count_all)
 

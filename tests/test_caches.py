@@ -32,6 +32,7 @@ def test_counting_stats_files_follows_no_symlink_and_stops_at_its_limit(tmp_path
     assert count_cache(str(tmp_path)) == CacheCount(2, 15)
     assert count_cache(str(tmp_path), limit=1).truncated
     assert count_cache(str(tmp_path / "missing")) is None
+    assert count_cache(str(tmp_path), skip=frozenset({str(tmp_path / "a")})) == CacheCount(1, 5)
 
 
 def test_the_report_says_hit_miss_and_absent_in_one_line() -> None:
