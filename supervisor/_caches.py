@@ -68,10 +68,9 @@ async def snapshot_caches(caches: Mapping[str, str]) -> dict[str, CacheCount | N
     if not caches:
         return {}
 
-    paths = {name: os.path.abspath(path) for name, path in caches.items()}
-
     def count_all() -> dict[str, CacheCount | None]:
         # a cache inside another (SGLang's keyed directory on DeepGEMM's volume) counts once
+        paths = {name: os.path.abspath(path) for name, path in caches.items()}
         return {
             name: count_cache(path, skip=frozenset(p for n, p in paths.items() if n != name))
             for name, path in caches.items()
