@@ -151,7 +151,7 @@ class Served:
         return self.processes_named(b"sglang::scheduler")
 
     def processes_named(self, title: bytes) -> list[int]:
-        """Pids of the tree whose process title (SGLang's setproctitle) starts with `title`."""
+        """Pids of the tree whose command line holds `title` (SGLang's setproctitle)."""
         found = []
         for pid in descendants(self.watched.popen.pid):
             try:
@@ -159,7 +159,8 @@ class Served:
                     cmd = f.read()
             except OSError:
                 continue
-            if cmd.startswith(title) or b" " + title in cmd:
+            # SGLang's setproctitle replaces the whole line; the fake's scheduler code prints it
+            if title in cmd:
                 found.append(pid)
         return found
 

@@ -10,6 +10,7 @@ SIGSTOPped fake scheduler stalls nothing; the fake plays that hang with its `sta
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import time
@@ -17,7 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.engines import build_tiny_model, require_real, start_run, start_serve
+from tests.engines import (
+    HOSTILE_ADMIN_KEY,
+    build_tiny_model,
+    require_real,
+    start_run,
+    start_serve,
+)
 
 pytestmark = [pytest.mark.real_engine, pytest.mark.slow, pytest.mark.xdist_group("real-engine")]
 
@@ -106,6 +113,24 @@ def test_requests_nobody_answers_with_nothing_queued_are_recycled_within_60_s(ti
         assert "sending one canary /generate" in out and out.count("sending one canary") == 1
         assert exited - t0 < 60, exited - t0
         assert not waiting.done
+        assert served.watched.alive(served.tree_at_serving, within=5) == []
+
+
+def test_a_memory_release_on_the_cpu_engine_kills_it_and_the_supervisor_reports_it(tiny) -> None:
+    """What the CPU path shows of release/resume (FIDELITY, issue #17): SGLang's release calls
+    CUDA, so on the CPU the scheduler dies and the tree goes; the supervisor reports a death,
+    exit 1, nothing left. The fake plays a GPU's release instead (it frees and resumes), so
+    this one is the real engine's alone; the GPU behaviour stays source-read."""
+    served = start_serve("real", tiny)
+    with served.watched:
+        try:
+            answer: object = served.request("/release_memory_occupation", {}, key=HOSTILE_ADMIN_KEY)
+        except (OSError, http.client.HTTPException) as exc:  # died before it answered
+            answer = exc
+        rc, _ = served.watched.wait_exit(90)
+        out = served.output()
+        assert rc == 1, (answer, out[-3000:])
+        assert out.count("CRASH REPORT") == 1 and "server died after serving" in out
         assert served.watched.alive(served.tree_at_serving, within=5) == []
 
 

@@ -17,7 +17,11 @@ def test_first_lines_give_the_demo_and_the_test_command() -> None:
     assert block[0].endswith(".venv/bin/python -m supervisor demo")
     assert block[1] == "bash .ci/run"
     ci = (ROOT / ".ci" / "run").read_text()
-    assert ".venv/bin/python -m pytest --durations=25" in ci  # the README's tests, slowest shown
+    stated = re.search(r"Its test command is\s+`([^`]+)`", README)
+    assert stated, "the README must say which command runs the tests"
+    command = " ".join(stated.group(1).split())
+    assert command == ".venv/bin/python -m pytest -n 2 --dist loadgroup"
+    assert f"{command} --durations=25" in ci  # the README's tests, slowest shown
 
 
 def test_library_example_runs_as_written() -> None:
