@@ -474,7 +474,7 @@ def test_gpu_check_skips_without_nvml(monkeypatch) -> None:
 
 
 # ----------------------------------------------------------------------------- crash causes
-# Texts as SGLang 0.5.23 and PyTorch print them (file:function in sglang.CRASH_CAUSES' comment;
+# Texts as SGLang 0.5.23 and PyTorch print them (file:function in sglang_causes.CRASH_CAUSES' comments;
 # tests/test_fidelity.py checks the SGLang templates against the installed source).
 REAL_TAILS = [
     (
