@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from run import Row, machine_line  # noqa: E402
+from run import Row, machine_line, markdown_table  # noqa: E402
 
 from supervisor.testing import free_port  # noqa: E402
 
@@ -129,23 +129,12 @@ def main() -> None:
         "median in tens of ms",
         statistics.median(mine) < 0.1,
     )
-    header = [
-        "benchmark",
-        "ours median / p99",
-        "baseline median / p99",
-        "ratio (baseline/ours)",
-        "trials (ours / baseline)",
-        "goal",
-        "met",
-    ]
     lines = [
         "# Death to exit, through the CLI",
         "",
         f"{machine_line()}; `{' '.join(sys.argv)}`.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        "| " + " | ".join(row.cells()) + " |",
+        *markdown_table([row]),
         "",
         "Ours, each trial, s: " + ", ".join(f"{x:.3f}" for x in mine),
         "",

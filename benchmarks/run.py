@@ -428,6 +428,21 @@ def bench_idle(seconds: float) -> tuple[Row, Row]:
 
 
 # ----------------------------------------------------------------------------- main
+def markdown_table(rows: Sequence[Row]) -> list[str]:
+    """The results table every benchmark file shares: one line per row, ours beside the baseline."""
+    header = [
+        "benchmark",
+        "ours median / p99",
+        "baseline median / p99",
+        "ratio (baseline/ours)",
+        "trials (ours / baseline)",
+        "goal",
+        "met",
+    ]
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return table + ["| " + " | ".join(r.cells()) + " |" for r in rows]
+
+
 def machine_line() -> str:
     """When and on what a run was made: every results file opens with it."""
     cpu = platform.processor() or platform.machine()
@@ -462,17 +477,7 @@ def main() -> None:
         print(f"running {name} ...", flush=True)
         result = step()
         rows.extend(result if isinstance(result, tuple) else [result])
-    header = [
-        "benchmark",
-        "ours median / p99",
-        "baseline median / p99",
-        "ratio (baseline/ours)",
-        "trials (ours / baseline)",
-        "goal",
-        "met",
-    ]
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    table += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    table = markdown_table(rows)
     notes = [f"- {r.name}: {r.note}" for r in rows if r.note]
     text = "\n".join(
         [
