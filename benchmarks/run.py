@@ -200,7 +200,7 @@ def bench_healthy_to_warm(trials: int, base_trials: int) -> Row:
 
         async def one() -> None:
             sup = Supervisor(fake_config(port, *flags), sink=Quiet())
-            sup.machine.observe(
+            sup.observe(
                 lambda t: warm_at.append(time.time()) if t.new is State.WARM else None
             )
             async with anyio.create_task_group() as tg:

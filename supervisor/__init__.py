@@ -27,6 +27,7 @@ from ._errors import (
     HealthTimeout,
     IllegalTransition,
     PortInUse,
+    RankFailed,
     ServerDied,
     StartupError,
     StoppedBeforeServing,
@@ -37,7 +38,6 @@ from ._errors import (
 from ._health import ProbeResult
 from ._local import LocalChild, LocalProcessManager
 from ._logs import LoggingSink, LogSink, LogTail, Redactor, StreamSink
-from ._membership import RankFailed
 from ._metrics import SupervisorMetrics, serve_metrics
 from ._process import ByteSource, ChildProcess, KillResult, ListenerCheck, ProcessManager
 from ._progress import ProgressPolicy, Selector, StallReport, Verdict

@@ -25,6 +25,10 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._cluster_peers import PeerFailure
 
 __all__ = [
     "ChildExited",
@@ -33,6 +37,7 @@ __all__ = [
     "HealthTimeout",
     "IllegalTransition",
     "PortInUse",
+    "RankFailed",
     "ServerDied",
     "StartupError",
     "StoppedBeforeServing",
@@ -117,6 +122,18 @@ class WarmupFailed(StartupError):
     def __init__(self, message: str, *, results: Sequence[object] = (), **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.results = tuple(results)
+
+
+class RankFailed(StartupError):
+    """A rank of the cluster failed, or never joined, before this rank was serving (exit 3).
+
+    `failed_rank` names it; `failure` is the `PeerFailure` that said so.
+    """
+
+    def __init__(self, message: str, *, failure: PeerFailure, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.failure = failure
+        self.failed_rank = failure.failed_rank
 
 
 class ServerDied(SupervisorError):

@@ -1,9 +1,10 @@
 """One rank of a multi-node cluster: publish this supervisor's state, watch the peers, end together.
 
 docs/CLUSTER.md tells the mechanism; `_cluster`, `_cluster_peers` and `_cluster_status` hold the
-settings, the decisions and the wire. This module wires them into the supervisor, and holds the
-one place where every phase learns how it lost its race (`_lost_race`), since on a cluster a
-phase can also lose to a peer:
+settings, the decisions and the wire. This module is the run's collaborator on a cluster
+(`Run.cluster`, built by `Supervisor` only when the config names one): it adds the peers to every
+phase's race (`contenders`), ends the run when a peer fails (`on_peer`), and has the first word
+when this rank's engine exits (`on_engine_exit`):
 
 - the status server starts before the engine is spawned and runs, in the supervisor's outer task
   group, until `run` returns, through the linger of a death; it publishes the supervisor's own
@@ -23,65 +24,47 @@ phase can also lose to a peer:
   rank 0 asks once and publishes at once (a lost worker leaves rank 0's engine blocked, not
   dead, and were both to wait for the other, both would name themselves).
 
-Without a cluster (`config.cluster is None`) none of this runs and `_race` is today's race.
+Without a cluster (`config.cluster is None`) this module is never imported.
 """
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import anyio
 import anyio.abc
 
 from ._cluster_peers import STOPPING, PeerFailure, PeerTracker, PeerView, StatusBoard
 from ._cluster_status import StatusUnavailable, fetch_status, serve_status, watch_peers
-from ._endings import Endings, Outcome
-from ._errors import ConfigError, PortInUse, StartupError, describe_returncode
+from ._endings import Outcome, death, graceful_stop, kill
+from ._errors import ConfigError, PortInUse, RankFailed, describe_returncode
 from ._process import ChildProcess
+from ._run import Run
 from ._snapshot import fresh_client
 from ._states import Event, State, Transition
-from ._tasks import Race, race
+from ._tasks import Race
 
-__all__ = ["Membership", "RankFailed"]
-
-T = TypeVar("T")
+__all__ = ["Membership"]
 
 _ASK_AGAIN_S = 0.1  # after this rank's engine exited: how often the peers are asked again
 
 
-class RankFailed(StartupError):
-    """A rank of the cluster failed, or never joined, before this rank was serving (exit 3).
+class Membership:
+    """This rank's membership of the cluster, as the run's collaborator (see the module doc)."""
 
-    `failed_rank` names it; `failure` is the `PeerFailure` that said so.
-    """
-
-    def __init__(self, message: str, *, failure: PeerFailure, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
-        self.failure = failure
-        self.failed_rank = failure.failed_rank
-
-
-class Membership(Endings):
-    """The cluster side of `Supervisor`, and the race every phase runs (see the module doc)."""
-
-    _stop_requested: anyio.Event
-    _peer_failed: anyio.Event
-    _peer_failure: PeerFailure | None
-    _peer_scope: anyio.CancelScope
-    _stopped_on_request: bool
-
-    def _init_membership(self) -> None:
-        self._board = None
+    def __init__(self, run: Run) -> None:
+        assert run.config.cluster is not None
+        self._run = run
+        self.spec = run.config.cluster
+        self.board = StatusBoard(self.spec.rank, self._published_state)
         self._status_served = False
         self._peer_failed = anyio.Event()
-        self._peer_failure = None
+        self._peer_failure: PeerFailure | None = None
         self._peer_scope = anyio.CancelScope()
         self._stopped_on_request = False
-        spec = self.config.cluster
-        if spec is not None:
-            self._board = StatusBoard(spec.rank, self._published_state)
-            self.machine.observe(self._on_cluster_transition)
+        run.machine.observe(self._on_transition)
+
+    @property
+    def failed_rank(self) -> int | None:
+        return self.board.failed_rank
 
     # ----------------------------------------------------------------- publishing
     def _published_state(self) -> str:
@@ -90,27 +73,27 @@ class Membership(Endings):
         A peer that reads a bare `dead` takes it for a death and dies of it (exit 1); a rank
         that was stopped on request must never cause that, however late the peer polls.
         """
-        state = self.machine.state
+        state = self._run.machine.state
         if state is State.DEAD and self._stopped_on_request:
             return STOPPING
         return state.value
 
-    def _on_cluster_transition(self, t: Transition) -> None:
+    def _on_transition(self, t: Transition) -> None:
         if t.new is State.STOPPING:
             self._stopped_on_request = True
         if t.new in (State.STOPPING, State.DEAD):
             self._peer_scope.cancel()  # a rank that is going away watches nobody
         failed = t.event in (Event.FAILED, Event.EXITED, Event.UNHEALTHY)
         if t.new is State.DEAD and t.old is not State.STOPPING and failed:
-            assert self._board is not None
             # First recorded wins: after `relay` (a peer's failure) this changes nothing.
-            self._board.fail_self(_own_failure(t))
+            self.board.fail_self(_own_failure(t))
 
-    async def _join_cluster(self, side: anyio.abc.TaskGroup) -> None:
-        """Serve this rank's status and start watching the peers, before the engine is spawned."""
-        spec = self.config.cluster
-        if spec is None:
-            return
+    async def join(self, side: anyio.abc.TaskGroup) -> None:
+        """Serve this rank's status and start watching the peers, before the engine is spawned.
+
+        `side` is the supervisor's outer task group, which outlives the tree: the status server
+        keeps publishing through the linger of a death."""
+        spec = self.spec
         try:
             bound = await side.start(self._serve_status)
         except ConfigError as exc:
@@ -119,74 +102,66 @@ class Membership(Endings):
             ) from None
         self._status_served = True
         peers = ", ".join(f"rank {r} at {spec.peers[r]}" for r in spec.peer_ranks)
-        self.say(
+        self._run.say(
             f"cluster: rank {spec.rank} of {spec.size}; status on port {bound} (GET /status); "
             f"watching {peers}"
         )
         side.start_soon(self._watch_peers)
 
     async def _serve_status(self, *, task_status: anyio.abc.TaskStatus[int]) -> None:
-        assert self.config.cluster is not None and self._board is not None
-        await serve_status(self._board, self.config.cluster.status_port, task_status=task_status)
+        await serve_status(self.board, self.spec.status_port, task_status=task_status)
 
     async def _watch_peers(self) -> None:
-        spec = self.config.cluster
-        assert spec is not None
         with self._peer_scope:
             async with fresh_client() as client:
-                failure = await watch_peers(client, spec, on_change=self._on_peer_change)
+                failure = await watch_peers(client, self.spec, on_change=self._on_peer_change)
             self._peer_failure = failure
             self._peer_failed.set()
 
     def _on_peer_change(self, view: PeerView) -> None:
-        self.metrics.on_peer(view.rank, view.reachable)
+        self._run.metrics.on_peer(view.rank, view.reachable)
         if view.reachable:
-            self.say(f"peer rank={view.rank} state={view.state}")
+            self._run.say(f"peer rank={view.rank} state={view.state}")
         else:
-            self.say(f"peer rank={view.rank} unreachable ({view.error})")
+            self._run.say(f"peer rank={view.rank} unreachable ({view.error})")
+
+    async def linger(self) -> None:
+        """Keep publishing this rank's failure until every peer had time to read it."""
+        if not self._status_served:
+            return
+        left = self.board.linger_left(self.spec.linger)
+        if left > 0:
+            self._run.say(
+                f"cluster: publishing rank {self.board.failed_rank}'s failure for {left:.1f} s "
+                "more so that every peer reads it"
+            )
+            await anyio.sleep(left)
 
     # ----------------------------------------------------------------- racing
-    async def _race(
-        self, fn: Callable[[], Awaitable[T]], *, sleep: anyio.Event | None = None
-    ) -> tuple[Race, T | None]:
-        """Run `fn` until it returns, the main process exits, a stop is requested, a peer fails
-        (on a cluster) or a sleep is requested (when `sleep` is given)."""
-        others: list[tuple[anyio.Event, Race]] = []
-        if self._board is not None:
-            others.append((self._peer_failed, Race.PEER))
-        if sleep is not None:
-            others.append((sleep, Race.SLEEP))
-        return await race(fn, exited=self._exited, stop=self._stop_requested, others=others)
+    def contenders(self) -> list[tuple[anyio.Event, Race]]:
+        return [(self._peer_failed, Race.PEER)]
 
-    async def _lost_race(self, child: ChildProcess, kind: Race) -> Outcome:
-        """A phase lost its race to the exit, a stop or a peer: end accordingly.
+    async def on_peer(self, child: ChildProcess) -> Outcome:
+        assert self._peer_failure is not None
+        return await self.peer_ending(child, self._peer_failure)
 
-        Returns a stopped or died `Outcome`, or raises the `StartupError` of a start (or a
-        sleep or wake) that failed.
-        """
-        if kind is Race.PEER:
-            assert self._peer_failure is not None
-            return await self._peer_ending(child, self._peer_failure)
-        if kind is Race.STOP:
-            return await self._graceful_stop(child)
-        assert kind is Race.EXITED, kind
-        if self.is_worker and self._returncode == 0:
+    async def on_engine_exit(self, child: ChildProcess) -> Outcome | None:
+        """This rank's engine exited: a broadcast stop, or a peer's failure that came first, or
+        (None) this rank's own failure, for the plain handling."""
+        run = self._run
+        if run.is_worker and run.returncode == 0:
             # An SGLang worker exits 0 only on rank 0's ShutdownReq: the cluster is stopping.
-            self.say("the engine exited 0 on rank 0's shutdown broadcast: stopping this rank")
-            return await self._graceful_stop(child)
-        if self._board is not None:
-            await self._kill(child)  # the engine is gone: free the rest of the tree before asking
+            run.say("the engine exited 0 on rank 0's shutdown broadcast: stopping this rank")
+            return await graceful_stop(run, child)
+        await kill(run, child)  # the engine is gone: free the rest of the tree before asking
         earlier = await self._failed_peer()
-        if earlier is not None:
-            self.say(
-                f"cluster: this rank's engine exited ({describe_returncode(self._returncode)}) "
-                f"after a peer's failure: {earlier.describe()}"
-            )
-            return await self._peer_ending(child, earlier)
-        if self.machine.state is not State.SERVING:
-            await self._startup_exit(child)
-        self.machine.fire(Event.EXITED, describe_returncode(self._returncode))
-        return await self._death(child, "exited", "")
+        if earlier is None:
+            return None
+        run.say(
+            f"cluster: this rank's engine exited ({describe_returncode(run.returncode)}) "
+            f"after a peer's failure: {earlier.describe()}"
+        )
+        return await self.peer_ending(child, earlier)
 
     async def _failed_peer(self) -> PeerFailure | None:
         """A failure a peer publishes now (rank 0) or within one poll interval (a worker, asking
@@ -195,9 +170,7 @@ class Membership(Endings):
         Bounded by the poll interval plus one request timeout. A peer that does not answer says
         nothing here: silence is the peer watch's business (`peer_timeout`).
         """
-        spec = self.config.cluster
-        if spec is None:
-            return None
+        spec = self.spec
         found: list[PeerFailure] = []
 
         async def ask(rank: int) -> None:
@@ -211,7 +184,7 @@ class Membership(Endings):
 
         with anyio.move_on_after(spec.poll_interval + spec.request_timeout):
             async with fresh_client() as client:
-                grace = spec.poll_interval if self.is_worker else 0.0
+                grace = spec.poll_interval if self._run.is_worker else 0.0
                 deadline = anyio.current_time() + grace
                 while not found:
                     if self._peer_failure is not None and not self._peer_failure.is_stop:
@@ -224,27 +197,27 @@ class Membership(Endings):
                     await anyio.sleep(_ASK_AGAIN_S)
         return min(found, key=lambda f: f.failed_rank) if found else None
 
-    async def _peer_ending(self, child: ChildProcess, failure: PeerFailure) -> Outcome:
+    async def peer_ending(self, child: ChildProcess, failure: PeerFailure) -> Outcome:
         """A peer failed (relay it and die with it) or is stopping (stop gracefully with it)."""
+        run = self._run
         if failure.is_stop:
-            self.say(f"cluster: {failure.describe()}; stopping this rank too")
-            return await self._graceful_stop(child)
-        assert self._board is not None
-        self._board.relay(failure)
-        self.say(
+            run.say(f"cluster: {failure.describe()}; stopping this rank too")
+            return await graceful_stop(run, child)
+        self.board.relay(failure)
+        run.say(
             f"cluster: {failure.describe()}; killing this rank's engine without a drain "
             "(it would wait on a collective that never ends)"
         )
         note = f"rank {failure.failed_rank} failed"
-        if self.machine.state is State.SERVING:
-            self.machine.fire(Event.UNHEALTHY, note)
-            return await self._death(child, "peer", failure.describe())
-        self.machine.fire(Event.FAILED, note)
-        await self._kill(child)
+        if run.machine.state is State.SERVING:
+            run.machine.fire(Event.UNHEALTHY, note)
+            return await death(run, child, "peer", failure.describe())
+        run.machine.fire(Event.FAILED, note)
+        await kill(run, child)
         raise RankFailed(
             f"{note} before this rank was serving: {failure.describe()}",
             failure=failure,
-            tail=self.tail.lines(),
+            tail=run.tail.lines(),
         )
 
 

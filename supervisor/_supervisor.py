@@ -1,13 +1,17 @@
 """The `Supervisor`: owns one server's process tree from spawn to reap and drives its state machine.
 
-Every task it starts lives in a task group: two log pumps, the exit watcher, and whichever phase
-is running (`_startup`: health wait and warmups; `_serving`: liveness, progress, sleep and wake;
-`_worker`: a cluster worker's life). Each phase races the child's exit and a stop request (and,
-on a cluster, the peers: `_membership`), so a crash is noticed the moment the main process exits
-(a pidfd, no polling) and a stop interrupts any wait. Whatever way `run` ends (return,
-exception, cancellation) the tree is killed and reaped before it returns: no process outlives
-its supervisor. On a cluster an outer task group, entered before the spawn and left last, holds
-the status server and the peer watch, so a dying rank keeps publishing while it lingers.
+A composition root, as uvicorn's supervisors are: it builds the run's state (`_run.Run`), the
+cluster membership when the config names a cluster (`_membership`, imported only then), spawns
+the tree, and calls the phases, functions over the run: `_startup.start_up`, `_serving.serve`
+(with `_sleep_wake`), or a worker rank's `_worker.worker_lifecycle`; `_endings.finish` last.
+
+Every task it starts lives in a task group: two log pumps and the exit watcher (`_child_watch`),
+and whichever phase is running. Each phase races the child's exit and a stop request (and, on a
+cluster, the peers: `_racing`), so a crash is noticed the moment the main process exits (a pidfd,
+no polling) and a stop interrupts any wait. Whatever way `run` ends (return, exception,
+cancellation) the tree is killed and reaped before it returns: no process outlives its
+supervisor. On a cluster an outer task group, entered before the spawn and left last, holds the
+status server and the peer watch, so a dying rank keeps publishing while it lingers.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -23,10 +27,13 @@ import httpx
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
+if TYPE_CHECKING:
+    from ._membership import Membership
 
-from ._caches import CacheCount, snapshot_caches
+from ._caches import snapshot_caches
+from ._child_watch import pump_logs, watch_exit
 from ._config import SupervisorConfig
-from ._endings import DeathHandler, Outcome, OutcomeKind, force_exit
+from ._endings import Outcome, OutcomeKind, finish, force_exit, stop_bound
 from ._errors import (
     PortInUse,
     ServerDied,
@@ -35,24 +42,25 @@ from ._errors import (
     SupervisorError,
     describe_returncode,
 )
-from ._health import Nudge, ProbeResult
 from ._local import LocalProcessManager
-from ._logs import LogSink, LogTail, Redactor, StreamSink, pump
+from ._logs import LogSink, LogTail, Redactor, StreamSink
 from ._metrics import SupervisorMetrics
-from ._process import ByteSource, ChildProcess, ProcessManager
-from ._redact import Needle
+from ._process import ChildProcess, ProcessManager
 from ._report import Classifier, CrashReport, unknown_cause
-from ._snapshot import ClientSlot, SnapshotTiming, fresh_client
-from ._states import Event, State, StateMachine, Transition
+from ._run import DeathHandler, Run
+from ._serving import serve
+from ._sleep_wake import request_sleep, request_wake
+from ._snapshot import SnapshotTiming
+from ._startup import start_up
+from ._states import Event, State, Transition
 from ._tasks import single_error
 from ._timeline import Timeline
 from ._warmup import WarmupResult
-from ._worker import Worker
 
 __all__ = ["Outcome", "OutcomeKind", "Supervisor", "force_exit"]
 
 
-class Supervisor(Worker):
+class Supervisor:
     """Start, watch and stop one server; see `run` for the lifecycle and `stop` to end it."""
 
     def __init__(
@@ -69,70 +77,92 @@ class Supervisor(Worker):
     ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else SupervisorMetrics()
+        self.redact = Redactor(config.secrets)
         self._manager = manager if manager is not None else LocalProcessManager()
         self._sink = sink if sink is not None else StreamSink()
-        self._on_death = on_death
-        self._classify = classify
-        self._hints = dict(hints or {})
-        self._transport = transport
-        self.redact = Redactor(config.secrets)
-        self.tail = LogTail(config.logs.tail_lines)
-        self.timeline = Timeline(config.phase_markers, readers=config.timing_readers)
-        self._caches_before: dict[str, CacheCount | None] = {}
-        self.caches_missed: tuple[str, ...] = ()
-        self.machine = StateMachine()
-        self.machine.observe(self._announce)
-        self.machine.observe(self.metrics.on_transition)
-        self.warmup_results: list[WarmupResult] = []
-        self.report: CrashReport | None = None
+        self._run = Run(
+            config,
+            metrics=self.metrics,
+            say=self.say,
+            classify=classify,
+            hints=hints or {},
+            on_death=on_death,
+            transport=transport,
+        )
+        self._member: Membership | None = None  # a cluster rank's membership
+        if config.cluster is not None:
+            from ._membership import Membership  # a single-node run never imports cluster code
+
+            self._member = self._run.cluster = Membership(self._run)
         self.child: ChildProcess | None = None
-        self._state_changed = anyio.Event()
-        self._stop_requested = anyio.Event()
-        self._stop_now = anyio.Event()
-        self._exited = anyio.Event()
-        self._pumps_done = anyio.Event()
-        self._done = anyio.Event()
-        self._returncode: int | None = None
-        self._nudge = Nudge()
-        self._last_probe: ProbeResult | None = None
-        self._serving_since: float | None = None
-        self._ran = False
-        self._serving_announced = False
         self.outcome: Outcome | None = None
-        #: The error `run` raised, once it has: what `sleep()` and `wake()` raise too.
-        self.failure: SupervisorError | None = None
+        self._ran = False
         self._entered: Any = None
-        # Phases take the client from the slot when they start; a sleep closes it, a wake renews.
-        self._slot = ClientSlot(lambda: fresh_client(self._transport))
-        self._sleep_requested = anyio.Event()
-        self._wake_requested = anyio.Event()
-        self.snapshot_timing = SnapshotTiming()
-        self._verdict = None
-        self._scrapes_failing = False
-        self._progress_off_said = False
-        self._init_membership()
 
     # ----------------------------------------------------------------- observing
     @property
     def state(self) -> State:
-        return self.machine.state
+        return self._run.machine.state
+
+    @property
+    def history(self) -> tuple[Transition, ...]:
+        return self._run.machine.history
+
+    def observe(self, observer: Callable[[Transition], None]) -> Callable[[], None]:
+        """Call `observer` on every transition, after the supervisor's own; returns the undo."""
+        return self._run.machine.observe(observer)
+
+    @property
+    def tail(self) -> LogTail:
+        """The last lines of the server's output, redacted."""
+        return self._run.tail
+
+    @property
+    def timeline(self) -> Timeline:
+        return self._run.timeline
+
+    @property
+    def report(self) -> CrashReport | None:
+        """The crash report, once the server died after serving."""
+        return self._run.report
+
+    @property
+    def failure(self) -> SupervisorError | None:
+        """The error `run` raised, once it has: what `sleep()` and `wake()` raise too."""
+        return self._run.failure
+
+    @property
+    def warmup_results(self) -> list[WarmupResult]:
+        return self._run.warmup_results
+
+    @property
+    def caches_missed(self) -> tuple[str, ...]:
+        """The caches this start added to (the cache report's misses): worth persisting."""
+        return self._run.caches_missed
+
+    @property
+    def snapshot_timing(self) -> SnapshotTiming:
+        return self._run.snapshot_timing
+
+    @property
+    def is_worker(self) -> bool:
+        return self._run.is_worker
+
+    @property
+    def stop_bound(self) -> float:
+        """The longest a stop can take once asked (`_endings.stop_bound`)."""
+        return stop_bound(self.config)
 
     def say(self, line: str) -> None:
         """Write one of the supervisor's own lines, redacted like everything else."""
         self._sink.supervisor(self.redact(line))
-
-    def _announce(self, t: Transition) -> None:
-        note = f" ({t.note})" if t.note else ""
-        self.say(f"state={t.new.value} from={t.old.value} event={t.event.value}{note}")
-        changed, self._state_changed = self._state_changed, anyio.Event()
-        changed.set()
 
     async def wait_for(self, state: State) -> None:
         """Wait until `state` is reached; raise `StartupError` if the server dies first."""
         while self.state is not state:
             if self.state is State.DEAD:
                 raise StartupError(f"the server is dead; it will never be {state.value}")
-            await self._state_changed.wait()
+            await self._run.state_changed()
 
     # ----------------------------------------------------------------- controlling
     def stop(self, *, now: bool = False) -> None:
@@ -142,9 +172,26 @@ class Supervisor(Worker):
         `now=True` skips what is left of the drain and kills the tree at once (the CLI's second
         SIGTERM or SIGINT). Safe to call any number of times, from the event loop's thread.
         """
-        self._stop_requested.set()
+        self._run.stop_requested.set()
         if now:
-            self._stop_now.set()
+            self._run.stop_now.set()
+
+    async def sleep(self) -> SnapshotTiming:
+        """serving -> sleeping -> asleep: ready for a memory snapshot; returns the step timings.
+
+        Liveness and progress pause, generation is paused, GPU memory released, and the HTTP pool
+        closed; the exit watcher and the log pumps keep running. Needs `config.snapshot`. If a
+        step fails, the server is killed, `run()` raises the `SnapshotError` and so does this.
+        """
+        return await request_sleep(self._run)
+
+    async def wake(self) -> SnapshotTiming:
+        """asleep -> waking -> serving: resume, wait for health, verify one generation.
+
+        Every deadline starts after the restore. If a step fails, the server is killed and
+        `run()` raises the `SnapshotError` (exit 3), as does this.
+        """
+        return await request_wake(self._run)
 
     # ----------------------------------------------------------------- lifecycle
     async def run(
@@ -163,14 +210,14 @@ class Supervisor(Worker):
             raise RuntimeError("a Supervisor runs once; create a new one to start again")
         self._ran = True
         try:
-            outcome = await self._run(task_status)
+            outcome = await self._outer(lambda: task_status.started(self))
         except SupervisorError as exc:
-            self.failure = exc
+            self._run.failure = exc
             raise
         finally:
-            self._done.set()
+            self._run.done.set()
         self.outcome = outcome
-        if not self._serving_announced and task_status is not anyio.TASK_STATUS_IGNORED:
+        if not self._run.serving_announced and task_status is not anyio.TASK_STATUS_IGNORED:
             # The caller waits for `serving`, which will never come: tell it why, plainly.
             raise StoppedBeforeServing(
                 f"stopped on request before serving ({describe_returncode(outcome.returncode)})",
@@ -179,54 +226,52 @@ class Supervisor(Worker):
             )
         return outcome
 
-    async def _run(self, task_status: anyio.abc.TaskStatus[Supervisor]) -> Outcome:
-        cfg = self.config
+    async def _outer(self, announce: Callable[[], None]) -> Outcome:
+        """Refuse a taken port; on a cluster, publish and watch around the whole tree's life."""
+        cfg, run = self.config, self._run
         conflict = self._manager.port_conflict(cfg.host, cfg.port)
         if conflict is not None:
-            self.machine.fire(Event.FAILED, conflict)
+            run.machine.fire(Event.FAILED, conflict)
             raise PortInUse(f"{conflict} (a stale server?): stop it or choose another port")
+        if self._member is None:
+            return await self._supervise(announce)
         outcome: Outcome | None = None
         failure: SupervisorError | None = None
         async with anyio.create_task_group() as side:  # the cluster's status server and watch
             try:
-                await self._join_cluster(side)
-                outcome = await self._supervise(task_status)
+                await self._member.join(side)
+                outcome = await self._supervise(announce)
             except SupervisorError as exc:
                 failure = exc  # raised below, outside the group, so it is not wrapped
-                await self._linger()  # a startup failure on a cluster is published too
+                await self._member.linger()  # a startup failure on a cluster is published too
             side.cancel_scope.cancel()
         if failure is not None:
             raise failure
         assert outcome is not None
         return outcome
 
-    async def _supervise(self, task_status: anyio.abc.TaskStatus[Supervisor]) -> Outcome:
+    async def _supervise(self, announce: Callable[[], None]) -> Outcome:
         """Spawn, run the lifecycle beside the pumps and the exit watcher, leave a dead tree."""
-        cfg = self.config
+        cfg, run = self.config, self._run
         argv = " ".join(shlex.quote(a) for a in cfg.launch.argv)
         self.say(f"starting {cfg.name}: {argv}")
-        self._caches_before = await snapshot_caches(cfg.caches)
+        run.caches_before = await snapshot_caches(cfg.caches)
         child = await self._manager.start(cfg.launch)
         self.child = child
         self.say(f"spawned pid={child.pid}")
         outcome: Outcome | None = None
         failure: SupervisorError | None = None
         try:
-            async with self._slot, anyio.create_task_group() as tg:
-                tg.start_soon(self._pumps, child)
-                tg.start_soon(self._watch_exit, child)
+            async with run.slot, anyio.create_task_group() as tg:
+                tg.start_soon(pump_logs, run, child, self._sink, self.redact)
+                tg.start_soon(watch_exit, run, child)
                 try:
-                    if self.is_worker:
-                        outcome = await self._worker_lifecycle(child, task_status)
-                    else:
-                        outcome = await self._start_up(child, task_status)
-                        if outcome is None:
-                            outcome = await self._serve(child)
+                    outcome = await self._lifecycle(child, announce)
                 except SupervisorError as exc:
                     failure = exc  # raised below, outside the group, so it is not wrapped
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await self._finish(child)
+                        await finish(run, child)
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -236,49 +281,14 @@ class Supervisor(Worker):
         assert outcome is not None
         return outcome
 
-    # ----------------------------------------------------------------- tasks
-    async def _pumps(self, child: ChildProcess) -> None:
-        def counter(stream: str) -> Callable[[str], None]:
-            def count(text: str) -> None:
-                self.metrics.on_log(stream, text.count("\n"), len(text))
+    async def _lifecycle(self, child: ChildProcess, announce: Callable[[], None]) -> Outcome:
+        if self._run.is_worker:
+            from ._worker import worker_lifecycle
 
-            return count
-
-        observers: list[Callable[[str], None]] = [self.timeline.observe]
-        ready = self.config.ready_line
-        if ready:
-            needle = Needle(ready)
-
-            def on_ready(text: str) -> None:
-                # Only startup waits on the ready line: once past it, skip even the cheap test
-                # (a plain `in` on every block costs ~0.1 s per 150 MB of log).
-                if self.state is State.STARTING and needle.found(text):
-                    self._nudge.fire()
-
-            observers.append(on_ready)
-
-        async def pump_one(name: str, source: ByteSource) -> None:
-            await pump(
-                source,
-                stream=name,
-                sink=self._sink,
-                tail=self.tail,
-                redact=self.redact,
-                observers=[*observers, counter(name)],
-                max_line_bytes=self.config.logs.max_line_bytes,
-            )
-
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(pump_one, "stdout", child.stdout)
-                tg.start_soon(pump_one, "stderr", child.stderr)
-        finally:
-            self._pumps_done.set()
-
-    async def _watch_exit(self, child: ChildProcess) -> None:
-        self._returncode = await child.wait()
-        self.say(f"main process pid={child.pid} ended: {describe_returncode(self._returncode)}")
-        self._exited.set()
+            assert self._member is not None
+            return await worker_lifecycle(self._run, self._member, child, announce)
+        ended = await start_up(self._run, child, announce)
+        return ended if ended is not None else await serve(self._run, child)
 
     # ----------------------------------------------------------------- context manager
     async def __aenter__(self) -> Supervisor:

@@ -13,69 +13,70 @@ the schedulers do (docs/CLUSTER.md). So a worker's supervisor:
   (the dummy always says yes) and no progress watch (a worker has no metrics of its own worth
   reading; rank 0's progress counters stop when any rank stops);
 - stops without SIGTERM, which SGLang's worker ignores: it waits for rank 0's shutdown broadcast
-  (`Endings._drain`), and an engine exit with code 0 is that broadcast arriving.
+  (`_endings.drain`), and an engine exit with code 0 is that broadcast arriving
+  (`Membership.on_engine_exit`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import anyio
-import anyio.abc
 
 from ._cluster_peers import SERVING, PeerFailure
 from ._cluster_status import wait_peer_state
-from ._endings import Outcome
+from ._endings import Outcome, death
+from ._membership import Membership
 from ._process import ChildProcess
 from ._proctree import proc_info
-from ._serving import Serving
+from ._racing import lost_race, phase_race
+from ._run import Run
 from ._snapshot import fresh_client
+from ._startup import reach_serving, report_caches, wait_until_healthy
 from ._states import Event
 from ._tasks import Race
 
-__all__ = ["Worker", "watch_children"]
+__all__ = ["watch_children", "worker_lifecycle"]
 
 _CHILD_POLL_S = 1.0
 
 
-class Worker(Serving):
-    """The worker-rank lifecycle of `Supervisor` (see the module doc)."""
+async def worker_lifecycle(
+    run: Run, member: Membership, child: ChildProcess, announce: Callable[[], None]
+) -> Outcome:
+    """A worker rank from spawn to its ending (see the module doc)."""
+    spec, cfg = member.spec, run.config
+    assert spec.rank > 0
+    ended = await wait_until_healthy(run, child, " (this rank's schedulers joined and loaded)")
+    if ended is not None:
+        return ended
+    bound = cfg.health.startup_timeout
+    run.say(f"cluster: waiting up to {bound:g} s for rank 0 to be serving")
 
-    async def _worker_lifecycle(
-        self, child: ChildProcess, task_status: anyio.abc.TaskStatus[Any]
-    ) -> Outcome:
-        spec, cfg = self.config.cluster, self.config
-        assert spec is not None and spec.rank > 0
-        ended = await self._wait_healthy(child, " (this rank's schedulers joined and loaded)")
-        if ended is not None:
-            return ended
-        bound = cfg.health.startup_timeout
-        self.say(f"cluster: waiting up to {bound:g} s for rank 0 to be serving")
+    async def rank0_serving() -> object:
+        async with fresh_client() as client:
+            return await wait_peer_state(client, spec, 0, SERVING, timeout=bound)
 
-        async def rank0_serving() -> object:
-            async with fresh_client() as client:
-                return await wait_peer_state(client, spec, 0, SERVING, timeout=bound)
+    kind, answer = await phase_race(run, rank0_serving)
+    if kind is not Race.DONE:
+        return await lost_race(run, child, kind)
+    if isinstance(answer, PeerFailure):
+        return await member.peer_ending(child, answer)
+    await report_caches(run)
+    reach_serving(run, announce, "rank 0 is serving")
 
-        kind, answer = await self._race(rank0_serving)
-        if kind is not Race.DONE:
-            return await self._lost_race(child, kind)
-        if isinstance(answer, PeerFailure):
-            return await self._peer_ending(child, answer)
-        await self._report_caches()
-        self._reach_serving(task_status, "rank 0 is serving")
-
-        members = children_of(child)
-        listed = ", ".join(str(p) for p in sorted(members)) or "none seen"
-        self.say(
-            f"watching this rank's tree: main pid={child.pid} and its children ({listed}); "
-            "no HTTP liveness (a worker's /health is SGLang's dummy)"
-        )
-        kind, gone = await self._race(lambda: watch_children(members))
-        if kind is not Race.DONE:
-            return await self._lost_race(child, kind)
-        assert gone is not None
-        self.machine.fire(Event.UNHEALTHY, gone)
-        return await self._death(child, "unhealthy", gone)
+    members = children_of(child)
+    listed = ", ".join(str(p) for p in sorted(members)) or "none seen"
+    run.say(
+        f"watching this rank's tree: main pid={child.pid} and its children ({listed}); "
+        "no HTTP liveness (a worker's /health is SGLang's dummy)"
+    )
+    kind, gone = await phase_race(run, lambda: watch_children(members))
+    if kind is not Race.DONE:
+        return await lost_race(run, child, kind)
+    assert gone is not None
+    run.machine.fire(Event.UNHEALTHY, gone)
+    return await death(run, child, "unhealthy", gone)
 
 
 def children_of(child: ChildProcess) -> dict[int, int]:

@@ -149,7 +149,7 @@ async def test_failed_warmup_fails_startup_unless_told_to_warn() -> None:
 async def test_death_after_serving_writes_one_report_and_calls_the_handler_once() -> None:
     manager, reports = InMemoryProcessManager(), []
     sup, sink = make(Server(), manager, liveness=LivenessPolicy(enabled=False))
-    sup._on_death = reports.append
+    sup._run.on_death = reports.append
     async with anyio.create_task_group() as tg:
         await tg.start(sup.run)
         manager.children[0].write(b"Scheduler hit an exception\n")
@@ -244,7 +244,7 @@ async def test_metrics_follow_the_lifecycle_and_parse() -> None:
     ]
     assert verdicts[0].labels == {"payload": "a", "verdict": "ok"}
     assert sup.report is not None and sup.report.served_s >= 0
-    assert sup.machine.history[-1].new is State.DEAD
+    assert sup.history[-1].new is State.DEAD
     assert OutcomeKind.DIED.value == "died"
 
 

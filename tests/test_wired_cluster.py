@@ -300,8 +300,8 @@ async def test_a_peer_that_publishes_a_failure_ends_this_rank_with_its_rank() ->
         with anyio.fail_after(10):
             while sup.state is not State.DEAD:
                 await anyio.sleep(0.02)
-        published = sup._board() if sup._board else None
-        await sup._done.wait()
+        published = sup._member.board() if sup._member else None
+        await sup._run.done.wait()
         tg.cancel_scope.cancel()
     assert sup.report is not None and sup.report.failed_rank == 1
     assert sup.report.reason == "peer" and sup.report.cause == "peer"
@@ -335,9 +335,9 @@ async def test_a_stopped_rank_keeps_saying_stopping_after_it_is_dead() -> None:
         with anyio.fail_after(10):
             while sup.state is not State.DEAD:
                 await anyio.sleep(0.02)
-        assert sup._board is not None
-        assert sup._board().state == "stopping" and sup._board().failed_rank is None
-        await sup._done.wait()
+        assert sup._member is not None
+        assert sup._member.board().state == "stopping" and sup._member.board().failed_rank is None
+        await sup._run.done.wait()
         tg.cancel_scope.cancel()
     assert sup.outcome is not None and sup.outcome.kind is OutcomeKind.STOPPED
 
@@ -366,7 +366,7 @@ async def test_a_worker_serves_after_rank_0_and_stops_without_sigterm() -> None:
         assert sup.state is State.STOPPING and child.signals == []
         child.exit(0)  # rank 0's ShutdownReq reached the worker's schedulers
         with anyio.fail_after(10):
-            await sup._done.wait()
+            await sup._run.done.wait()
         tg.cancel_scope.cancel()
     assert sup.outcome is not None and sup.outcome.kind is OutcomeKind.STOPPED
     assert any("a worker rank ignores SIGTERM" in line for line in sink.lines)

@@ -176,7 +176,7 @@ async def test_sleep_pauses_liveness_closes_the_pool_and_wake_verifies() -> None
             await sup.wake()
         await sup.sleep()
         assert sup.state is State.ASLEEP and engine.released
-        assert not sup._slot.is_open  # no socket goes into the snapshot
+        assert not sup._run.slot.is_open  # no socket goes into the snapshot
         engine.calls.clear()
         await anyio.sleep(0.2)  # ten liveness intervals: nothing may probe a released server
         assert engine.calls == []
@@ -186,7 +186,7 @@ async def test_sleep_pauses_liveness_closes_the_pool_and_wake_verifies() -> None
             "/resume_memory_occupation", "/continue_generation", "/health", "/generate"
         ]  # fmt: skip
         assert set(timing.steps) >= {"pause", "release", "resume", "health", "verify"}
-        assert sup._slot.generation == 2
+        assert sup._run.slot.generation == 2
         await anyio.sleep(0.1)
         assert "/health" in engine.calls[4:]  # liveness is back
         sup.stop()
