@@ -27,9 +27,7 @@ from ._warmup import WarmupResult, run_warmups
 __all__ = ["on_probe", "reach_serving", "report_caches", "start_up", "wait_until_healthy"]
 
 
-async def start_up(
-    run: Run, child: ChildProcess, announce: Callable[[], None]
-) -> Outcome | None:
+async def start_up(run: Run, child: ChildProcess, announce: Callable[[], None]) -> Outcome | None:
     """starting, then warm: None once serving (after `announce`), else how it ended (or the
     error it raised)."""
     ended = await wait_until_healthy(run, child, "")

@@ -145,3 +145,57 @@ def test_every_module_opens_with_a_docstring(name: str) -> None:
     tree = ast.parse(MODULES[name].read_text())
     doc = ast.get_docstring(tree)
     assert doc and len(doc) > 20, f"{name} has no opening docstring saying its job"
+
+
+def _class_bases() -> dict[str, tuple[str, list[str]]]:
+    """Every class defined in the package: `module.Class` -> (module, the base names it lists)."""
+    found: dict[str, tuple[str, list[str]]] = {}
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = [ast.unparse(b).rpartition(".")[2] for b in node.bases]
+                found[f"{name}.{node.name}"] = (name, bases)
+    return found
+
+
+def inheritance_depths(classes: dict[str, tuple[str, list[str]]]) -> dict[str, int]:
+    """How many of the package's own classes stand above each class (exceptions left out:
+    an exception tree is the one place a hierarchy is the point)."""
+    by_short: dict[str, list[str]] = {}
+    for qualified in classes:
+        by_short.setdefault(qualified.rpartition(".")[2], []).append(qualified)
+    exceptions = {"BaseException", "Exception", "ValueError", "RuntimeError", "OSError"}
+
+    def is_exception(cls: str, seen: frozenset[str] = frozenset()) -> bool:
+        for base in classes[cls][1]:
+            if base in exceptions or base.endswith(("Error", "Exception")):
+                return True
+            for parent in by_short.get(base, []):
+                if parent not in seen and is_exception(parent, seen | {cls}):
+                    return True
+        return False
+
+    def depth(cls: str, seen: frozenset[str] = frozenset()) -> int:
+        parents = [p for b in classes[cls][1] for p in by_short.get(b, []) if p not in seen]
+        return max((1 + depth(p, seen | {cls}) for p in parents), default=0)
+
+    return {c: depth(c) for c in classes if not is_exception(c)}
+
+
+def test_no_class_stands_on_a_ladder_of_the_packages_own_classes() -> None:
+    """Composition over inheritance: a class built from a ladder of base classes is read in MRO
+    order across files. One level (a Protocol's implementation, a sink) is the most allowed."""
+    deep = {c: d for c, d in inheritance_depths(_class_bases()).items() if d > 1}
+    assert deep == {}
+
+
+def test_the_ladder_rule_catches_a_ladder() -> None:
+    classes = {
+        "m.A": ("m", []),
+        "m.B": ("m", ["A"]),
+        "m.C": ("m", ["B"]),
+        "m.E": ("m", ["ValueError"]),
+        "m.F": ("m", ["E"]),
+        "m.G": ("m", ["F"]),
+    }
+    assert inheritance_depths(classes) == {"m.A": 0, "m.B": 1, "m.C": 2}

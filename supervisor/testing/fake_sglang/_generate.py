@@ -1,7 +1,7 @@
 """Generating tokens: the pace, the length, and the native `/generate` endpoint.
 
 A fake answer is cut into tokens (a word and its trailing space, or a tool call's argument
-piece); `GenerationRoutes.produce` makes them one at a time through the engine (`_engine`), each
+piece); `produce` makes them one at a time through the engine (`_engine`), each
 taking `--fake-token-time` seconds, and hands each to the stream as it is made. Length follows
 SGLang's sampling parameters where they matter here: the fake's model stops by itself at the end
 of its answer (its EOS), and with `ignore_eos` it makes exactly `max_tokens`
@@ -21,7 +21,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._engine import Aborted, Disconnected, Engine
 
@@ -63,120 +63,117 @@ def native_answer(text: Any) -> str:
     return " and this is a fake continuation."
 
 
-class GenerationRoutes:
-    """Token production for every generation endpoint; the handler sends the bytes."""
+class Responder(Protocol):
+    """What a route needs of the request handler it answers through (`_http.Handler`)."""
 
-    fake: FakeSGLang
-    engine: Engine
-    memory: Memory
+    @property
+    def fake(self) -> FakeSGLang: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def memory(self) -> Memory: ...
+    def send_json(self, status: int, payload: Any) -> None: ...
+    def send_error_json(self, status: int, message: str, kind: str = "BadRequestError") -> None: ...
+    def start_sse(self) -> None: ...
+    def event(self, payload: Any) -> None: ...
+    def access(self, status: int) -> None: ...
+    def client_gone(self) -> bool: ...
 
-    def send_json(self, status: int, payload: Any) -> None:
-        raise NotImplementedError
 
-    def start_sse(self) -> None:
-        raise NotImplementedError
+def produce(
+    h: Responder,
+    prompt: str,
+    tokens: list[Any],
+    streaming: bool,
+    emit: Callable[[Any], None] | None = None,
+    junk: Callable[[], Any] = lambda: JUNK,
+) -> tuple[list[Any], bool]:
+    """Make `tokens` one by one, passing each to `emit` as it exists.
 
-    def event(self, payload: Any) -> None:
-        raise NotImplementedError
+    Returns (the tokens made, aborted). The request enters the drain's count on arrival,
+    waits out a pause, and is booked as finished (tokenizer counters) when it ends, however
+    it ends (a client gone mid-stream is an abort to SGLang too), except when its client
+    left it stuck on a stalled engine (`Disconnected` goes up; nothing finishes then).
+    """
+    engine = h.engine
+    h.fake.enter_running_phase()
+    gen = engine.enter(words(prompt), streaming, gone=h.client_gone)
+    made: list[Any] = []
+    stuck = False
+    try:
+        engine.admit(gen)
+        for token in tokens:
+            engine.token(gen, len(tokens))
+            made.append(junk() if h.memory.garbage else token)
+            if emit is not None:
+                emit(made[-1])
+        return made, False
+    except Aborted:
+        return made, True
+    except Disconnected:
+        stuck = True
+        raise
+    finally:
+        if not stuck:
+            engine.finish(gen)
 
-    def access(self, status: int) -> None:
-        raise NotImplementedError
 
-    def client_gone(self) -> bool:
-        raise NotImplementedError
+def unhealthy(h: Responder) -> bool:
+    """`unhealthy-after-resume`: every generation fails with 500."""
+    return h.memory.unhealthy
 
-    def produce(
-        self,
-        prompt: str,
-        tokens: list[Any],
-        streaming: bool,
-        emit: Callable[[Any], None] | None = None,
-        junk: Callable[[], Any] = lambda: JUNK,
-    ) -> tuple[list[Any], bool]:
-        """Make `tokens` one by one, passing each to `emit` as it exists.
 
-        Returns (the tokens made, aborted). The request enters the drain's count on arrival,
-        waits out a pause, and is booked as finished (tokenizer counters) when it ends, however
-        it ends (a client gone mid-stream is an abort to SGLang too), except when its client
-        left it stuck on a stalled engine (`Disconnected` goes up; nothing finishes then).
-        """
-        engine = self.engine
-        self.fake.enter_running_phase()
-        gen = engine.enter(words(prompt), streaming, gone=self.client_gone)
-        made: list[Any] = []
-        stuck = False
-        try:
-            engine.admit(gen)
-            for token in tokens:
-                engine.token(gen, len(tokens))
-                made.append(junk() if self.memory.garbage else token)
-                if emit is not None:
-                    emit(made[-1])
-            return made, False
-        except Aborted:
-            return made, True
-        except Disconnected:
-            stuck = True
-            raise
-        finally:
-            if not stuck:
-                engine.finish(gen)
+def native_generate(h: Responder, body: dict[str, Any]) -> None:
+    params = body.get("sampling_params") or {}
+    text = body.get("text")
+    prompt = text if isinstance(text, str) else " ".join(map(str, body.get("input_ids") or []))
+    if unhealthy(h):
+        h.send_json(500, {"error": {"message": "fake: the engine is unhealthy"}})
+        return
+    tokens = pieces(native_answer(text))
+    limited = budget(tokens, params.get("max_new_tokens"), params.get("ignore_eos"), str)
+    rid = uuid.uuid4().hex
+    started = time.monotonic()
 
-    def unhealthy(self) -> bool:
-        """`unhealthy-after-resume`: every generation fails with 500."""
-        return self.memory.unhealthy
+    def chunk(made: list[str], finish: dict[str, Any] | None) -> dict[str, Any]:
+        meta = {
+            "id": rid,
+            "finish_reason": finish,
+            "prompt_tokens": words(prompt),
+            "completion_tokens": len(made),
+            "cached_tokens": 0,
+            "e2e_latency": round(time.monotonic() - started, 4),
+        }
+        return {
+            "text": "".join(made),
+            "output_ids": list(range(3, 3 + len(made))),
+            "meta_info": meta,
+        }
 
-    def native_generate(self, body: dict[str, Any]) -> None:
-        params = body.get("sampling_params") or {}
-        text = body.get("text")
-        prompt = text if isinstance(text, str) else " ".join(map(str, body.get("input_ids") or []))
-        if self.unhealthy():
-            self.send_json(500, {"error": {"message": "fake: the engine is unhealthy"}})
-            return
-        tokens = pieces(native_answer(text))
-        limited = budget(tokens, params.get("max_new_tokens"), params.get("ignore_eos"), str)
-        rid = uuid.uuid4().hex
-        started = time.monotonic()
-
-        def chunk(made: list[str], finish: dict[str, Any] | None) -> dict[str, Any]:
-            meta = {
-                "id": rid,
-                "finish_reason": finish,
-                "prompt_tokens": words(prompt),
-                "completion_tokens": len(made),
-                "cached_tokens": 0,
-                "e2e_latency": round(time.monotonic() - started, 4),
-            }
+    def finish_reason(made: list[str], aborted: bool) -> dict[str, Any]:
+        if aborted:
             return {
-                "text": "".join(made),
-                "output_ids": list(range(3, 3 + len(made))),
-                "meta_info": meta,
+                "type": "abort",
+                "message": "Aborted",
+                "status_code": None,
+                "err_type": None,
             }
+        if limited:
+            return {"type": "length", "length": len(made)}
+        return {"type": "stop", "matched": EOS_ID}
 
-        def finish_reason(made: list[str], aborted: bool) -> dict[str, Any]:
-            if aborted:
-                return {
-                    "type": "abort",
-                    "message": "Aborted",
-                    "status_code": None,
-                    "err_type": None,
-                }
-            if limited:
-                return {"type": "length", "length": len(made)}
-            return {"type": "stop", "matched": EOS_ID}
+    if body.get("stream"):
+        h.start_sse()
+        so_far: list[str] = []
 
-        if body.get("stream"):
-            self.start_sse()
-            so_far: list[str] = []
+        def emit(token: str) -> None:
+            so_far.append(token)
+            h.event(chunk(so_far, None))
 
-            def emit(token: str) -> None:
-                so_far.append(token)
-                self.event(chunk(so_far, None))
-
-            made, aborted = self.produce(prompt, tokens, True, emit)
-            self.event(chunk(made, finish_reason(made, aborted)))
-            self.event("[DONE]")
-            self.access(200)
-            return
-        made, aborted = self.produce(prompt, tokens, False)
-        self.send_json(200, chunk(made, finish_reason(made, aborted)))
+        made, aborted = produce(h, prompt, tokens, True, emit)
+        h.event(chunk(made, finish_reason(made, aborted)))
+        h.event("[DONE]")
+        h.access(200)
+        return
+    made, aborted = produce(h, prompt, tokens, False)
+    h.send_json(200, chunk(made, finish_reason(made, aborted)))

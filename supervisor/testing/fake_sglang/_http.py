@@ -16,13 +16,14 @@ import select
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from ._engine import Aborted, Disconnected, Engine
+from ._generate import native_generate
 from ._logs import HEALTH_DURING_SHUTDOWN_LINE, health_failed_line, log
-from ._memory import CONTROL_PATHS, GET_ALLOWED, Memory, MemoryRoutes
-from ._openai import OpenAIRoutes
+from ._memory import CONTROL_PATHS, GET_ALLOWED, Memory, control
+from ._openai import chat, completion
 
 if TYPE_CHECKING:
     from ._server import FakeSGLang
@@ -70,13 +71,14 @@ PHRASES = {
 }
 
 
-def handler_for(server: FakeSGLang) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to one fake server."""
+class FakeHTTPServer(ThreadingHTTPServer):
+    """The fake's HTTP server: its handlers reach the fake they answer for through it."""
 
-    class Bound(Handler):
-        fake = server
+    daemon_threads = True
 
-    return Bound
+    def __init__(self, address: tuple[str, int], fake: FakeSGLang) -> None:
+        self.fake = fake
+        super().__init__(address, Handler)
 
 
 def endpoint_of(path: str) -> str:
@@ -86,17 +88,25 @@ def endpoint_of(path: str) -> str:
     return path
 
 
-class Handler(OpenAIRoutes, MemoryRoutes, BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
+    """One request; the routes (`_generate`, `_openai`, `_memory`) answer through it."""
+
+    server: FakeHTTPServer
+
     protocol_version = "HTTP/1.1"
     server_version = "uvicorn"
     sys_version = ""
 
     @property
-    def engine(self) -> Engine:  # type: ignore[override]
+    def fake(self) -> FakeSGLang:
+        return self.server.fake
+
+    @property
+    def engine(self) -> Engine:
         return self.fake.engine
 
     @property
-    def memory(self) -> Memory:  # type: ignore[override]
+    def memory(self) -> Memory:
         return self.fake.memory
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -247,14 +257,14 @@ class Handler(OpenAIRoutes, MemoryRoutes, BaseHTTPRequestHandler):
         elif path == "/metrics" and fake.args.enable_metrics:
             self.send_metrics()
         elif path in GET_ALLOWED:  # api_route(GET, POST), and the body is required
-            self.control(path, self.read_raw())
+            control(self, path, self.read_raw())
         else:
             self.send_json(404, {"detail": "Not Found"})
 
     def post(self, path: str) -> None:
         raw = self.read_raw()
         if path in CONTROL_PATHS:
-            self.control(path, raw)
+            control(self, path, raw)
             return
         if path not in (*GENERATE_PATHS, "/freeze_gc", "/abort_request"):
             self.send_json(404, {"detail": "Not Found"})
@@ -272,11 +282,11 @@ class Handler(OpenAIRoutes, MemoryRoutes, BaseHTTPRequestHandler):
         elif path in ("/freeze_gc", "/abort_request"):
             self.send_json(200, {"success": True})
         elif path == "/v1/chat/completions":
-            self.chat(body)
+            chat(self, body)
         elif path == "/v1/completions":
-            self.completion(body)
+            completion(self, body)
         else:
-            self.native_generate(body)
+            native_generate(self, body)
 
     # -------------------------------------------------------------- health
     def health(self) -> None:

@@ -27,7 +27,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._engine import Engine, block_forever
 from ._faults import (
@@ -36,6 +36,9 @@ from ._faults import (
     cannot_pause_line,
     resume_key_error_lines,
 )
+
+if TYPE_CHECKING:
+    from ._generate import Responder
 
 # srt/constants.py: GPU_MEMORY_ALL_TYPES, in this order
 ALL_TAGS = ("kv_cache", "weights", "cuda_graph")
@@ -171,31 +174,22 @@ class Memory:
         return True
 
 
-class MemoryRoutes:
-    """The four control endpoints; the handler they are mixed into sends the bytes."""
-
-    memory: Memory
-    engine: Engine
-
-    def send_json(self, status: int, payload: Any) -> None:
-        raise NotImplementedError
-
-    def control(self, path: str, raw: bytes) -> None:
-        body, problem = validate(path, raw)
-        if problem is not None:
-            self.send_json(422, problem)
-            return
-        assert body is not None
-        if path == "/pause_generation":
-            self.engine.pause(body.get("mode", "abort"), self.memory.pause_poll)
-            self.send_json(200, PAUSED)
-        elif path == "/continue_generation":
-            self.engine.resume_generation()
-            self.send_json(200, CONTINUED)
-        elif path == "/release_memory_occupation":
-            self.memory.release(list(body.get("tags") or []))
-            self.send_json(200, None)
-        elif self.memory.resume(list(body.get("tags") or [])):
-            self.send_json(200, None)
-        else:  # http_server.py: _create_error_response(e), an exception's default 400
-            self.send_json(400, RESUME_FAILED)
+def control(h: Responder, path: str, raw: bytes) -> None:
+    body, problem = validate(path, raw)
+    if problem is not None:
+        h.send_json(422, problem)
+        return
+    assert body is not None
+    if path == "/pause_generation":
+        h.engine.pause(body.get("mode", "abort"), h.memory.pause_poll)
+        h.send_json(200, PAUSED)
+    elif path == "/continue_generation":
+        h.engine.resume_generation()
+        h.send_json(200, CONTINUED)
+    elif path == "/release_memory_occupation":
+        h.memory.release(list(body.get("tags") or []))
+        h.send_json(200, None)
+    elif h.memory.resume(list(body.get("tags") or [])):
+        h.send_json(200, None)
+    else:  # http_server.py: _create_error_response(e), an exception's default 400
+        h.send_json(400, RESUME_FAILED)

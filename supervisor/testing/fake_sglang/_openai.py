@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from ._generate import GenerationRoutes, budget, pieces, words
+from ._generate import Responder, budget, pieces, produce, unhealthy, words
 
 
 def _text_of(content: Any) -> str:
@@ -135,148 +135,139 @@ def assemble(made: list[dict[str, Any]]) -> dict[str, Any]:
     return message
 
 
-class OpenAIRoutes(GenerationRoutes):
-    """Chat and legacy completions; the handler it is mixed into sends the bytes."""
+def chat(h: Responder, body: dict[str, Any]) -> None:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        h.send_error_json(400, "messages must be a non-empty list")
+        return
+    if unhealthy(h):
+        h.send_error_json(500, "fake: the engine is unhealthy", "InternalServerError")
+        return
+    answer = chat_answer(h.fake.args.reasoning_parser, body)
+    tokens = chat_tokens(answer)
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    limited = budget(tokens, limit, body.get("ignore_eos"), lambda w: {"content": w})
+    model = body.get("model") or h.fake.model
+    rid = uuid.uuid4().hex
+    created = int(time.time())
 
-    def send_error_json(self, status: int, message: str, kind: str = "BadRequestError") -> None:
-        raise NotImplementedError
+    def finish(made: list[dict[str, Any]], aborted: bool) -> str:
+        if aborted:
+            return "abort"
+        if limited:
+            return "length"
+        return "tool_calls" if any("tool_calls" in d for d in made) else "stop"
 
-    def chat(self, body: dict[str, Any]) -> None:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            self.send_error_json(400, "messages must be a non-empty list")
-            return
-        if self.unhealthy():
-            self.send_error_json(500, "fake: the engine is unhealthy", "InternalServerError")
-            return
-        answer = chat_answer(self.fake.args.reasoning_parser, body)
-        tokens = chat_tokens(answer)
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        limited = budget(tokens, limit, body.get("ignore_eos"), lambda w: {"content": w})
-        model = body.get("model") or self.fake.model
-        rid = uuid.uuid4().hex
-        created = int(time.time())
+    def usage(made: list[Any]) -> dict[str, Any]:
+        return usage_of(words(answer["prompt"]), len(made))
 
-        def finish(made: list[dict[str, Any]], aborted: bool) -> str:
-            if aborted:
-                return "abort"
-            if limited:
-                return "length"
-            return "tool_calls" if any("tool_calls" in d for d in made) else "stop"
-
-        def usage(made: list[Any]) -> dict[str, Any]:
-            return usage_of(words(answer["prompt"]), len(made))
-
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return {
-                "id": rid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [choice],
-            }
-
-        if body.get("stream"):
-            self.start_sse()
-
-            sent: list[dict[str, Any]] = []
-
-            def emit(delta: dict[str, Any]) -> None:
-                if not sent:  # serving_chat.py: the role chunk, with the first output
-                    self.event(chunk({"role": "assistant", "content": ""}))
-                sent.append(delta)
-                self.event(chunk(delta))
-
-            made, aborted = self.produce(
-                answer["prompt"], tokens, True, emit, lambda: {"content": "!"}
-            )
-            self.event(chunk({}, finish(made, aborted)))
-            if (body.get("stream_options") or {}).get("include_usage"):
-                self.event({**chunk({}), "choices": [], "usage": usage(made)})
-            self.event("[DONE]")
-            self.access(200)
-            return
-        made, aborted = self.produce(
-            answer["prompt"], tokens, False, None, lambda: {"content": "!"}
-        )
-        choice = {
-            "index": 0,
-            "message": assemble(made),
-            "logprobs": None,
-            "finish_reason": finish(made, aborted),
-            "matched_stop": None,
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [choice],
         }
-        self.send_json(
-            200,
-            {
-                "id": rid,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "choices": [choice],
-                "usage": usage(made),
-                "metadata": metadata_of(len(made)),
-            },
-        )
 
-    def completion(self, body: dict[str, Any]) -> None:
-        prompt = body.get("prompt")
-        if not isinstance(prompt, (str, list)) or not prompt:
-            self.send_error_json(400, "prompt must be a non-empty string")
-            return
-        if self.unhealthy():
-            self.send_error_json(500, "fake: the engine is unhealthy", "InternalServerError")
-            return
-        tokens = pieces(f" and this is a fake continuation of: {str(prompt)[:60]}")
-        limited = budget(tokens, body.get("max_tokens"), body.get("ignore_eos"), str)
-        model = body.get("model") or self.fake.model
-        rid = uuid.uuid4().hex
-        created = int(time.time())
+    if body.get("stream"):
+        h.start_sse()
 
-        def chunk(piece: str, finish: str | None) -> dict[str, Any]:
-            choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
-            return {
-                "id": rid,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [choice],
-            }
+        sent: list[dict[str, Any]] = []
 
-        def finish(aborted: bool) -> str:
-            return "abort" if aborted else "length" if limited else "stop"
+        def emit(delta: dict[str, Any]) -> None:
+            if not sent:  # serving_chat.py: the role chunk, with the first output
+                h.event(chunk({"role": "assistant", "content": ""}))
+            sent.append(delta)
+            h.event(chunk(delta))
 
-        if body.get("stream"):
-            self.start_sse()
-            made, aborted = self.produce(
-                str(prompt), tokens, True, lambda piece: self.event(chunk(piece, None))
-            )
-            self.event(chunk("", finish(aborted)))
-            self.event("[DONE]")
-            self.access(200)
-            return
-        made, aborted = self.produce(str(prompt), tokens, False)
-        p, c = words(str(prompt)), len(made)
-        choice = {
-            "index": 0,
-            "text": "".join(made),
-            "logprobs": None,
-            "finish_reason": finish(aborted),
-            "matched_stop": None,
+        made, aborted = produce(h, answer["prompt"], tokens, True, emit, lambda: {"content": "!"})
+        h.event(chunk({}, finish(made, aborted)))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            h.event({**chunk({}), "choices": [], "usage": usage(made)})
+        h.event("[DONE]")
+        h.access(200)
+        return
+    made, aborted = produce(h, answer["prompt"], tokens, False, None, lambda: {"content": "!"})
+    choice = {
+        "index": 0,
+        "message": assemble(made),
+        "logprobs": None,
+        "finish_reason": finish(made, aborted),
+        "matched_stop": None,
+    }
+    h.send_json(
+        200,
+        {
+            "id": rid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+            "usage": usage(made),
+            "metadata": metadata_of(len(made)),
+        },
+    )
+
+
+def completion(h: Responder, body: dict[str, Any]) -> None:
+    prompt = body.get("prompt")
+    if not isinstance(prompt, (str, list)) or not prompt:
+        h.send_error_json(400, "prompt must be a non-empty string")
+        return
+    if unhealthy(h):
+        h.send_error_json(500, "fake: the engine is unhealthy", "InternalServerError")
+        return
+    tokens = pieces(f" and this is a fake continuation of: {str(prompt)[:60]}")
+    limited = budget(tokens, body.get("max_tokens"), body.get("ignore_eos"), str)
+    model = body.get("model") or h.fake.model
+    rid = uuid.uuid4().hex
+    created = int(time.time())
+
+    def chunk(piece: str, finish: str | None) -> dict[str, Any]:
+        choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
+        return {
+            "id": rid,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [choice],
         }
-        self.send_json(
-            200,
-            {
-                "id": rid,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [choice],
-                "usage": usage_of(p, c),
-                "metadata": metadata_of(c),
-            },
+
+    def finish(aborted: bool) -> str:
+        return "abort" if aborted else "length" if limited else "stop"
+
+    if body.get("stream"):
+        h.start_sse()
+        made, aborted = produce(
+            h, str(prompt), tokens, True, lambda piece: h.event(chunk(piece, None))
         )
+        h.event(chunk("", finish(aborted)))
+        h.event("[DONE]")
+        h.access(200)
+        return
+    made, aborted = produce(h, str(prompt), tokens, False)
+    p, c = words(str(prompt)), len(made)
+    choice = {
+        "index": 0,
+        "text": "".join(made),
+        "logprobs": None,
+        "finish_reason": finish(aborted),
+        "matched_stop": None,
+    }
+    h.send_json(
+        200,
+        {
+            "id": rid,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+            "usage": usage_of(p, c),
+            "metadata": metadata_of(c),
+        },
+    )
 
 
 def usage_of(prompt: int, completion: int) -> dict[str, Any]:

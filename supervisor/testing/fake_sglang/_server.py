@@ -40,7 +40,7 @@ from ._faults import (
     leak_memory,
     leak_shm_segment,
 )
-from ._http import handler_for
+from ._http import FakeHTTPServer
 from ._logs import (
     PYTHON_M_WARNING,
     READY_LINE,
@@ -287,8 +287,7 @@ class FakeSGLang(SignalsAndDrain):
             self.schedulers, self.timings.subprocess_watchdog, self.self_sigquit
         )
         self.watchdog.start()
-        self.http = ThreadingHTTPServer((args.host, args.port), handler_for(self))
-        self.http.daemon_threads = True
+        self.http = FakeHTTPServer((args.host, args.port), self)
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
         log(f"INFO:     Uvicorn running on http://{args.host}:{args.port} (Press CTRL+C to quit)")
 
