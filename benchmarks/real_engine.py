@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from supervisor.engines.sglang import READY_LINE  # noqa: E402
 from supervisor.engines.sglang_check import find_sglang_python  # noqa: E402
+from supervisor.engines.sglang_release import READY_LINE  # noqa: E402
 from supervisor.profiles import get_profile  # noqa: E402
 from supervisor.testing import free_port  # noqa: E402
 

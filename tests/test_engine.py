@@ -25,19 +25,17 @@ from supervisor.engines.preflight import (
     check_weights,
     marker_matches,
 )
-from supervisor.engines.sglang import (
+from supervisor.engines.sglang import SGLangLaunch
+from supervisor.engines.sglang_causes import classify_crash, is_error_line
+from supervisor.engines.sglang_check import check_argv, parser_available, sglang_args
+from supervisor.engines.sglang_choices import (
     BLACKWELL_ONLY,
     DSA_DECODE_BACKENDS,
     DSA_PREFILL_BACKENDS,
     KV_CACHE_DTYPES,
-    MITIGATIONS,
-    PHASE_MARKERS,
-    SGLANG_VERSION,
-    SGLangLaunch,
-    classify_crash,
-    is_error_line,
 )
-from supervisor.engines.sglang_check import check_argv, parser_available, sglang_args
+from supervisor.engines.sglang_mitigations import MITIGATIONS
+from supervisor.engines.sglang_release import PHASE_MARKERS, SGLANG_VERSION
 from supervisor.profiles import get_profile, profile_names
 from supervisor.profiles._warmups import TOKENS_PER_SENTENCE, long_prompt
 from tests._watch import Watched

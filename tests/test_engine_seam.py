@@ -10,8 +10,9 @@ import pytest
 from supervisor._cli import build_parser
 from supervisor._engine import GENERIC, choose_engine
 from supervisor._errors import ConfigError
-from supervisor.engines.sglang import classify_crash, stop_budget
+from supervisor.engines.sglang_causes import classify_crash
 from supervisor.engines.sglang_progress import SGLANG_PROGRESS
+from supervisor.engines.sglang_stop import stop_budget
 from supervisor.engines.sglang_traits import SGLANG, looks_like_sglang
 from tests._watch import Watched
 from tests.conftest import cli, fake_argv
@@ -93,7 +94,8 @@ def test_run_offers_the_known_engines_only(capsys) -> None:
 def test_every_launch_gets_an_admin_key_that_is_a_secret() -> None:
     from supervisor._config import LaunchSpec, SupervisorConfig
     from supervisor._errors import ConfigError as Bad
-    from supervisor.engines.sglang import SGLangLaunch, fresh_admin_key
+    from supervisor.engines.sglang import SGLangLaunch
+    from supervisor.engines.sglang_keys import fresh_admin_key
 
     a, b = fresh_admin_key(), fresh_admin_key()
     assert a != b and len(a) > 32

@@ -27,13 +27,9 @@ from supervisor.engines.image import (
     image_tag,
     runtime_problems,
 )
-from supervisor.engines.sglang import (
-    SCHEDULER_EXIT_S,
-    SGLANG_VERSION,
-    SIGTERM_NOTICE_S,
-    classify_crash,
-    stop_budget,
-)
+from supervisor.engines.sglang_causes import classify_crash
+from supervisor.engines.sglang_release import SGLANG_VERSION
+from supervisor.engines.sglang_stop import SCHEDULER_EXIT_S, SIGTERM_NOTICE_S, stop_budget
 from tests.conftest import ROOT, fake_argv
 from tests.test_fake_sglang import kids
 

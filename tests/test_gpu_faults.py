@@ -19,7 +19,7 @@ from supervisor import (
     Supervisor,
     SupervisorConfig,
 )
-from supervisor.engines.sglang import CAUSE_HINTS, classify_crash
+from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash
 from supervisor.testing.fake_sglang._gpu_faults import GPU_FAULTS
 from tests._watch import Watched
 from tests.conftest import cli, fake_argv

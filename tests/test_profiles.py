@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from supervisor import ConfigError
-from supervisor.engines.sglang import SGLANG_VERSION, SGLangLaunch
+from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_check import ParseVerdict, check_argv, check_argvs
+from supervisor.engines.sglang_release import SGLANG_VERSION
 from supervisor.profiles import Profile, get_profile, profile_names
 from tests.test_engine import PARSER, needs_parser
 

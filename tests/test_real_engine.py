@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from supervisor._redact import escaped_forms
-from supervisor.engines.sglang import READY_LINE
 from supervisor.engines.sglang_progress import (
     SGLANG_HEARTBEAT_COUNTERS,
     SGLANG_PROGRESS_COUNTERS,
     SGLANG_REQUEST_GAUGES,
     SGLANG_WORK_GAUGES,
 )
+from supervisor.engines.sglang_release import READY_LINE
 from supervisor.profiles import get_profile
 from supervisor.testing.fake_sglang._http import ADMIN_OPTIONAL_ROUTES
 from tests.engines import (

@@ -35,7 +35,7 @@ from supervisor._redact import escaped_forms
 from supervisor._report import CrashReport
 from supervisor._timeline import MAX_ENGINE_NUMBERS, Timeline
 from supervisor._warmup import judge, run_warmups
-from supervisor.engines.sglang import PHASE_MARKERS
+from supervisor.engines.sglang_release import PHASE_MARKERS
 from supervisor.engines.sglang_timings import TIMING_READERS
 
 pytestmark = pytest.mark.anyio

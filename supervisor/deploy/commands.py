@@ -50,16 +50,11 @@ from supervisor.deploy.profile_command import add_profile_command
 from supervisor.deploy.ranks import NodeLaunch, for_node, parse_peers
 from supervisor.deploy.settings import DUMMY_WEIGHTS_BANNER, with_dummy_weights
 from supervisor.engines.preflight import PreflightReport, run_preflight
-from supervisor.engines.sglang import (
-    CAUSE_HINTS,
-    PHASE_MARKERS,
-    READY_LINE,
-    SGLangLaunch,
-    classify_crash,
-    fresh_admin_key,
-)
-from supervisor.engines.sglang_keys import key_file
+from supervisor.engines.sglang import SGLangLaunch
+from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash
+from supervisor.engines.sglang_keys import fresh_admin_key, key_file
 from supervisor.engines.sglang_progress import SGLANG_PROGRESS
+from supervisor.engines.sglang_release import PHASE_MARKERS, READY_LINE
 from supervisor.engines.sglang_timings import TIMING_READERS
 from supervisor.profiles import Profile, get_profile, profile_names
 from supervisor.profiles.files import load_profile_file

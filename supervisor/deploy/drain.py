@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from supervisor._errors import ConfigError
-from supervisor.engines import sglang
+from supervisor.engines import sglang_stop
 
 __all__ = [
     "DEFAULT_DRAIN_IN_FLIGHT_S",
@@ -26,14 +26,14 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------ drain budget (SGLang 0.5.23)
-# SGLang's own timings come from the engine edge (`supervisor.engines.sglang`, with their sources):
+# SGLang's own timings come from the engine edge (`supervisor.engines.sglang_stop`, with sources):
 #: `sigterm_watchdog` sleeps 5 s between looks at the SIGTERM flag (tokenizer_manager.py).
-SIGTERM_NOTICE_S: Final = int(sglang.SIGTERM_NOTICE_S)
+SIGTERM_NOTICE_S: Final = int(sglang_stop.SIGTERM_NOTICE_S)
 #: While requests are in flight it polls their number every 5 s, so the last one's end is seen
 #: up to 5 s late. With none in flight it goes straight to the schedulers.
-DRAIN_POLL_S: Final = int(sglang.DRAIN_POLL_S)
+DRAIN_POLL_S: Final = int(sglang_stop.DRAIN_POLL_S)
 #: `_SCHEDULER_EXIT_TIMEOUT_SECS`: after `ShutdownReq`, schedulers get 15 s to release GPU memory.
-SCHEDULER_RELEASE_S: Final = int(sglang.SCHEDULER_EXIT_S)
+SCHEDULER_RELEASE_S: Final = int(sglang_stop.SCHEDULER_EXIT_S)
 #: Our SIGKILL to whatever is left of the tree (StopPolicy.kill_timeout, 5 s) and the reap, with
 #: 5 s to spare before the platform kills the container.
 REAP_MARGIN_S: Final = 10

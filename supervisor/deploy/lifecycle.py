@@ -44,15 +44,11 @@ from supervisor.engines.preflight import (
     check_weights,
     run_preflight,
 )
-from supervisor.engines.sglang import (
-    CAUSE_HINTS,
-    SGLANG_VERSION,
-    SGLangLaunch,
-    classify_crash,
-    fresh_admin_key,
-)
+from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_cache import cache_identity, keyed_cache_dir
-from supervisor.engines.sglang_keys import key_file
+from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash
+from supervisor.engines.sglang_keys import fresh_admin_key, key_file
+from supervisor.engines.sglang_release import SGLANG_VERSION
 from supervisor.profiles import Profile
 
 __all__ = [

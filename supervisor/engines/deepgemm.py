@@ -32,7 +32,9 @@ from supervisor._logs import LogSink, LogTail, Redactor, StreamSink, pump
 from supervisor._process import ByteSource, ChildProcess, ProcessManager
 from supervisor._proctree import proc_info
 from supervisor.engines.preflight import marker_matches, write_marker
-from supervisor.engines.sglang import COMPILE_SUCCESS_LINE, SGLangLaunch, classify_crash
+from supervisor.engines.sglang import SGLangLaunch
+from supervisor.engines.sglang_causes import classify_crash
+from supervisor.engines.sglang_release import COMPILE_SUCCESS_LINE
 
 __all__ = ["CompileResult", "compile_deepgemm", "server_processes"]
 

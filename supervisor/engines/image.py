@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor._errors import ConfigError
-from supervisor.engines.sglang import SGLANG_VERSION
+from supervisor.engines.sglang_release import SGLANG_VERSION
 
 __all__ = [
     "IMAGE_CUDA",

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.engines.sglang import SGLANG_VERSION, SGLangLaunch
+from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_check import check_argv, parser_available
+from supervisor.engines.sglang_release import SGLANG_VERSION
 from supervisor.engines.shm import inspect_shm
 
 __all__ = [

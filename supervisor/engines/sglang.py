@@ -1,27 +1,23 @@
-"""The SGLang edge: a typed launch config, what SGLang prints and how it dies.
+"""The SGLang launch config: a typed `SGLangLaunch`, checked, turned into 0.5.23's argv.
 
 Everything here is data about one pinned SGLang release (`SGLANG_VERSION`), read from its source
 (file and function named where each fact is used; docs/FIDELITY.md lists them). The core never
 imports this module's knowledge, and this module never imports `sglang` itself: the parser check
-runs the installed SGLang in `sglang_check`.
-
-Drain semantics the core relies on: SIGTERM to the main pid only (its children have no SIGTERM
-handler, and signalling the group kills schedulers mid-drain). SGLang then notices within 5 s,
-waits for in-flight requests with no time limit, gives its schedulers 15 s to release GPU memory
-and exits by itself; `stop_budget` turns those timings into the supervisor's stop timeout and
-the platform's exit grace.
+runs the installed SGLang in `sglang_check`. The facts it builds on live in rooms of their own,
+each with one job: `sglang_release` (the version and the lines SGLang prints), `sglang_choices`
+(the parser's backend choices and what only Blackwell runs), `sglang_mitigations` (known bugs and
+their workarounds), `sglang_keys` (the keys off the argv), `sglang_stop` (the drain budget) and
+`sglang_causes` (how SGLang dies).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from supervisor._cluster import parse_address
 from supervisor._config import (
     HealthPolicy,
     LaunchSpec,
@@ -32,161 +28,14 @@ from supervisor._config import (
     WarmupPolicy,
 )
 from supervisor._errors import ConfigError
-from supervisor.engines.sglang_causes import (
-    CAUSE_HINTS,
-    CRASH_CAUSES,
-    classify_crash,
-    is_error_line,
-)
+from supervisor.engines.sglang_choices import BLACKWELL_ONLY, FUSION_FIELD
+from supervisor.engines.sglang_launch_checks import check_launch, dist_init_port
+from supervisor.engines.sglang_mitigations import MITIGATIONS
 from supervisor.engines.sglang_progress import SGLANG_PROGRESS
+from supervisor.engines.sglang_release import HEALTH_PATH, PHASE_MARKERS, READY_LINE
 from supervisor.engines.sglang_timings import TIMING_READERS
 
-__all__ = [
-    "BLACKWELL_ONLY",
-    "CAUSE_HINTS",
-    "COMPILE_SUCCESS_LINE",
-    "CRASH_CAUSES",
-    "DG_DEFAULT_CACHE_DIR",
-    "DSA_DECODE_BACKENDS",
-    "DSA_PREFILL_BACKENDS",
-    "HEALTH_PATH",
-    "KV_CACHE_DTYPES",
-    "MITIGATIONS",
-    "PHASE_MARKERS",
-    "READY_LINE",
-    "SCHEDULER_EXIT_S",
-    "SGLANG_VERSION",
-    "SIGTERM_NOTICE_S",
-    "Mitigation",
-    "SGLangLaunch",
-    "Speculative",
-    "StopBudget",
-    "classify_crash",
-    "dist_init_port",
-    "fresh_admin_key",
-    "is_error_line",
-    "stop_budget",
-]
-
-#: The one SGLang release this project's argv, image and checks are built for.
-SGLANG_VERSION = "0.5.23"
-
-READY_LINE = "The server is fired up and ready to roll!"
-HEALTH_PATH = "/health"
-COMPILE_SUCCESS_LINE = "DeepGEMM Kernels compilation finished successfully."
-#: Where DeepGEMM's JIT cache goes without SGLANG_DG_CACHE_DIR: SGLANG_CACHE_DIR (default
-#: ~/.cache/sglang) + "deep_gemm" (srt/environ.py: SGLANG_DG_CACHE_DIR, _default_cache_subdir).
-DG_DEFAULT_CACHE_DIR = "~/.cache/sglang/deep_gemm"
-#: `--kv-cache-dtype` choices of 0.5.23's parser (srt/arg_groups/fields: kv_cache_dtype).
-KV_CACHE_DTYPES = (
-    "auto",
-    "fp8_e5m2",
-    "fp8_e4m3",
-    "mxfp8",
-    "bf16",
-    "bfloat16",
-    "nvfp4",
-    "fp4_mx_block16",
-)
-
-#: `--dsa-prefill-backend` / `--dsa-decode-backend` choices of 0.5.23's parser
-#: (srt/arg_groups/fields/exec_.py: dsa_prefill_backend, dsa_decode_backend; only prefill has
-#: triton_sparse_mla).
-DSA_PREFILL_BACKENDS = (
-    "flashmla_sparse",
-    "flashmla_sparse_q8",
-    "flashmla_kv",
-    "flashmla_auto",
-    "flashinfer_sparse_mla",
-    "triton_sparse_mla",
-    "fa3",
-    "tilelang",
-    "triton",
-    "aiter",
-    "trtllm",
-    "intel_xpu",
-)
-DSA_DECODE_BACKENDS = tuple(b for b in DSA_PREFILL_BACKENDS if b != "triton_sparse_mla")
-
-#: Launch settings whose kernels exist only on Blackwell (SM100) in 0.5.23, so a Hopper profile
-#: must not name them; `SGLangLaunch.blackwell_only` lists the ones a launch uses.
-#: - moe_runner_backend flashinfer_trtllm(_routed): trtllm-gen MoE kernels are SM100-only
-#:   (srt/arg_groups/overrides.py: _moe_runner_backend_quant_constraints; `auto` picks them only
-#:   under get_platform().is_sm100, _deepseek_moe_quant_resolution); flashinfer_megamoe needs an
-#:   SM100-family device (srt/arg_groups/moe_hook.py: _handle_a2a_moe).
-#: - dsa backends trtllm: flashinfer's trtllm-gen sparse MLA, the SM>=10 default of
-#:   overrides.py: _dsa_split_backend_resolution ("flashmla_kv on Hopper, trtllm on Blackwell":
-#:   _check_dsa_backend_constraints); attention backend trtllm_mla: "only supported on Blackwell
-#:   GPUs" (overrides.py: _mla_kv_cache_dtype_checks).
-#: - flashinfer_allreduce_fusion_backend cutedsl: "Blackwell-only"
-#:   (srt/layers/flashinfer_comm_fusion.py: _resolve_backend). On several nodes every fusion
-#:   backend is Blackwell-only there (auto and mnnvl need MNNVL, trtllm is single-node), which
-#:   `blackwell_only` adds for a launch with nnodes > 1.
-#: - kv_cache_dtype mxfp8 / nvfp4: srt/arg_groups/kv_cache_hook.py (SM100+).
-_FUSION = "flashinfer_allreduce_fusion_backend"
-BLACKWELL_ONLY: Mapping[str, frozenset[str]] = MappingProxyType(
-    {
-        "moe_runner_backend": frozenset(
-            {"flashinfer_trtllm", "flashinfer_trtllm_routed", "flashinfer_megamoe"}
-        ),
-        "attention_backend": frozenset({"trtllm_mla"}),
-        "dsa_prefill_backend": frozenset({"trtllm"}),
-        "dsa_decode_backend": frozenset({"trtllm"}),
-        _FUSION: frozenset({"cutedsl"}),
-        "kv_cache_dtype": frozenset({"mxfp8", "nvfp4"}),
-    }
-)
-
-#: Log lines that start a cold-start phase (srt/model_executor/model_runner.py, engine.py).
-PHASE_MARKERS: tuple[tuple[str, str], ...] = (
-    ("load_weight", "Load weight begin"),
-    ("weights_loaded", "Load weight end"),
-    ("engine_ready", "Engine startup timings (s):"),
-    ("http_up", "Uvicorn running on"),
-    ("ready_line", READY_LINE),
-)
-
-
-@dataclass(frozen=True)
-class Mitigation:
-    """A known SGLang problem and what the launch does about it.
-
-    `adds` flags to the argv, `forbids` flags in `extra_args`, and `requires` launch fields that
-    must be set (the value is the profile's choice; the reason says how to choose it). Each reason
-    cites the 0.5.23 source line or the issue that justifies it.
-    """
-
-    name: str
-    reason: str
-    adds: tuple[str, ...] = ()
-    forbids: tuple[str, ...] = ()
-    requires: tuple[str, ...] = ()
-
-
-#: Every workaround in one place, each with its reason. Profiles name the ones they need.
-#: Dropped on re-checking 0.5.23 (they changed nothing): `trtllm-dsa-attention` (--dsa-decode/
-#: prefill-backend trtllm, #21291) is what `_dsa_split_backend_resolution` picks by itself for an
-#: fp8_e4m3 KV cache on SM>=10 (srt/arg_groups/overrides.py); `bf16-kv-cache` (#22359, #17526:
-#: never pass --kv-cache-dtype) was no mitigation at all, since `auto` resolves to fp8_e4m3 for
-#: GLM's DSA on B200 (see `explicit-kv-cache-dtype`).
-MITIGATIONS: Mapping[str, Mitigation] = MappingProxyType(
-    {
-        m.name: m
-        for m in (
-            Mitigation(
-                "explicit-kv-cache-dtype",
-                "0.5.23 resolves --kv-cache-dtype auto per model and GPU: fp8_e4m3 for DSA models "
-                "(GLM-5.x) on SM>=10 (srt/arg_groups/overrides.py:_dsa_kv_cache_dtype_default), "
-                "the checkpoint's dtype for MLA models whose quant config names no KV algorithm "
-                "(srt/mem_cache/kv_cache_dtype.py:configure_kv_cache_dtype), and it warns to set "
-                "the dtype whenever a --dsa-*-backend is given; so the launch states it "
-                "(kv_cache_dtype), and the argv says what runs",
-                forbids=("--kv-cache-dtype",),
-                requires=("kv_cache_dtype",),
-            ),
-        )
-    }
-)
+__all__ = ["SGLangLaunch", "Speculative"]
 
 
 @dataclass(frozen=True)
@@ -254,80 +103,9 @@ class SGLangLaunch:
     python: str = "python3"
 
     def __post_init__(self) -> None:
-        if not self.model_path:
-            raise ConfigError("model path is empty: pass --model-path")
-        if self.tp_size < 1:
-            raise ConfigError(f"tensor parallelism must be >= 1, got {self.tp_size}")
-        self._check_nodes()
-        unknown = [m for m in self.mitigations if m not in MITIGATIONS]
-        if unknown:
-            raise ConfigError(f"unknown mitigations {unknown}; known: {sorted(MITIGATIONS)}")
-        tokens = {t.split("=", 1)[0] for t in self.extra_args}
-        if self.kv_cache_dtype is not None and self.kv_cache_dtype not in KV_CACHE_DTYPES:
-            raise ConfigError(
-                f"kv cache dtype {self.kv_cache_dtype!r} is not one of SGLang "
-                f"{SGLANG_VERSION}'s: {', '.join(KV_CACHE_DTYPES)}"
-            )
-        for name, value, choices in (
-            ("prefill", self.dsa_prefill_backend, DSA_PREFILL_BACKENDS),
-            ("decode", self.dsa_decode_backend, DSA_DECODE_BACKENDS),
-        ):
-            if value is not None and value not in choices:
-                raise ConfigError(
-                    f"dsa {name} backend {value!r} is not one of SGLang {SGLANG_VERSION}'s: "
-                    f"{', '.join(choices)}"
-                )
-        if (self.dsa_prefill_backend or self.dsa_decode_backend) and self.kv_cache_dtype is None:
-            # SGLang warns and guesses (overrides.py:_dsa_kv_cache_dtype_default): a DSA backend
-            # reads one KV layout, so the launch names the dtype it was chosen for.
-            raise ConfigError("a DSA backend needs kv_cache_dtype set: each reads one KV layout")
-        if self.enable_weights_cpu_backup and not self.enable_memory_saver:
-            # The backup is made by the memory saver's weights region; without the saver SGLang's
-            # no-op adapter ignores it (srt/utils/torch_memory_saver_adapter.py: Noop.region).
-            raise ConfigError("enable_weights_cpu_backup needs enable_memory_saver")
-        for name in self.mitigations:
-            mitigation = MITIGATIONS[name]
-            bad = tokens & set(mitigation.forbids)
-            if bad:
-                raise ConfigError(
-                    f"{sorted(bad)[0]} is forbidden by mitigation {name!r}: {mitigation.reason}"
-                )
-            unset = [f for f in mitigation.requires if getattr(self, f) is None]
-            if unset:
-                raise ConfigError(f"mitigation {name!r} needs {unset[0]} set: {mitigation.reason}")
-        if tokens & {"--api-key", "--admin-api-key"}:
-            raise ConfigError(
-                "--api-key and --admin-api-key must not be in extra args: the keys come from "
-                "the environment"
-            )
+        check_launch(self)
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
-
-    def _check_nodes(self) -> None:
-        """The multi-node fields agree with each other (the address is checked, not required)."""
-        if self.nnodes < 1:
-            raise ConfigError(f"nnodes must be >= 1, got {self.nnodes}")
-        if not 0 <= self.node_rank < self.nnodes:
-            raise ConfigError(
-                f"node rank {self.node_rank} is not in 0..{self.nnodes - 1} (nnodes={self.nnodes})"
-            )
-        if self.tp_size % self.nnodes:
-            # engine.py:_calculate_rank_ranges gives each node tp_size // nnodes ranks
-            raise ConfigError(
-                f"tensor parallelism {self.tp_size} (the total) is not divisible by "
-                f"nnodes {self.nnodes}"
-            )
-        if self.dist_init_addr is None:
-            return
-        if self.nnodes == 1:
-            raise ConfigError(
-                "dist_init_addr is for nnodes > 1: a single node rendezvouses locally"
-            )
-        port = dist_init_port(self.dist_init_addr)
-        if port == self.port:
-            raise ConfigError(
-                f"dist_init_addr port {port} is the HTTP port too: rank 0 listens on both"
-            )
 
     @property
     def gpus_per_node(self) -> int:
@@ -473,8 +251,8 @@ class SGLangLaunch:
             if getattr(self, name) in values
         ]
         fusion = self.flashinfer_allreduce_fusion_backend
-        if self.nnodes > 1 and fusion not in (None, *BLACKWELL_ONLY[_FUSION]):
-            found.append(f"{_flag(_FUSION)} {fusion} on {self.nnodes} nodes")
+        if self.nnodes > 1 and fusion not in (None, *BLACKWELL_ONLY[FUSION_FIELD]):
+            found.append(f"{_flag(FUSION_FIELD)} {fusion} on {self.nnodes} nodes")
         return found
 
     def environment(self) -> dict[str, str]:
@@ -549,92 +327,7 @@ class SGLangLaunch:
         )
 
 
-def fresh_admin_key() -> str:
-    """A random admin key for one start: known to the supervisor only, never to a client.
-
-    SGLang marks 43 routes ADMIN_OPTIONAL (srt/entrypoints/http_server.py): with no
-    `--admin-api-key` the client's key opens them (srt/utils/auth.py:decide_request_auth), so
-    a client could pause, flush, load other weights or release a serving replica's memory.
-    """
-    return f"admin-{secrets.token_urlsafe(32)}"
-
-
-def dist_init_port(address: str) -> int:
-    """The port of a `--dist-init-addr`, or a one-line ConfigError.
-
-    0.5.23 parses the flag with `NetworkAddress.parse` (srt/utils/network.py): `host:port`, an
-    IPv6 literal in brackets (`[fd00::1]:5000`; a bare one is refused as ambiguous); it is only
-    a string to the argparse parser, so the check has to happen here.
-    """
-    try:
-        return parse_address(address)[1]
-    except ValueError as exc:
-        raise ConfigError(f"dist_init_addr {address!r}: {exc}") from None
-
-
 def _number(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-# --------------------------------------------------------------------------- stopping
-#: SGLang 0.5.23's drain, srt/managers/tokenizer_manager.py (TokenizerManager.sigterm_watchdog,
-#: installed with the first generate request, which SGLang's own warmup sends before the ready
-#: line): it looks at the SIGTERM flag every 5 s, then counts in-flight requests every 5 s until
-#: none is left (no time limit), then sends ShutdownReq and gives the schedulers
-#: `_SCHEDULER_EXIT_TIMEOUT_SECS` (15 s) to release GPU memory before SIGKILLing stragglers.
-SIGTERM_NOTICE_S = 5.0
-DRAIN_POLL_S = 5.0
-SCHEDULER_EXIT_S = 15.0
-#: After the schedulers: kill_process_tree of what is left (reaped, 60 s bound but near instant
-#: once the schedulers are gone), uvicorn's own shutdown, the interpreter's exit.
-EXIT_MARGIN_S = 5.0
-#: After the supervisor's SIGKILL: the kill bound (`StopPolicy.kill_timeout`) is spent only when a
-#: process resists SIGKILL; then reaping, the crash report's write and our own exit.
-REAP_MARGIN_S = 2.0
-
-
-@dataclass(frozen=True)
-class StopBudget:
-    """How long a graceful stop may take: the supervisor's stop timeout and the platform's grace."""
-
-    stop_timeout_s: float  # SIGTERM to the main pid .. SIGKILL to the tree
-    kill_timeout_s: float  # SIGKILL .. giving up on survivors
-    platform_grace_s: float  # the least exit grace a platform must give the container
-
-    def stop_policy(self) -> StopPolicy:
-        return StopPolicy(stop_timeout=self.stop_timeout_s, kill_timeout=self.kill_timeout_s)
-
-
-def stop_budget(
-    longest_request_s: float = 0.0,
-    *,
-    kill_timeout_s: float = 5.0,
-    margin_s: float = EXIT_MARGIN_S,
-) -> StopBudget:
-    """The stop timeout that lets SGLang finish its own drain, from its own timings.
-
-    `longest_request_s` is the longest in-flight request the deployment is willing to finish
-    (0: finish only what ends by the first count). The derivation, worst case:
-
-    - SIGTERM is noticed at most `SIGTERM_NOTICE_S` (5 s) after it arrives;
-    - in-flight requests are counted then and every `DRAIN_POLL_S` (5 s), so the count that finds
-      none comes at most 5 s after the last request ends, and never later than
-      `longest_request_s + 5` s after SIGTERM (the first count is within 5 s);
-    - the schedulers get `SCHEDULER_EXIT_S` (15 s) to release GPU memory;
-    - `margin_s` covers the reap of the rest, uvicorn's shutdown and the exit.
-
-    stop timeout = 5 + longest_request_s + 15 + margin_s (25 s with the defaults, which is also
-    `StopPolicy`'s default); platform grace = stop timeout + kill_timeout_s + `REAP_MARGIN_S`
-    (32 s with the defaults: more than a 30 s platform grace, so a deployment either asks its
-    platform for that grace or accepts that the scheduler release may be cut short by SIGKILL).
-    """
-    if longest_request_s < 0 or kill_timeout_s <= 0 or margin_s < 0:
-        raise ConfigError("stop budget: durations must be >= 0 (the kill timeout > 0)")
-    stop = SIGTERM_NOTICE_S + longest_request_s + SCHEDULER_EXIT_S + margin_s
-    return StopBudget(
-        stop_timeout_s=stop,
-        kill_timeout_s=kill_timeout_s,
-        platform_grace_s=stop + kill_timeout_s + REAP_MARGIN_S,
-    )

@@ -23,7 +23,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from supervisor.engines.sglang import SGLANG_VERSION, SGLangLaunch
+from supervisor.engines.sglang import SGLangLaunch
+from supervisor.engines.sglang_release import SGLANG_VERSION
 
 __all__ = ["MANIFEST", "cache_identity", "cache_key", "keyed_cache_dir"]
 

@@ -10,7 +10,8 @@ launch passes `--config PATH` and the keys live in a file of mode 0600 in a dire
 values are written as JSON strings, which YAML reads back exactly (quotes, backslashes, spaces).
 
 SGLang still logs its `server_args=ServerArgs(... api_key='...')` line: the supervisor redacts
-that, as it redacts every form of a key it knows.
+that, as it redacts every form of a key it knows. The admin key of one start is made here too
+(`fresh_admin_key`): without one, the client's key opens SGLang's admin routes.
 """
 
 from __future__ import annotations
@@ -18,14 +19,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["KEY_FILE_NAME", "key_file", "write_key_file"]
+__all__ = ["KEY_FILE_NAME", "fresh_admin_key", "key_file", "write_key_file"]
 
 KEY_FILE_NAME = "sglang-keys.yaml"
+
+
+def fresh_admin_key() -> str:
+    """A random admin key for one start: known to the supervisor only, never to a client.
+
+    SGLang marks 43 routes ADMIN_OPTIONAL (srt/entrypoints/http_server.py): with no
+    `--admin-api-key` the client's key opens them (srt/utils/auth.py:decide_request_auth), so
+    a client could pause, flush, load other weights or release a serving replica's memory.
+    """
+    return f"admin-{secrets.token_urlsafe(32)}"
 
 
 def write_key_file(directory: Path, api_key: str | None, admin_api_key: str | None) -> Path:

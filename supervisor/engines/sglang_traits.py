@@ -13,14 +13,10 @@ import os
 from collections.abc import Sequence
 
 from supervisor._engine import EngineTraits
-from supervisor.engines.sglang import (
-    CAUSE_HINTS,
-    PHASE_MARKERS,
-    READY_LINE,
-    classify_crash,
-    stop_budget,
-)
+from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash
 from supervisor.engines.sglang_progress import SGLANG_PROGRESS
+from supervisor.engines.sglang_release import PHASE_MARKERS, READY_LINE
+from supervisor.engines.sglang_stop import stop_budget
 from supervisor.engines.sglang_timings import TIMING_READERS
 
 __all__ = ["SGLANG", "looks_like_sglang"]
