@@ -3,8 +3,9 @@
 The server is a few dozen lines on an anyio listener, not a web framework: it must stay up
 whatever connects to it (a port scanner, a stuck client, garbage), so every connection gets a
 slot out of a fixed number (the rest are closed at once), a deadline and a request-size cap, and
-no client can raise into the caller. The client side polls each peer one request at a time, each
-request under a hard deadline and a body cap, and hands the answers to the pure `PeerTracker`.
+no client can raise into the caller. The client side polls each peer one request at a time
+through `_http_client.request` (a hard deadline, a body cap) and hands the answers to the pure
+`PeerTracker`.
 The HTTP client must not use proxies from the environment (`trust_env=False`): peers are on the
 cluster's private network.
 """
@@ -20,6 +21,7 @@ import httpx
 from ._cluster import ClusterSpec
 from ._cluster_peers import ClusterStatus, FailureKind, PeerFailure, PeerTracker, PeerView
 from ._errors import ConfigError
+from ._http_client import RequestFailed, request
 
 __all__ = [
     "MAX_STATUS_BYTES",
@@ -157,24 +159,16 @@ async def fetch_status(
     client: httpx.AsyncClient, address: str, *, timeout: float, max_bytes: int = MAX_STATUS_BYTES
 ) -> ClusterStatus:
     """One `GET /status` under a hard deadline (a slow drip included) and a body cap."""
-    body = bytearray()
     try:
-        with anyio.fail_after(timeout):
-            async with client.stream("GET", f"http://{address}/status", timeout=timeout) as r:
-                if r.status_code != 200:
-                    raise StatusUnavailable(f"HTTP {r.status_code}")
-                async for chunk in r.aiter_raw():  # raw: no decompression bomb
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise StatusUnavailable(f"answer longer than {max_bytes} bytes")
-    except (TimeoutError, httpx.TimeoutException):
-        raise StatusUnavailable(f"no answer within {timeout:g} s") from None
-    except httpx.ConnectError as exc:
-        raise StatusUnavailable(f"cannot connect: {exc}") from None
-    except httpx.HTTPError as exc:
-        raise StatusUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        answer = await request(
+            client, "GET", f"http://{address}/status", deadline=timeout, max_body_bytes=max_bytes
+        )
+    except RequestFailed as exc:
+        raise StatusUnavailable(str(exc)) from None
+    if answer.status != 200:
+        raise StatusUnavailable(f"HTTP {answer.status}")
     try:
-        return ClusterStatus.from_json(bytes(body))
+        return ClusterStatus.from_json(answer.body)
     except ValueError as exc:
         raise StatusUnavailable(f"invalid status: {exc}") from None
 

@@ -8,9 +8,10 @@ backoff. A hard `move_on_after` around the whole wait makes the deadline exact e
 probe hangs; the probe it cancels is reported as what it was ("in flight for 3.0 s, no answer"),
 so the timeout's "last probe" never names an older one.
 
-A probe reads the status line and headers only, under one total deadline, and closes the
-connection without reading the body: an endless or trickling body can neither grow the supervisor
-nor keep a probe (and so liveness) pending for ever.
+A probe reads the status line and headers only (`_http_client.request_head`), under one total
+deadline, and closes the connection without reading the body: an endless or trickling body can
+neither grow the supervisor nor keep a probe (and so liveness) pending for ever. The same wait
+serves the health check after a snapshot's resume (`_snapshot_http`), with a constant interval.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tenacity import (
 )
 
 from ._config import HealthPolicy, LivenessPolicy
+from ._http_client import RequestFailed, request_head
 
 __all__ = ["Nudge", "ProbeResult", "probe", "wait_healthy", "watch_liveness"]
 
@@ -66,12 +68,6 @@ class Nudge:
             self._event = anyio.Event()
 
 
-def _transport_error(exc: httpx.RequestError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "connection refused"
-    return f"{type(exc).__name__}: {exc}".rstrip(": ")
-
-
 async def probe(client: httpx.AsyncClient, url: str, timeout: float) -> ProbeResult:
     """One GET; never raises for a network problem, which is just an unhealthy answer.
 
@@ -79,17 +75,10 @@ async def probe(client: httpx.AsyncClient, url: str, timeout: float) -> ProbeRes
     """
     start = time.perf_counter()
     try:
-        with anyio.fail_after(timeout):
-            async with client.stream("GET", url, timeout=timeout) as response:
-                status = response.status_code
-            # Leaving the block closes the response unread: the connection is dropped.
-    except (TimeoutError, httpx.TimeoutException):
-        return ProbeResult(
-            False, None, f"no answer within {timeout:g} s", time.perf_counter() - start
-        )
-    except httpx.RequestError as exc:
-        return ProbeResult(False, None, _transport_error(exc), time.perf_counter() - start)
-    return ProbeResult(status == 200, status, None, time.perf_counter() - start)
+        answer = await request_head(client, "GET", url, deadline=timeout)
+    except RequestFailed as exc:
+        return ProbeResult(False, None, str(exc), time.perf_counter() - start)
+    return ProbeResult(answer.status == 200, answer.status, None, time.perf_counter() - start)
 
 
 class _NotReady(Exception):

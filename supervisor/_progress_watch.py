@@ -1,8 +1,8 @@
 """Scraping for hang detection: fetch the engine's metrics, bounded, and feed the tracker.
 
 `_progress` decides (pure, clock-injected); this module does the I/O: one scrape at a time on a
-fixed schedule, each under a deadline and a byte cap, streamed without compression so the cap
-counts what crosses the wire, parsed only for the series the policy names. It returns only when
+fixed schedule, each through `_http_client.request` (a deadline, a byte cap counted on the wire,
+no compression), parsed only for the series the policy names. It returns only when
 the tracker says `stalled`; where the metrics are absent from the start it says so once through
 the hook and then stays out of the way for good.
 """
@@ -20,6 +20,7 @@ import anyio
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from ._http_client import Failure, RequestFailed, request
 from ._progress import (
     Canary,
     ProgressPolicy,
@@ -32,9 +33,10 @@ from ._progress import (
 
 __all__ = ["Scrape", "ScrapeHook", "parse_samples", "watch_progress"]
 
-# Plain text format, no compression: the byte cap then counts what crosses the wire, and no
-# gzip bomb can grow past it (prometheus_client gzips whenever the client accepts gzip).
-_SCRAPE_HEADERS = {"Accept": "text/plain; version=0.0.4", "Accept-Encoding": "identity"}
+# Plain text format; `request` asks for no compression (prometheus_client gzips whenever the
+# client accepts gzip), so the byte cap counts what crosses the wire.
+_SCRAPE_HEADERS = {"Accept": "text/plain; version=0.0.4"}
+_CANARY_BYTES = 64 * 1024  # a canary's answer is read up to this, then it counts as answered
 
 
 @dataclass(frozen=True)
@@ -107,41 +109,26 @@ def parse_samples(text: str, names: frozenset[str]) -> tuple[SampleLike, ...]:
 
 async def _fetch(client: httpx.AsyncClient, url: str, policy: ProgressPolicy) -> _Fetched:
     """One GET of the metrics, under a deadline for the whole exchange and a cap on the body."""
-    size = 0
     try:
-        with anyio.fail_after(policy.timeout):
-            async with client.stream(
-                "GET", url, headers=_SCRAPE_HEADERS, timeout=policy.timeout
-            ) as response:
-                if response.status_code == 404:
-                    return _Fetched(absent=True)
-                if response.status_code != 200:
-                    return _Fetched(error=f"HTTP {response.status_code}")
-                encoding = response.headers.get("content-encoding", "identity").lower()
-                if encoding != "identity":
-                    # Raw bytes are what the cap counts; a compressed body could inflate past it.
-                    return _Fetched(error=f"compressed body ({encoding}) though identity was asked")
-                chunks: list[bytes] = []
-                async for chunk in response.aiter_raw():
-                    size += len(chunk)
-                    if size > policy.max_body_bytes:
-                        # Leaving the block closes the connection: the rest is never read.
-                        return _Fetched(
-                            error=f"body over the {policy.max_body_bytes} byte cap", size=size
-                        )
-                    chunks.append(chunk)
-    except TimeoutError:
-        return _Fetched(error=f"no complete answer within {policy.timeout:g} s", size=size)
-    except httpx.ConnectError:
-        return _Fetched(error="connection refused")
-    except httpx.HTTPError as exc:
-        return _Fetched(error=f"{type(exc).__name__}: {exc}".rstrip(": "), size=size)
-    text = b"".join(chunks).decode("utf-8", errors="replace")
+        answer = await request(
+            client,
+            "GET",
+            url,
+            headers=_SCRAPE_HEADERS,
+            deadline=policy.timeout,
+            max_body_bytes=policy.max_body_bytes,
+        )
+    except RequestFailed as exc:
+        return _Fetched(error=str(exc), size=exc.received)
+    if answer.status == 404:
+        return _Fetched(absent=True)
+    if answer.status != 200:
+        return _Fetched(error=f"HTTP {answer.status}")
     try:
-        samples = parse_samples(text, policy.names)
+        samples = parse_samples(answer.text(), policy.names)
     except ValueError as exc:
-        return _Fetched(error=f"unparseable metrics ({exc})".replace(" ()", ""), size=size)
-    return _Fetched(samples=samples, size=size)
+        return _Fetched(error=f"unparseable metrics ({exc})".replace(" ()", ""), size=answer.size)
+    return _Fetched(samples=samples, size=answer.size)
 
 
 async def _stay_out_of_the_way() -> NoReturn:
@@ -165,21 +152,23 @@ async def send_canary(
     client: httpx.AsyncClient, url: str, canary: Canary, api_key: str | None
 ) -> str | None:
     """None if the server answered at all (any status: it is not hung), else why not."""
-    headers = {"Accept-Encoding": "identity"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     target = str(httpx.URL(url).copy_with(path=canary.path, query=None))
     try:
-        with anyio.fail_after(canary.timeout):
-            async with client.stream(
-                "POST", target, json=dict(canary.body), headers=headers, timeout=canary.timeout
-            ) as response:
-                async for _ in response.aiter_raw():  # to the end, whatever it is: answered
-                    pass
-    except (TimeoutError, httpx.TimeoutException):
-        return f"no answer within {canary.timeout:g} s"
-    except httpx.HTTPError:
-        return None  # refused or reset: the server is going, the exit watcher says so
+        await request(
+            client,
+            "POST",
+            target,
+            json=dict(canary.body),
+            headers=headers,
+            deadline=canary.timeout,
+            max_body_bytes=_CANARY_BYTES,
+            truncate=True,  # whatever it says, and however long: it answered
+        )
+    except RequestFailed as exc:
+        if exc.kind is Failure.TIMEOUT:
+            return str(exc)
+        return None  # refused, reset, compressed: not silence; the exit watcher says the rest
     return None
 
 

@@ -3,9 +3,10 @@
 Split from `_snapshot` (the policy, the error, the timing and the client slot) so each module has
 one job. Every call is bounded by its own deadline, computed when it starts (never carried
 across a snapshot, after which the monotonic clock may have jumped), and every answer body by a
-byte cap. Resume is sent at most once: SGLang's resume removes each released tag from a set, so a
-second one raises in the scheduler and kills the server. A call is retried only when the
-connection could not be opened, which proves the request never arrived.
+byte cap, all through `_http_client.request`. Resume is sent at most once: SGLang's resume removes
+each released tag from a set, so a second one raises in the scheduler and kills the server. A
+call is retried only when the connection could not be opened, which proves the request never
+arrived. The health wait after resume is the startup's own (`_health.wait_healthy`).
 """
 
 from __future__ import annotations
@@ -13,62 +14,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import httpx
 
+from ._config import HealthPolicy
+from ._health import ProbeResult, wait_healthy
+from ._http_client import Answer, Failure, RequestFailed, request
 from ._snapshot import SnapshotError, SnapshotPolicy, SnapshotTiming
 
 __all__ = ["generated_text", "release_memory", "resume_and_verify"]
 
 _SNIPPET_CHARS = 200
 _CONNECT_RETRY_S = 0.25  # pause between attempts when the port refused the connection
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: bytes
-    truncated: bool
-
-    def snippet(self) -> str:
-        text = self.body.decode("utf-8", errors="replace")
-        return " ".join(text.split())[:_SNIPPET_CHARS]
-
-
-async def _read(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    body: Mapping[str, Any] | None,
-    headers: Mapping[str, str],
-    timeout: float,
-    cap: int,
-) -> _Answer:
-    """One request; the answer is read up to `cap` bytes and the rest is never read."""
-    # A fresh copy each time: httpx serializes it, nothing may hold on to the policy's own.
-    payload = json.loads(json.dumps(dict(body))) if body is not None else None
-    async with client.stream(
-        method, url, json=payload, headers=dict(headers), timeout=timeout
-    ) as response:
-        chunks: list[bytes] = []
-        size = 0
-        truncated = False
-        async for chunk in response.aiter_bytes():
-            room = cap - size
-            if len(chunk) >= room:
-                chunks.append(chunk[:room])
-                truncated = len(chunk) > room
-                size = cap
-                if truncated:
-                    break
-                continue
-            chunks.append(chunk)
-            size += len(chunk)
-        return _Answer(response.status_code, b"".join(chunks), truncated)
 
 
 async def _call(
@@ -82,41 +41,50 @@ async def _call(
     headers: Mapping[str, str],
     deadline: float,
     cap: int,
-) -> _Answer:
+) -> Answer:
     """One step's request under a deadline taken now; retried only while the port refuses.
 
     A refused connection proves the request never reached the server, so trying again cannot
-    resume twice; anything after the connection opened (a timeout, a reset) is a failure.
+    resume twice; anything after the connection opened (a timeout, a reset) is a failure. The
+    answer is kept up to `cap` bytes (`truncated` past it): an error's snippet needs no more.
     """
+    # A fresh copy each time: httpx serializes it, nothing may hold on to the policy's own.
+    payload = json.loads(json.dumps(dict(body))) if body is not None else None
     refused = False
     try:
         with anyio.fail_after(deadline):
             while True:
-                refused = False
+                refused = False  # this attempt's: a hang after a refusal is blamed on the hang
                 try:
-                    return await _read(
+                    return await request(
                         client,
                         method,
                         base_url + path,
-                        body=body,
+                        json=payload,
                         headers=headers,
-                        timeout=deadline,
-                        cap=cap,
+                        deadline=deadline,
+                        max_body_bytes=cap,
+                        truncate=True,
                     )
-                except httpx.ConnectError:
+                except RequestFailed as exc:
+                    if exc.kind is not Failure.CONNECT:
+                        raise
                     refused = True
-                    await anyio.sleep(_CONNECT_RETRY_S)
-    except (TimeoutError, httpx.TimeoutException):
+                await anyio.sleep(_CONNECT_RETRY_S)
+    except TimeoutError:
         why = "the connection was refused" if refused else "no answer"
         raise SnapshotError(
             f"{step}: {why} from {method} {path} within {deadline:g} s", step=step
         ) from None
-    except httpx.TransportError as exc:
-        detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
-        raise SnapshotError(f"{step}: {method} {path} failed: {detail}", step=step) from None
+    except RequestFailed as exc:
+        if exc.kind is Failure.TIMEOUT:
+            raise SnapshotError(
+                f"{step}: no answer from {method} {path} within {deadline:g} s", step=step
+            ) from None
+        raise SnapshotError(f"{step}: {method} {path} failed: {exc}", step=step) from None
 
 
-def _require_200(step: str, method: str, path: str, answer: _Answer) -> None:
+def _require_200(step: str, method: str, path: str, answer: Answer) -> None:
     if answer.status != 200:
         snippet = answer.snippet()
         raise SnapshotError(
@@ -212,40 +180,26 @@ async def _control_steps(
 
 # ----------------------------------------------------------------------------- wake
 async def _wait_health(client: httpx.AsyncClient, base_url: str, policy: SnapshotPolicy) -> None:
-    """Probe the health path one probe at a time until it answers 200, within `health_timeout`."""
-    last = "no probe finished"
+    """Probe the health path until it answers 200, within `health_timeout`: the startup wait
+    (`_health.wait_healthy`), one probe at a time, paced by a constant `health_interval`."""
     path = policy.health_path
-    with anyio.move_on_after(policy.health_timeout):
-        while True:
-            with anyio.move_on_after(policy.health_probe_timeout) as probe:
-                try:
-                    answer = await _read(
-                        client,
-                        "GET",
-                        base_url + path,
-                        body=None,
-                        headers={},
-                        timeout=policy.health_probe_timeout,
-                        cap=policy.max_body_bytes,
-                    )
-                except httpx.ConnectError:
-                    last = "connection refused"
-                except httpx.TimeoutException:
-                    last = f"no answer within {policy.health_probe_timeout:g} s"
-                except httpx.TransportError as exc:
-                    last = f"{type(exc).__name__}: {exc}".rstrip(": ")
-                else:
-                    if answer.status == 200:
-                        return
-                    last = f"HTTP {answer.status}"
-            if probe.cancelled_caught:
-                last = f"no answer within {policy.health_probe_timeout:g} s"
-            await anyio.sleep(policy.health_interval)
+    health = HealthPolicy(
+        path=path,
+        startup_timeout=policy.health_timeout,
+        probe_timeout=policy.health_probe_timeout,
+        initial_backoff=policy.health_interval,
+        max_backoff=policy.health_interval,
+        jitter=0.0,
+    )
+    probes: list[ProbeResult] = []
+    if await wait_healthy(client, base_url + path, health, on_probe=probes.append) is not None:
+        return
+    last = probes[-1] if probes else None
     raise SnapshotError(
         f"health: GET {path} did not answer 200 within {policy.health_timeout:g} s after "
-        f"resume (last probe: {last})",
+        f"resume (last probe: {last.describe() if last is not None else 'no probe finished'})",
         step="health",
-        status=int(last[5:]) if last.startswith("HTTP ") else None,
+        status=last.status if last is not None else None,
     )
 
 

@@ -5,9 +5,9 @@ they exercise (chat, thinking off, long context, tools) are captured by SGLang i
 payload has its own timeout, and a verdict says why an answer was refused, so a failed cold start
 points at the path that broke.
 
-An answer is streamed under one deadline (`timeout`: connect, headers and body together) and a
-byte cap (`max_answer_bytes`, 4 MiB by default): an endless or trickling answer is a failed
-warmup with its reason, never a supervisor that waits or grows without end.
+An answer is read through `_http_client.request` under one deadline (`timeout`: connect, headers
+and body together) and a byte cap (`max_answer_bytes`, 4 MiB by default): an endless or trickling
+answer is a failed warmup with its reason, never a supervisor that waits or grows without end.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import anyio
 import httpx
 
 from ._config import WarmupPayload
+from ._http_client import RequestFailed, request
 
 __all__ = ["WarmupResult", "judge", "run_warmups"]
 
@@ -140,27 +141,6 @@ def _tool_call_problems(calls: Any) -> list[str]:
 ResultHook = Callable[[WarmupResult], None]
 
 
-class _TooLong(Exception):
-    pass
-
-
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
-    """The body, read as it streams in; past `cap` bytes, stop and refuse it."""
-    body = bytearray()
-    async for piece in response.aiter_bytes():
-        body += piece
-        if len(body) > cap:
-            raise _TooLong
-    return bytes(body)
-
-
-def _decode(body: bytes, charset: str | None) -> str:
-    try:
-        return body.decode(charset or "utf-8", "replace")
-    except LookupError:  # a charset Python does not know: read it as UTF-8
-        return body.decode("utf-8", "replace")
-
-
 async def _one(
     client: httpx.AsyncClient,
     base_url: str,
@@ -170,24 +150,20 @@ async def _one(
     start = time.perf_counter()
     status: int | None = None
     try:
-        # One deadline for everything: connect, headers and a body that may trickle.
-        with anyio.fail_after(payload.timeout):
-            async with client.stream(
-                payload.method,
-                base_url + payload.path,
-                json=dict(payload.body) if payload.method == "POST" else None,
-                headers=headers,
-                timeout=payload.timeout,
-            ) as response:
-                status = response.status_code
-                body = await _read_capped(response, payload.max_answer_bytes)
-        ok, reason = judge(payload, status, _decode(body, response.charset_encoding))
-    except _TooLong:
-        ok, reason = False, f"answer longer than {payload.max_answer_bytes} bytes: refused unread"
-    except (TimeoutError, httpx.TimeoutException):
-        ok, reason = False, f"no answer within {payload.timeout:g} s"
-    except httpx.RequestError as exc:
-        ok, reason = False, f"{type(exc).__name__}: {exc}".rstrip(": ")
+        answer = await request(
+            client,
+            payload.method,
+            base_url + payload.path,
+            json=dict(payload.body) if payload.method == "POST" else None,
+            headers=headers,
+            deadline=payload.timeout,
+            max_body_bytes=payload.max_answer_bytes,
+        )
+    except RequestFailed as exc:
+        ok, reason, status = False, str(exc), exc.status
+    else:
+        status = answer.status
+        ok, reason = judge(payload, status, answer.text())
     return WarmupResult(payload.name, ok, status, time.perf_counter() - start, reason)
 
 
@@ -200,8 +176,7 @@ async def run_warmups(
     on_result: ResultHook | None = None,
 ) -> list[WarmupResult]:
     """Send all payloads concurrently; return one result per payload, in the given order."""
-    # identity: a compressed answer could expand a thousandfold past the cap in one read.
-    headers = {"Accept-Encoding": "identity"}
+    headers: dict[str, str] = {}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     results: dict[str, WarmupResult] = {}

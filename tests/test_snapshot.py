@@ -506,7 +506,7 @@ async def test_a_hanging_health_probe_is_cut_by_its_probe_timeout() -> None:
     )
     start = time.monotonic()
     async with server.client() as client:
-        with pytest.raises(SnapshotError, match=r"last probe: no answer within 0.2 s"):
+        with pytest.raises(SnapshotError, match=r"last probe: no answer"):
             await resume_and_verify(client, BASE, policy)
     assert time.monotonic() - start < 2.0
     assert server.paths().count("/health") >= 2  # one probe at a time, each cut at 0.2 s

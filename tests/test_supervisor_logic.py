@@ -375,11 +375,14 @@ def test_crash_report_names_the_stall_and_the_failed_rank() -> None:
 
 
 async def test_a_progress_watch_that_breaks_does_not_take_the_server_down() -> None:
-    """A scrape that raises (here: a mock body httpx already read) is said once and contained."""
+    """A scrape that raises (here: a transport bug, which the HTTP seam passes on untouched) is
+    said once and contained."""
     manager = InMemoryProcessManager()
 
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text="sglang:num_running_reqs 0\n")  # pre-read: cannot stream
+        if request.url.path == "/metrics":
+            raise RuntimeError("a bug, not the network")
+        return httpx.Response(200, text="ok")
 
     sink = Sink()
     sup = Supervisor(
