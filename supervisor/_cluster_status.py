@@ -1,10 +1,10 @@
 """The cluster's wire: each supervisor serves `GET /status` on a side port and polls its peers'.
 
-The server is a few dozen lines on an anyio listener, not a web framework: it must stay up
+The server is one route on `_http_server.serve_http`, not a web framework: it must stay up
 whatever connects to it (a port scanner, a stuck client, garbage), so every connection gets a
-slot out of a fixed number (the rest are closed at once), a deadline and a request-size cap, and
-no client can raise into the caller. The client side polls each peer one request at a time
-through `_http_client.request` (a hard deadline, a body cap) and hands the answers to the pure
+slot out of a fixed number (one more is answered 503), a deadline and a request-size cap, and no
+client can raise into the caller. The client side polls each peer one request at a time through
+`_http_client.request` (a hard deadline, a body cap) and hands the answers to the pure
 `PeerTracker`.
 The HTTP client must not use proxies from the environment (`trust_env=False`): peers are on the
 cluster's private network.
@@ -22,6 +22,7 @@ from ._cluster import ClusterSpec
 from ._cluster_peers import ClusterStatus, FailureKind, PeerFailure, PeerTracker, PeerView
 from ._errors import ConfigError
 from ._http_client import RequestFailed, request
+from ._http_server import Request, Response, serve_http
 
 __all__ = [
     "MAX_STATUS_BYTES",
@@ -33,45 +34,21 @@ __all__ = [
 ]
 
 MAX_STATUS_BYTES = 16384  # a status document is ~200 bytes; anything larger is not a peer
-_ACCEPT_BACKOFF_S = 0.1  # after a failed accept (EMFILE, ECONNABORTED), before the next one
-_CLOSE_TIMEOUT_S = 1.0
-
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
-_REASONS[431] = "Request Header Fields Too Large"
 
 ChangeHook = Callable[[PeerView], None]
 
 
 # ----------------------------------------------------------------------------- server
-def _response(code: int, body: bytes) -> bytes:
-    head = (
-        f"HTTP/1.1 {code} {_REASONS[code]}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Cache-Control: no-store\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode() + body
+def _json(status: int, body: bytes) -> Response:
+    return Response(status, body, "application/json", (("Cache-Control", "no-store"),))
 
 
-def _route(head: bytes, get_status: Callable[[], ClusterStatus]) -> bytes:
-    parts = head.split(b"\r\n", 1)[0].split(b"\n", 1)[0].split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        return _response(400, b'{"error":"bad request"}')
-    method, target = parts[0], parts[1].split(b"?", 1)[0]
-    if target != b"/status":
-        return _response(404, b'{"error":"not found; try GET /status"}')
-    if method != b"GET":
-        return _response(405, b'{"error":"GET only"}')
-    return _response(200, get_status().to_json())
-
-
-async def _close(stream: anyio.abc.SocketStream) -> None:
-    with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):
-        try:
-            await stream.aclose()
-        except OSError:  # the peer reset the connection first: closed either way
-            pass
+def _route(request: Request, get_status: Callable[[], ClusterStatus]) -> Response:
+    if request.path != "/status":
+        return _json(404, b'{"error":"not found; try GET /status"}')
+    if request.method != "GET":
+        return _json(405, b'{"error":"GET only"}')
+    return _json(200, get_status().to_json())
 
 
 async def serve_status(
@@ -87,67 +64,27 @@ async def serve_status(
     """Serve `GET /status` (the JSON of `get_status()`) until cancelled; reports the bound port.
 
     `host=None` listens on every interface, IPv6 and IPv4 (Modal's cluster addresses are IPv6).
-    A connection beyond `max_connections` is closed at once, so idle clients cost at most that
-    many descriptors; each connection has `read_timeout` seconds in all and `max_request_bytes`
-    of request head. A port already taken raises `ConfigError`. Only `get_status` raising (a bug
-    of the caller, not of a client) can end the server early.
+    The bounds are `_http_server`'s: at most `max_connections` at once (one more is answered 503
+    and closed), `read_timeout` seconds per connection in all, `max_request_bytes` of request
+    head. A port already taken raises `ConfigError`.
     """
-    if not 0 <= port <= 65535 or max_connections < 1 or read_timeout <= 0:
-        raise ConfigError(
-            f"cluster status server: port {port} must be 0-65535, max_connections "
-            f"{max_connections} at least 1, read_timeout {read_timeout:g} s positive"
-        )
-    if max_request_bytes < 64:
-        raise ConfigError(f"cluster status server: max_request_bytes {max_request_bytes} < 64")
     try:
-        listener = await anyio.create_tcp_listener(
-            local_host=host, local_port=port, reuse_port=False
+        await serve_http(
+            lambda request: _route(request, get_status),
+            port,
+            host,
+            name="cluster status server",
+            max_connections=max_connections,
+            deadline=read_timeout,
+            max_header_bytes=max_request_bytes,
+            max_body_bytes=max_request_bytes,
+            task_status=task_status,
         )
     except OSError as exc:
         where = f"{host}:{port}" if host else f"port {port}"
         raise ConfigError(
             f"cannot serve the cluster status on {where}: {exc.strerror or exc}"
         ) from None
-    active = 0
-
-    async def handle(stream: anyio.abc.SocketStream) -> None:
-        nonlocal active
-        try:
-            with anyio.move_on_after(read_timeout):
-                head = b""
-                while b"\r\n\r\n" not in head and b"\n\n" not in head:
-                    if len(head) > max_request_bytes:
-                        await stream.send(_response(431, b'{"error":"request too large"}'))
-                        return
-                    head += await stream.receive(4096)
-                await stream.send(_route(head, get_status))
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass  # the client left, reset or misbehaved: its problem, never the server's
-        finally:
-            active -= 1
-            await _close(stream)
-
-    async def accept_loop(sub: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup) -> None:
-        nonlocal active
-        while True:
-            try:
-                stream = await sub.accept()
-            except OSError:  # out of descriptors, or a client reset before accept: transient
-                await anyio.sleep(_ACCEPT_BACKOFF_S)
-                continue
-            if active >= max_connections:
-                await _close(stream)  # shed at once: a slot is only for a live request
-                continue
-            active += 1
-            tg.start_soon(handle, stream)
-
-    async with listener:
-        bound: int = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with anyio.create_task_group() as tg:
-            for sub in listener.listeners:
-                assert isinstance(sub, anyio.abc.SocketListener)
-                tg.start_soon(accept_loop, sub, tg)
-            task_status.started(bound)
 
 
 # ----------------------------------------------------------------------------- client

@@ -2,16 +2,14 @@
 
 The collectors are fed by the supervisor's events (state changes, probes, warmups, log blocks,
 deaths, progress scrapes, peers' states, snapshot steps); nothing here polls. `serve_metrics`
-exposes a registry over HTTP from a task in the caller's task group, not from prometheus-client's
-daemon thread, so it stops with its owner; its connections are bounded in number and time, so no
-client can take the supervisor down.
+exposes a registry over HTTP (`_http_server.serve_http`) from a task in the caller's task group,
+not from prometheus-client's daemon thread, so it stops with its owner; its connections are
+bounded in number, size and time, so no client can take the supervisor down.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping
-from typing import cast
 
 import anyio
 import anyio.abc
@@ -19,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import Enum as EnumMetric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from ._http_server import Request, Response, serve_http
 from ._memory import MemorySample
 from ._progress import Verdict
 from ._states import State, Transition
@@ -248,66 +247,24 @@ async def serve_metrics(
 ) -> None:
     """Serve `registry` at any path over plain HTTP until cancelled; reports the bound port.
 
-    The endpoint must never take the server down, whatever its clients do: at most
-    `max_connections` are open at once (the rest wait in the kernel's backlog, costing us no
-    file descriptor), each gets `connection_timeout` seconds in all, and an error (a client that
-    vanishes, `accept()` out of descriptors) is contained and reported once per kind through
-    `on_error`. Only a failure to listen at all is raised, before `task_status.started`.
+    The endpoint must never take the server down, whatever its clients do; the bounds are
+    `_http_server`'s: at most `max_connections` at once (one more is answered 503 and closed),
+    `connection_timeout` seconds per connection in all, and errors (a handler that raises,
+    `accept()` out of descriptors, shedding) are contained and reported once per kind through
+    `on_error`. Only a failure to listen at all is raised (`OSError`), before
+    `task_status.started`.
     """
-    reported: set[str] = set()
 
-    def report(kind: str, message: str) -> None:
-        if kind not in reported:
-            reported.add(kind)
-            if on_error is not None:
-                on_error(f"metrics endpoint: {message} (reported once; the server is unaffected)")
+    def exposition(request: Request) -> Response:
+        return Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
 
-    async def answer(stream: anyio.abc.SocketStream) -> None:
-        request = b""
-        while b"\r\n\r\n" not in request and len(request) < 16384:
-            try:
-                request += await stream.receive(4096)
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                return
-        body = generate_latest(registry)
-        head = (
-            "HTTP/1.1 200 OK\r\n"
-            f"Content-Type: {CONTENT_TYPE_LATEST}\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n"
-        ).encode()
-        try:
-            await stream.send(head + body)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return
-
-    async def handle(stream: anyio.abc.SocketStream, slots: anyio.Semaphore) -> None:
-        try:
-            with anyio.move_on_after(connection_timeout):
-                await answer(stream)
-        except Exception as exc:  # contained: a metrics client must never reach the supervisor
-            report(type(exc).__name__, f"{type(exc).__name__}: {exc}")
-        finally:
-            with anyio.CancelScope(shield=True):
-                with contextlib.suppress(Exception):
-                    await stream.aclose()
-            slots.release()
-
-    async def accept(listener: anyio.abc.SocketListener, slots: anyio.Semaphore) -> None:
-        while True:
-            await slots.acquire()  # no descriptor is taken for a connection we cannot serve
-            try:
-                stream = await listener.accept()
-            except OSError as exc:  # out of descriptors, a connection reset before accept, ...
-                slots.release()
-                report(f"accept-{exc.errno}", f"accept failed: {exc.strerror or exc}")
-                await anyio.sleep(0.1)
-                continue
-            tg.start_soon(handle, stream, slots)
-
-    multi = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
-    async with multi, anyio.create_task_group() as tg:
-        slots = anyio.Semaphore(max_connections)
-        for listener in multi.listeners:
-            tg.start_soon(accept, cast(anyio.abc.SocketListener, listener), slots)
-        task_status.started(multi.extra(anyio.abc.SocketAttribute.local_port))
+    await serve_http(
+        exposition,
+        port,
+        host,
+        name="metrics endpoint",
+        max_connections=max_connections,
+        deadline=connection_timeout,
+        on_error=on_error,
+        task_status=task_status,
+    )

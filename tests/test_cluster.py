@@ -531,8 +531,14 @@ async def test_the_endpoint_routes_and_refuses_politely() -> None:
             b"HTTP/1.1 200 OK"
         )
         assert b'"state":"starting"' in await _get(port, b"GET /status?x=1 HTTP/1.0\r\n\r\n")
-        assert (await _get(port, b"GET /health HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 404")
-        assert (await _get(port, b"POST /status HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405")
+        assert (await _get(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(
+            b"HTTP/1.1 404"
+        )
+        assert (await _get(port, b"POST /status HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(
+            b"HTTP/1.1 405"
+        )
+        # h11 frames strictly: HTTP/1.1 without its mandatory Host header is a bad request
+        assert (await _get(port, b"GET /status HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 400")
         assert (await _get(port, b"\x16\x03\x01garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
         assert (await _get(port, b"GET /status HTTP/1.1\r\nX: " + b"a" * 20000)).startswith(
             b"HTTP/1.1 431"

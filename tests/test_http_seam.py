@@ -1,9 +1,11 @@
 """The HTTP seam itself, in process, over real sockets on 127.0.0.1 (issue #21).
 
-`_http_client.request`: every way an answer can be unusable (a body past the cap,
+Client side (`_http_client.request`): every way an answer can be unusable (a body past the cap,
 a compressed body, a trickle past the deadline, a refused connection, a server that closes in
 the middle of the body) arrives as the one `RequestFailed`, with its kind and a one-line reason,
-in bounded time.
+in bounded time. Server side (`_http_server.serve_http`): too many connections, an oversized
+head, a trickling client and a pipelined second request are each bounded, and the server keeps
+serving afterwards.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import anyio.abc
 import httpx
 import pytest
 
-from supervisor._errors import SupervisorError
+from supervisor._errors import ConfigError, SupervisorError
 from supervisor._http_client import Failure, RequestFailed, request, request_head
+from supervisor._http_server import Request, Response, serve_http
 from supervisor.testing import free_port
 
 pytestmark = pytest.mark.anyio
@@ -178,3 +181,164 @@ async def test_a_mock_transport_answer_goes_through_the_same_cap() -> None:
         assert (answer.status, answer.snippet()) == (503, "x" * 100)
         with pytest.raises(RequestFailed, match="longer than 99 bytes"):
             await request(client, "GET", "http://x/", deadline=1, max_body_bytes=99)
+
+
+# ============================================================================ the server
+def _hello(request: Request) -> Response:
+    return Response(200, f"hello {request.method} {request.path}".encode())
+
+
+@asynccontextmanager
+async def served(
+    handler: Callable[[Request], Response] = _hello, **limits: object
+) -> AsyncIterator[int]:
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(
+            lambda task_status: serve_http(handler, 0, task_status=task_status, **limits)
+        )
+        yield port
+        tg.cancel_scope.cancel()
+
+
+async def _exchange(port: int, raw: bytes, within: float = 5.0) -> bytes:
+    """Send `raw`, read until the server closes; what came back."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as s:
+        await s.send(raw)
+        out = b""
+        with anyio.fail_after(within):
+            try:
+                while True:
+                    out += await s.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+        return out
+
+
+GET = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def test_one_request_one_answer_then_close() -> None:
+    async with served() as port:
+        out = await _exchange(port, GET)
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"connection: close\r\n" in out.lower() and out.endswith(b"hello GET /metrics")
+
+
+async def test_too_many_connections_are_answered_503_at_once() -> None:
+    errors: list[str] = []
+    async with served(max_connections=2, deadline=1.0, on_error=errors.append) as port:
+        idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(2)]
+        await anyio.sleep(0.1)  # both hold a slot
+        started = time.monotonic()
+        out = await _exchange(port, GET)
+        assert time.monotonic() - started < 0.5  # told at once, not left waiting
+        assert out.startswith(b"HTTP/1.1 503 Service Unavailable")
+        for s in idle:
+            await s.aclose()
+        await anyio.sleep(0.1)
+        assert (await _exchange(port, GET)).startswith(b"HTTP/1.1 200")  # slots come back
+        await _exchange(port, GET)
+    assert len(errors) == 1 and "more than 2 connections" in errors[0]  # reported once
+
+
+async def test_an_oversized_head_is_431() -> None:
+    async with served(max_header_bytes=1024) as port:
+        out = await _exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 5000)
+        assert out.startswith(b"HTTP/1.1 431")
+        assert (await _exchange(port, GET)).startswith(b"HTTP/1.1 200")
+
+
+async def test_a_trickling_client_is_cut_off_at_the_deadline() -> None:
+    async with served(deadline=0.5) as port:
+        async with await anyio.connect_tcp("127.0.0.1", port) as s:
+            out = b""
+
+            async def trickle() -> None:  # one byte every 50 ms: 1.7 s for the whole request
+                try:
+                    for byte in GET:
+                        await s.send(bytes([byte]))
+                        await anyio.sleep(0.05)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass  # the server hung up on us: what this test expects
+
+            started = time.monotonic()
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(trickle)
+                    try:
+                        while True:
+                            out += await s.receive()
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        pass
+                    closed_after = time.monotonic() - started
+                    tg.cancel_scope.cancel()
+        assert out.startswith(b"HTTP/1.1 408"), out
+        assert closed_after < 2.0  # the deadline, plus at most the bounded linger
+        assert (await _exchange(port, GET)).startswith(b"HTTP/1.1 200")
+
+
+async def test_a_pipelined_second_request_is_never_answered() -> None:
+    seen: list[str] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(request.path)
+        return _hello(request)
+
+    async with served(handler) as port:
+        second = b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
+        started = time.monotonic()
+        out = await _exchange(port, GET + second * 50)
+        assert time.monotonic() - started < 2
+    assert out.count(b"HTTP/1.1 ") == 1 and out.endswith(b"hello GET /metrics")
+    assert seen == ["/metrics"]
+
+
+async def test_a_body_over_its_cap_is_413() -> None:
+    async with served(max_body_bytes=100) as port:
+        out = await _exchange(
+            port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"y" * 1000
+        )
+    assert out.startswith(b"HTTP/1.1 413")
+
+
+async def test_garbage_is_400_and_a_head_request_gets_no_body() -> None:
+    async with served() as port:
+        assert (await _exchange(port, b"\x16\x03\x01garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
+        head = await _exchange(port, b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
+
+
+async def test_a_handler_that_raises_is_a_500_and_the_server_stays_up() -> None:
+    errors: list[str] = []
+    calls = 0
+
+    def flaky(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise RuntimeError("bug")
+        return _hello(request)
+
+    async with served(flaky, on_error=errors.append) as port:
+        assert (await _exchange(port, GET)).startswith(b"HTTP/1.1 500")
+        assert (await _exchange(port, GET)).startswith(b"HTTP/1.1 500")
+        assert (await _exchange(port, GET)).startswith(b"HTTP/1.1 200")
+    assert len(errors) == 1 and "handler failed: RuntimeError('bug')" in errors[0]
+
+
+async def test_the_seams_meet_a_real_client_reads_a_real_answer() -> None:
+    async with served() as port, _client() as client:
+        answer = await request(
+            client, "GET", f"http://127.0.0.1:{port}/a?b=c", deadline=2, max_body_bytes=100
+        )
+    assert (answer.status, answer.body) == (200, b"hello GET /a")
+
+
+async def test_a_taken_port_raises_the_os_error_and_bad_limits_a_config_error() -> None:
+    async with served() as port:
+        with pytest.raises(OSError):
+            await serve_http(_hello, port)
+    with pytest.raises(ConfigError, match=r"^metrics endpoint: "):
+        await serve_http(_hello, 0, name="metrics endpoint", max_connections=0)
+    with pytest.raises(ConfigError, match="max_header_bytes 10"):
+        await serve_http(_hello, 0, max_header_bytes=10)
