@@ -6,6 +6,9 @@ Callers catch at the level they care about::
     ├── ConfigError              bad input: fix the config or the command line (CLI exit 2)
     │   └── PortInUse            the port was taken before the server was spawned
     ├── IllegalTransition        a bug: an event that the state machine does not allow
+    ├── RequestFailed            one HTTP exchange got no usable answer (`_http_client`, the one
+    │                            seam that translates httpx/anyio/OS errors; callers turn it into
+    │                            their own verdict: a failed probe, a failed warmup, ...)
     ├── StartupError             the server never reached `serving` (CLI exit 3)
     │   ├── ChildExited          the child exited while starting
     │   ├── HealthTimeout        no healthy answer before the startup deadline
