@@ -31,21 +31,11 @@ from supervisor import (
 )
 from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.testing import InMemoryProcessManager
+from supervisor.testing.recording import RecordingSink
 
 pytestmark = pytest.mark.anyio
 
 FAST_HEALTH = HealthPolicy(startup_timeout=5, initial_backoff=0.01, max_backoff=0.02, jitter=0)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def child(self, stream: str, text: str) -> None:
-        self.lines.extend(text.splitlines())
-
-    def supervisor(self, line: str) -> None:
-        self.lines.append(f"[supervisor] {line}")
 
 
 class Server:
@@ -64,7 +54,9 @@ class Server:
         return httpx.Response(200, json={"choices": [{"message": {"content": "hi"}}]})
 
 
-def make(server: Server, manager: InMemoryProcessManager, **overrides) -> tuple[Supervisor, Sink]:
+def make(
+    server: Server, manager: InMemoryProcessManager, **overrides
+) -> tuple[Supervisor, RecordingSink]:
     cfg = dict(
         launch=LaunchSpec(argv=("server",)),
         port=8000,
@@ -73,7 +65,7 @@ def make(server: Server, manager: InMemoryProcessManager, **overrides) -> tuple[
         stop=StopPolicy(stop_timeout=0.3, kill_timeout=1),
     )
     cfg.update(overrides)
-    sink = Sink()
+    sink = RecordingSink()
     sup = Supervisor(
         SupervisorConfig(**cfg), manager=manager, sink=sink, transport=httpx.MockTransport(server)
     )
@@ -384,7 +376,7 @@ async def test_a_progress_watch_that_breaks_does_not_take_the_server_down() -> N
             raise RuntimeError("a bug, not the network")
         return httpx.Response(200, text="ok")
 
-    sink = Sink()
+    sink = RecordingSink()
     sup = Supervisor(
         SupervisorConfig(
             launch=LaunchSpec(argv=("server",)),

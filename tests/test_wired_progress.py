@@ -31,6 +31,7 @@ from supervisor import (
 )
 from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.testing import InMemoryProcessManager
+from supervisor.testing.recording import RecordingSink
 from tests._watch import Watched
 from tests.conftest import cli, fake_argv
 
@@ -159,15 +160,6 @@ def test_no_progress_and_bad_progress_flags(port: int) -> None:
 
 
 # ============================================================================ in memory
-class Sink:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def child(self, stream: str, text: str) -> None:
-        self.lines.extend(text.splitlines())
-
-    def supervisor(self, line: str) -> None:
-        self.lines.append(line)
 
 
 class Body(httpx.AsyncByteStream):
@@ -206,7 +198,7 @@ async def test_a_stall_takes_the_death_path_with_metrics_and_one_line_per_change
             return metrics(1, 10.0 * n, float(n))
         return httpx.Response(200)
 
-    sink = Sink()
+    sink = RecordingSink()
     reports: list[CrashReport] = []
     cfg = SupervisorConfig(
         launch=LaunchSpec(argv=("server",)),
@@ -257,7 +249,7 @@ async def test_failed_scrapes_are_counted_and_said_once_per_run() -> None:
             return metrics(0, 1.0, float(calls["n"]))
         return httpx.Response(200)
 
-    sink = Sink()
+    sink = RecordingSink()
     cfg = SupervisorConfig(
         launch=LaunchSpec(argv=("server",)),
         port=8000,
