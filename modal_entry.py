@@ -37,24 +37,23 @@ from typing import Any
 import modal
 
 from supervisor import CrashReport, force_exit
+from supervisor.deploy.defaults import (
+    DG_MOUNT,
+    MODEL_MOUNT,
+    WEB_PORT_WAIT_S,
+    WEB_SERVER_TIMEOUT_S,
+    validate_deployment,
+)
+from supervisor.deploy.dummy_weights import with_dummy_weights
+from supervisor.deploy.env_vars import ENTRY_SERVER, PROFILE_FILE_MOUNT
 from supervisor.deploy.lifecycle import (
     ENV_ENGINE_COMMAND,
     NodePlace,
     ServerLifecycle,
     download_weights,
-    validate_deployment,
     verify_setup,
 )
-from supervisor.deploy.settings import (
-    DG_MOUNT,
-    ENTRY_SERVER,
-    MODEL_MOUNT,
-    PROFILE_FILE_MOUNT,
-    WEB_PORT_WAIT_S,
-    WEB_SERVER_TIMEOUT_S,
-    DeploySettings,
-    with_dummy_weights,
-)
+from supervisor.deploy.settings import DeploySettings
 from supervisor.engines.image import runtime_problems
 
 SETTINGS = DeploySettings.from_env(os.environ)

@@ -31,23 +31,17 @@ from supervisor import (
 )
 from supervisor._warmup import WarmupResult
 from supervisor.deploy import lifecycle as lifecycle_module
-from supervisor.deploy.lifecycle import (
-    DUMMY_WEIGHTS_BANNER,
-    NodePlace,
-    ServerLifecycle,
-    download_weights,
-    validate_deployment,
-)
-from supervisor.deploy.settings import (
+from supervisor.deploy.defaults import validate_deployment
+from supervisor.deploy.drain import WEB_SERVER_EXIT_GRACE_S, DrainBudget
+from supervisor.deploy.dummy_weights import DUMMY_WEIGHTS_BANNER, with_dummy_weights
+from supervisor.deploy.env_vars import (
     ENTRY_SERVER,
     ENTRY_WEB_SERVER,
     PROFILE_FILE_MOUNT,
     SETTINGS_ENV,
-    WEB_SERVER_EXIT_GRACE_S,
-    DeploySettings,
-    DrainBudget,
-    with_dummy_weights,
 )
+from supervisor.deploy.lifecycle import NodePlace, ServerLifecycle, download_weights
+from supervisor.deploy.settings import DeploySettings
 from supervisor.engines.sglang_check import check_argvs
 from supervisor.profiles import get_profile
 from supervisor.profiles.files import dump_profile

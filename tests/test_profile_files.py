@@ -17,12 +17,8 @@ from supervisor import ConfigError
 from supervisor.__main__ import main
 from supervisor._cli import build_parser
 from supervisor.deploy.commands import add_commands
-from supervisor.deploy.settings import (
-    ENV_PROFILE,
-    ENV_PROFILE_FILE,
-    PROFILE_FILE_MOUNT,
-    DeploySettings,
-)
+from supervisor.deploy.env_vars import ENV_PROFILE, ENV_PROFILE_FILE, PROFILE_FILE_MOUNT
+from supervisor.deploy.settings import DeploySettings
 from supervisor.engines.sglang_traits import SGLANG
 from supervisor.profiles import get_profile, profile_names
 from supervisor.profiles.files import dump_profile, load_profile_file, profile_from_toml

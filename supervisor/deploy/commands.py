@@ -46,9 +46,9 @@ from supervisor._errors import ConfigError
 from supervisor._flags import count, env_name, index, port, seconds, text
 from supervisor._logs import Redactor
 from supervisor._run_flags import add_progress_flags, add_snapshot_flags, rehearsal_pause_from_args
+from supervisor.deploy.dummy_weights import DUMMY_WEIGHTS_BANNER, with_dummy_weights
 from supervisor.deploy.profile_command import add_profile_command
 from supervisor.deploy.ranks import NodeLaunch, for_node, parse_peers
-from supervisor.deploy.settings import DUMMY_WEIGHTS_BANNER, with_dummy_weights
 from supervisor.engines.preflight import PreflightReport, run_preflight
 from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash

@@ -24,18 +24,14 @@ from supervisor._report import CrashReport
 from supervisor._snapshot import SnapshotPolicy
 from supervisor._supervisor import Supervisor
 from supervisor.blocking import BlockingSupervisor
-from supervisor.deploy.ranks import NodeLaunch, for_node
-from supervisor.deploy.settings import (
+from supervisor.deploy.drain import DrainBudget
+from supervisor.deploy.dummy_weights import (
     DUMMY_WEIGHTS_BANNER,
-    ENV_DUMMY_WEIGHTS,
-    ENV_PORT,
-    ENV_PROFILE,
-    KNOWN_GPUS,
-    DrainBudget,
     dummy_weights_enabled,
-    validate_deployment,
     with_dummy_weights,
 )
+from supervisor.deploy.env_vars import ENV_DUMMY_WEIGHTS, ENV_PORT
+from supervisor.deploy.ranks import NodeLaunch, for_node
 from supervisor.engines.image import runtime_problems
 from supervisor.engines.preflight import (
     Check,
@@ -53,19 +49,13 @@ from supervisor.profiles import Profile
 
 __all__ = [
     "DIST_INIT_PORT",
-    "DUMMY_WEIGHTS_BANNER",
     "ENV_ADMIN_API_KEY",
     "ENV_API_KEY",
-    "ENV_DUMMY_WEIGHTS",
     "ENV_ENGINE_COMMAND",
-    "ENV_PORT",
-    "ENV_PROFILE",
-    "KNOWN_GPUS",
     "NodePlace",
     "ServerLifecycle",
     "download_weights",
     "no_runtime_problems",
-    "validate_deployment",
     "verify_setup",
 ]
 
