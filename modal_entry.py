@@ -44,16 +44,12 @@ from supervisor.deploy.defaults import (
     WEB_SERVER_TIMEOUT_S,
     validate_deployment,
 )
+from supervisor.deploy.download import download_weights
 from supervisor.deploy.dummy_weights import with_dummy_weights
 from supervisor.deploy.env_vars import ENTRY_SERVER, PROFILE_FILE_MOUNT
-from supervisor.deploy.lifecycle import (
-    ENV_ENGINE_COMMAND,
-    NodePlace,
-    ServerLifecycle,
-    download_weights,
-    verify_setup,
-)
+from supervisor.deploy.lifecycle import ENV_ENGINE_COMMAND, NodePlace, ServerLifecycle
 from supervisor.deploy.settings import DeploySettings
+from supervisor.deploy.verify import verify_setup
 from supervisor.engines.image import runtime_problems
 
 SETTINGS = DeploySettings.from_env(os.environ)

@@ -32,6 +32,7 @@ from supervisor import (
 from supervisor._warmup import WarmupResult
 from supervisor.deploy import lifecycle as lifecycle_module
 from supervisor.deploy.defaults import validate_deployment
+from supervisor.deploy.download import download_weights
 from supervisor.deploy.drain import WEB_SERVER_EXIT_GRACE_S, DrainBudget
 from supervisor.deploy.dummy_weights import DUMMY_WEIGHTS_BANNER, with_dummy_weights
 from supervisor.deploy.env_vars import (
@@ -40,7 +41,7 @@ from supervisor.deploy.env_vars import (
     PROFILE_FILE_MOUNT,
     SETTINGS_ENV,
 )
-from supervisor.deploy.lifecycle import NodePlace, ServerLifecycle, download_weights
+from supervisor.deploy.lifecycle import NodePlace, ServerLifecycle
 from supervisor.deploy.settings import DeploySettings
 from supervisor.engines.sglang_check import check_argvs
 from supervisor.profiles import get_profile

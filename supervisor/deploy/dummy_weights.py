@@ -8,14 +8,33 @@ the mode does, so every step does the same.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Final
 
 from supervisor._errors import ConfigError
 from supervisor.deploy.env_vars import ENV_DUMMY_WEIGHTS, env_bool
+from supervisor.engines.preflight import Check
 from supervisor.engines.sglang import SGLangLaunch
 
-__all__ = ["DUMMY_WEIGHTS_BANNER", "dummy_weights_enabled", "with_dummy_weights"]
+__all__ = [
+    "DUMMY_DOWNLOAD_PATTERNS",
+    "DUMMY_WEIGHTS_BANNER",
+    "check_model_config",
+    "dummy_weights_enabled",
+    "with_dummy_weights",
+]
+
+#: What SGLang still reads with dummy weights: the config and the tokenizer (a few MB).
+DUMMY_DOWNLOAD_PATTERNS = (
+    "*.json",
+    "*.py",
+    "*.txt",
+    "*.model",
+    "*.tiktoken",
+    "*.jinja",
+    "tokenizer*",
+)
 
 
 def dummy_weights_enabled(env: Mapping[str, str]) -> bool:
@@ -45,3 +64,16 @@ def with_dummy_weights(launch: SGLangLaunch) -> SGLangLaunch:
                 return launch
             raise ConfigError(f"dummy weights: the launch already sets --load-format {value}")
     return launch.with_overrides(extra_args=(*launch.extra_args, "--load-format", "dummy"))
+
+
+def check_model_config(model_path: str | os.PathLike[str]) -> Check:
+    """What dummy weights still need: config.json (SGLang builds the model from it)."""
+    config = os.path.join(model_path, "config.json")
+    if not os.path.isfile(config) or os.path.getsize(config) == 0:
+        return Check(
+            "model-config",
+            "fail",
+            f"{config} is missing: even dummy weights need the config and tokenizer "
+            f"(run download_model with {ENV_DUMMY_WEIGHTS}=1)",
+        )
+    return Check("model-config", "ok", "config.json present (dummy weights: no shards needed)")

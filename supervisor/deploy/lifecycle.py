@@ -1,7 +1,8 @@
-"""Deployment steps that any platform binds: download, verify, and the server's lifecycle.
+"""The serving container's lifecycle that any platform binds: enter, sleep, wake, exit.
 
 `modal_entry.py` is only the binding: it decides GPUs, volumes and secrets (from
-`supervisor.deploy.settings`), and calls these. So every decision is testable without Modal, and
+`supervisor.deploy.settings`), and calls these; the steps before serving live next door
+(`download`, `verify`). So every decision is testable without Modal, and
 another platform can reuse all of it. Platform hooks come in as plain callables (a volume's
 reload, the exit that recycles the container, the image's runtime check), never as platform
 objects.
@@ -13,7 +14,6 @@ import contextlib
 import dataclasses
 import os
 import shlex
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -30,21 +30,14 @@ from supervisor.deploy.dummy_weights import (
     dummy_weights_enabled,
     with_dummy_weights,
 )
-from supervisor.deploy.env_vars import ENV_DUMMY_WEIGHTS, ENV_PORT
+from supervisor.deploy.env_vars import ENV_PORT
 from supervisor.deploy.ranks import NodeLaunch, for_node
-from supervisor.engines.image import runtime_problems
-from supervisor.engines.preflight import (
-    Check,
-    PreflightReport,
-    check_marker,
-    check_weights,
-    run_preflight,
-)
+from supervisor.deploy.verify import preflight_report
+from supervisor.engines.preflight import PreflightReport, check_marker
 from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_cache import cache_identity, keyed_cache_dir
 from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash
 from supervisor.engines.sglang_keys import fresh_admin_key, key_file
-from supervisor.engines.sglang_release import SGLANG_VERSION
 from supervisor.profiles import Profile
 
 __all__ = [
@@ -54,9 +47,7 @@ __all__ = [
     "ENV_ENGINE_COMMAND",
     "NodePlace",
     "ServerLifecycle",
-    "download_weights",
     "no_runtime_problems",
-    "verify_setup",
 ]
 
 ENV_ENGINE_COMMAND = "SGLANG_SUPERVISOR_ENGINE_COMMAND"  # run a fake instead of SGLang (tests)
@@ -66,137 +57,10 @@ ENV_ADMIN_API_KEY = "ADMIN_API_KEY"  # the variable an operator's admin-key secr
 #: upwards (dist port + 1 ...), clear of the supervisors' status ports from 21000.
 DIST_INIT_PORT = 20000
 
-#: What SGLang still reads with dummy weights: the config and the tokenizer (a few MB).
-DUMMY_DOWNLOAD_PATTERNS = (
-    "*.json",
-    "*.py",
-    "*.txt",
-    "*.model",
-    "*.tiktoken",
-    "*.jinja",
-    "tokenizer*",
-)
-
 
 def no_runtime_problems() -> Sequence[str]:
     """The default runtime check: nothing to compare against."""
     return ()
-
-
-def download_weights(
-    profile: Profile,
-    *,
-    model_path: str | None = None,
-    token: str | None = None,
-    max_workers: int = 8,
-    dummy: bool = False,
-    log: Callable[[str], None] = print,
-    snapshot_download: Callable[..., object] | None = None,
-) -> Check:
-    """Idempotent and resumable: complete weights are left alone; partial ones are completed.
-
-    Completeness is the engine's own check (config.json and every shard the index names,
-    non-empty), not a sentinel file that a crashed download could have left behind. With `dummy`
-    only what SGLang reads besides the weights is fetched (config, tokenizer, model code: a few
-    MB), enough for `--load-format dummy`.
-    """
-    target = model_path or profile.launch.model_path
-    check = check_model_config if dummy else check_weights
-    before = check(target)
-    if before.status == "ok":
-        log(f"[download] already complete: {before.message}")
-        return before
-    what = "config and tokenizer only (dummy weights)" if dummy else before.message
-    log(f"[download] {profile.hf_repo} -> {target} ({what})")
-    if snapshot_download is None:
-        from huggingface_hub import snapshot_download as hf_snapshot_download
-
-        snapshot_download = hf_snapshot_download
-    start = time.monotonic()
-    # huggingface_hub skips files already complete and resumes partial ones; its progress bars
-    # go to the logs.
-    snapshot_download(
-        repo_id=profile.hf_repo,
-        local_dir=target,
-        max_workers=max_workers,
-        token=token,
-        allow_patterns=list(DUMMY_DOWNLOAD_PATTERNS) if dummy else None,
-    )
-    after = check(target)
-    log(f"[download] {after.line()} after {time.monotonic() - start:.0f} s")
-    if after.status != "ok":
-        raise ConfigError(f"download finished but the weights are incomplete: {after.message}")
-    return after
-
-
-def check_model_config(model_path: str | os.PathLike[str]) -> Check:
-    """What dummy weights still need: config.json (SGLang builds the model from it)."""
-    config = os.path.join(model_path, "config.json")
-    if not os.path.isfile(config) or os.path.getsize(config) == 0:
-        return Check(
-            "model-config",
-            "fail",
-            f"{config} is missing: even dummy weights need the config and tokenizer "
-            f"(run download_model with {ENV_DUMMY_WEIGHTS}=1)",
-        )
-    return Check("model-config", "ok", "config.json present (dummy weights: no shards needed)")
-
-
-def _preflight(
-    profile: Profile,
-    launch: SGLangLaunch,
-    *,
-    real: bool,
-    dummy: bool,
-    gpus: bool,
-    port: bool,
-    marker: bool,
-    parser_python: str | None = None,
-) -> PreflightReport:
-    """The engine's preflight; with dummy weights a config check replaces the weights check."""
-    report = run_preflight(
-        launch,
-        launch.serve_argv("<api-key>"),
-        gpu_type=profile.gpu,
-        weights=real and not dummy,
-        gpus=real and gpus,
-        port=port,
-        dg_cache=real and profile.uses_deepgemm,
-        marker=real and marker,
-        shm_room=real,
-        parser_python=parser_python,
-    )
-    if real and dummy:
-        skipped = Check("weights", "skip", "DUMMY WEIGHTS: --load-format dummy, nothing read")
-        return PreflightReport((*report.checks, skipped, check_model_config(launch.model_path)))
-    return report
-
-
-def verify_setup(
-    profile: Profile, *, parser_python: str | None = None, dummy: bool = False
-) -> PreflightReport:
-    """Weights complete (or, with dummy weights, the config), argv parses with the installed
-    SGLang, DeepGEMM marker present."""
-    launch = with_dummy_weights(profile.launch) if dummy else profile.launch
-    report = _preflight(
-        profile,
-        launch,
-        real=True,
-        dummy=dummy,
-        gpus=False,  # verification may run without GPUs; serving checks them at enter
-        port=False,
-        marker=profile.uses_deepgemm,
-        parser_python=parser_python,
-    )
-    return PreflightReport((runtime_check(require_gpu=False), *report.checks))
-
-
-def runtime_check(*, require_gpu: bool) -> Check:
-    """The image against the pin (SGLang version, CUDA, driver) as one preflight line."""
-    problems = runtime_problems(require_gpu=require_gpu)
-    if problems:
-        return Check("runtime", "fail", "; ".join(problems))
-    return Check("runtime", "ok", f"SGLang {SGLANG_VERSION} as pinned")
 
 
 def startup_note(exc: StartupError, lines: int = 30) -> str:
@@ -301,7 +165,7 @@ class ServerLifecycle:
         if dummy:
             self.log(DUMMY_WEIGHTS_BANNER)
         launch = self.launch
-        report = _preflight(
+        report = preflight_report(
             self.profile, launch, real=real, dummy=dummy, gpus=True, port=True, marker=False
         )
         for line in report.render().splitlines():
