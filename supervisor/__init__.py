@@ -7,7 +7,7 @@ The core is framework-neutral and never imports `modal` or `sglang`; the SGLang 
 
 from __future__ import annotations
 
-from ._cluster import ClusterSpec, check_status_port, default_status_port
+from ._cluster import ClusterSpec, WorkerRules
 from ._cluster_peers import ClusterStatus, FailureKind, PeerFailure
 from ._config import (
     EXPECTATIONS,
@@ -107,8 +107,7 @@ __all__ = [
     "WarmupPayload",
     "WarmupPolicy",
     "WarmupResult",
-    "check_status_port",
-    "default_status_port",
+    "WorkerRules",
     "describe_returncode",
     "force_exit",
     "freeze_tree",

@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from ._cluster import WorkerRules
 from ._config import (
     HealthPolicy,
     LaunchSpec,
@@ -258,6 +259,7 @@ def config_from_args(
     health_path: str = "/health",
     startup_timeout: float | None = None,
     stop_timeout: float | None = None,
+    worker: WorkerRules | None = None,
 ) -> SupervisorConfig:
     """One config from the flags; a flag given on the command line wins over a default.
 
@@ -296,7 +298,7 @@ def config_from_args(
         timing_readers=dict(timing_readers or {}),
         progress=progress_from_args(args, progress),
         memory=memory_from_args(args),
-        cluster=cluster_from_args(args),
+        cluster=cluster_from_args(args, worker or WorkerRules()),
         snapshot=snapshot_from_args(args),
     )
 
@@ -420,6 +422,7 @@ def _run_command(args: argparse.Namespace, engines: Sequence[EngineTraits]) -> i
         timing_readers=engine.timing_readers,
         progress=engine.progress,
         stop_timeout=engine.stop_timeout,
+        worker=engine.worker,
     )
     how = "named by --engine" if args.engine != "auto" else "recognised from the command"
     if engine is GENERIC:

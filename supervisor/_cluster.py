@@ -7,8 +7,9 @@ polls its peers'; when any rank's engine dies, every supervisor learns it within
 its container, and the platform replaces the cluster whole. docs/CLUSTER.md tells the story.
 
 Three modules, one job each: this one holds the settings (`ClusterSpec`, validated on creation)
-and the choice of a status port that cannot collide with the ports SGLang derives; `_cluster_peers`
-the status document and the decisions, without I/O; `_cluster_status` the wire (server, polls).
+(a status port clear of the ports SGLang derives is the engine room's to choose:
+`engines/sglang_ports.py`); `_cluster_peers` the status document and the decisions, without I/O;
+`_cluster_status` the wire (server, polls).
 """
 
 from __future__ import annotations
@@ -16,20 +17,12 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TypeGuard
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
 
 from ._errors import ConfigError
 
-__all__ = [
-    "STATUS_PORT_BASE",
-    "ClusterSpec",
-    "check_status_port",
-    "default_status_port",
-    "format_address",
-    "parse_address",
-    "sglang_derived_ports",
-]
+__all__ = ["ClusterSpec", "WorkerRules", "format_address", "parse_address"]
 
 
 # ----------------------------------------------------------------------------- addresses
@@ -65,6 +58,22 @@ def _positive(name: str, value: float) -> None:
 
 # ----------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
+class WorkerRules:
+    """How the engine's worker ranks (>= 1) stop: a fact of the engine, handed in by its room.
+
+    The defaults assume nothing: a worker is stopped by SIGTERM like rank 0, and an exit is an
+    exit. SGLang's (`engines/sglang_traits.SGLANG_WORKER_RULES`) differ on all three counts.
+    """
+
+    #: Whether a worker's main process stops on SIGTERM (SGLang's only logs it).
+    sigterm: bool = True
+    #: Seconds a worker waits past its own stop timeout for rank 0's shutdown broadcast.
+    shutdown_grace: float = 0.0
+    #: Whether a worker's engine exiting with code 0 means the cluster is stopping.
+    exit_zero_is_stop: bool = False
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     """Where this rank stands in the cluster and how it watches the others (validated on creation).
 
@@ -83,6 +92,7 @@ class ClusterSpec:
     peer_timeout: float = 10.0
     join_timeout: float = 600.0
     request_timeout: float = 2.0
+    worker: WorkerRules = field(default_factory=WorkerRules)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "peers", tuple(self.peers))
@@ -118,6 +128,11 @@ class ClusterSpec:
                 f"status_port {self.status_port!r} differs from this rank's peer address "
                 f"{self.peers[self.rank]}; peers poll the port listed in peers[{self.rank}]"
             )
+        if not isinstance(self.worker, WorkerRules):
+            raise ConfigError(f"cluster worker must be WorkerRules, got {self.worker!r}")
+        grace = self.worker.shutdown_grace
+        if not isinstance(grace, (int, float)) or not math.isfinite(grace) or grace < 0:
+            raise ConfigError(f"worker shutdown_grace must be >= 0 seconds, got {grace!r}")
         for name in ("poll_interval", "peer_timeout", "join_timeout", "request_timeout"):
             _positive(name, getattr(self, name))
         if self.request_timeout >= self.peer_timeout:
@@ -138,7 +153,7 @@ class ClusterSpec:
 
     @classmethod
     def from_hosts(
-        cls, rank: int, hosts: Sequence[str], status_port: int, **timing: float
+        cls, rank: int, hosts: Sequence[str], status_port: int, **timing: Any
     ) -> ClusterSpec:
         """Build the spec from one host per rank (say, Modal's `Cluster.container_ips()`)."""
         return cls(
@@ -165,75 +180,3 @@ class ClusterSpec:
         this short so that the failed rank's container is gone within 5 s of its engine's death.
         """
         return self.poll_interval + self.request_timeout
-
-
-# ----------------------------------------------------------------------------- the status port
-# 21000-21999: below the window SGLang draws its NCCL port from at random (22000-29999,
-# `get_free_port_below_ephemeral`) and below Linux's ephemeral range (32768+, where bind(0),
-# `get_open_port` and outgoing connections land), above the well-known ports.
-STATUS_PORT_BASE = 21000
-_STATUS_PORT_LAST = 21999
-
-# SGLang 0.5.23 `server_args.py`: ZMQ_TCP_PORT_DELTA, DP_ATTENTION_HANDSHAKE_PORT_DELTA and the
-# six fixed ports of `PortArgs.init_new` (NUM_DERIVED_PORTS; one more per DP rank with the Rust
-# server, covered here by `rust_slots`).
-_ZMQ_DELTA = 233
-_HANDSHAKE_DELTA = 13
-_NUM_DERIVED = 6
-
-
-def sglang_derived_ports(
-    http_port: int, dist_init_port: int, *, rust_slots: int = 32
-) -> dict[int, str]:
-    """Every fixed port SGLang 0.5.23 derives from `--port` and `--dist-init-addr`, and why.
-
-    Random ports (the NCCL port, ZMQ sockets bound with `bind_to_random_port`) are probed by
-    bind, so a status port bound before the engine starts is skipped by them; only these fixed
-    ones can collide.
-    """
-    for name, port in (("--port", http_port), ("--dist-init-addr port", dist_init_port)):
-        if not _is_int(port) or not 1 <= port <= 65535:
-            raise ConfigError(f"{name} {port!r} is not in 1-65535")
-    num = _NUM_DERIVED + rust_slots
-    ports: dict[int, str] = {}
-
-    def add(first: int, count: int, why: str) -> None:
-        for p in range(first, first + count):
-            if 1 <= p <= 65535:
-                ports.setdefault(p, why)
-
-    add(http_port, 1, "--port (HTTP server on rank 0, dummy health server on ranks >= 1)")
-    add(http_port + 1, 1, "--port + 1 (HTTP sidecar in gRPC mode)")
-    add(http_port + 10000, 1, "--port + 10000 (legacy gRPC port)")
-    add(http_port + _HANDSHAKE_DELTA, 1, "--port + 13 (DP-attention handshake, no dist-init)")
-    # Near 65535 SGLang counts down instead of up; reserving both directions is harmless.
-    add(http_port + _ZMQ_DELTA, num + 1, "--port + 233 (ZMQ ports without --dist-init-addr)")
-    if http_port + _ZMQ_DELTA + num > 65535:
-        add(http_port - _ZMQ_DELTA, num + 1, "--port - 233 (ZMQ ports without --dist-init-addr)")
-    add(dist_init_port, 1, "the dist-init port (torch rendezvous store)")
-    add(dist_init_port + _HANDSHAKE_DELTA, 1, "dist-init port + 13 (DP-attention handshake)")
-    add(dist_init_port + 1, num, "the dist-init port's ZMQ block (PortArgs.init_new)")
-    if dist_init_port + num > 65535:
-        add(dist_init_port - num - 1, num, "the dist-init port's ZMQ block (PortArgs.init_new)")
-    return ports
-
-
-def default_status_port(http_port: int, dist_init_port: int) -> int:
-    """The first port from 21000 that SGLang does not derive; the same on every rank."""
-    taken = sglang_derived_ports(http_port, dist_init_port)
-    for port in range(STATUS_PORT_BASE, _STATUS_PORT_LAST + 1):
-        if port not in taken:
-            return port
-    raise ConfigError(  # pragma: no cover - SGLang derives far fewer than 1000 ports
-        f"no free status port in {STATUS_PORT_BASE}-{_STATUS_PORT_LAST}; pass one explicitly"
-    )
-
-
-def check_status_port(status_port: int, http_port: int, dist_init_port: int) -> None:
-    """Raise ConfigError if `status_port` is one SGLang will bind itself."""
-    why = sglang_derived_ports(http_port, dist_init_port).get(status_port)
-    if why is not None:
-        raise ConfigError(
-            f"status port {status_port} collides with SGLang's {why}; "
-            f"use {default_status_port(http_port, dist_init_port)}"
-        )

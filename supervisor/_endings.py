@@ -5,9 +5,10 @@ SIGTERM to the main pid, at most the stop timeout to drain (cut short by `stop(n
 SIGKILL to every process of the tree and at most the kill timeout for it to vanish. Functions over
 the `Run`, kept apart from the phases so that those read as the happy path and this as the exits.
 
-On a multi-node cluster two endings differ. A worker rank (>= 1) is not sent SIGTERM, which
-SGLang's workers ignore: its engine exits on rank 0's shutdown broadcast, so the drain waits for
-that, up to rank 0's own drain plus SGLang's 15 s scheduler grace. And a death lingers: the
+On a multi-node cluster two endings differ. A worker rank (>= 1) whose engine ignores SIGTERM
+(`WorkerRules.sigterm`, SGLang's) is not sent one: its engine exits on rank 0's shutdown
+broadcast, so the drain waits for that, up to its stop timeout plus the engine's
+`WorkerRules.shutdown_grace`. And a death lingers: the
 rank keeps publishing its failure for `ClusterSpec.linger` seconds before the death handler runs
 (`Run.cluster.linger`), so every peer reads which rank failed instead of finding a closed port.
 """
@@ -47,9 +48,6 @@ __all__ = [
 ]
 
 _DRAIN_LOGS_S = 2.0  # after the tree is dead, how long the pumps get to flush what was written
-#: SGLang's `_SCHEDULER_EXIT_TIMEOUT_SECS`: after its drain, rank 0 grants the schedulers of every
-#: rank this long to exit on the ShutdownReq. A worker waits rank 0's stop timeout plus this.
-WORKER_SHUTDOWN_GRACE_S = 15.0
 
 
 class OutcomeKind(enum.Enum):
@@ -85,7 +83,7 @@ def stop_bound(config: SupervisorConfig) -> float:
     policy, spec = config.stop, config.cluster
     bound = policy.stop_timeout + policy.kill_timeout + 10.0
     if spec is not None:
-        bound += spec.linger + (WORKER_SHUTDOWN_GRACE_S if spec.rank > 0 else 0.0)
+        bound += spec.linger + (spec.worker.shutdown_grace if spec.rank > 0 else 0.0)
     return bound
 
 
@@ -136,10 +134,11 @@ async def health_timeout(run: Run, child: ChildProcess) -> NoReturn:
 
 async def drain(run: Run, child: ChildProcess, exited: Callable[[], Awaitable[object]]) -> None:
     """SIGTERM to the main pid; wait for its exit, the stop timeout, or `stop(now=True)`."""
-    bound = run.config.stop.stop_timeout
-    if run.is_worker:
-        # SGLang's worker only logs a SIGTERM; its schedulers stop on rank 0's broadcast.
-        bound += WORKER_SHUTDOWN_GRACE_S
+    bound, spec = run.config.stop.stop_timeout, run.config.cluster
+    if spec is not None and spec.rank > 0:
+        bound += spec.worker.shutdown_grace
+    if spec is not None and spec.rank > 0 and not spec.worker.sigterm:
+        # e.g. SGLang's worker only logs a SIGTERM; its schedulers stop on rank 0's broadcast.
         run.say(
             f"waiting up to {bound:g} s for pid={child.pid} to exit on rank 0's shutdown "
             "broadcast (a worker rank ignores SIGTERM)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ._cluster import WorkerRules
 from ._errors import ConfigError
 from ._progress import ProgressPolicy
 from ._report import Classifier, unknown_cause
@@ -43,6 +44,8 @@ class EngineTraits:
     #: The progress watch's reading of this engine's metrics (None: it has none we know).
     progress: ProgressPolicy | None = None
     stop_timeout: float | None = None
+    #: How its worker ranks stop on a multi-node cluster.
+    worker: WorkerRules = field(default_factory=WorkerRules)
     recognizes: Callable[[Sequence[str]], bool] = _never
 
 

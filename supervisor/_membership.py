@@ -149,8 +149,8 @@ class Membership:
         """This rank's engine exited: a broadcast stop, or a peer's failure that came first, or
         (None) this rank's own failure, for the plain handling."""
         run = self._run
-        if run.is_worker and run.returncode == 0:
-            # An SGLang worker exits 0 only on rank 0's ShutdownReq: the cluster is stopping.
+        if run.is_worker and run.returncode == 0 and self.spec.worker.exit_zero_is_stop:
+            # e.g. an SGLang worker exits 0 only on rank 0's ShutdownReq: the cluster is stopping.
             run.say("the engine exited 0 on rank 0's shutdown broadcast: stopping this rank")
             return await graceful_stop(run, child)
         await kill(run, child)  # the engine is gone: free the rest of the tree before asking

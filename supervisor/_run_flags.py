@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from ._cluster import ClusterSpec, parse_address
+from ._cluster import ClusterSpec, WorkerRules, parse_address
 from ._errors import ConfigError
 from ._flags import addresses, index, seconds
 from ._memory import MemoryPolicy, parse_size
@@ -146,7 +146,8 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def cluster_from_args(args: argparse.Namespace) -> ClusterSpec | None:
+def cluster_from_args(args: argparse.Namespace, worker: WorkerRules) -> ClusterSpec | None:
+    """The cluster the flags name, with the engine's worker rules (None: one node)."""
     rank, peers = _get(args, "cluster_rank"), _get(args, "cluster_peers")
     timing = {
         name: value
@@ -178,7 +179,12 @@ def cluster_from_args(args: argparse.Namespace) -> ClusterSpec | None:
             )
     try:
         return ClusterSpec(
-            rank=rank, size=len(peers), peers=peers, status_port=status_port, **timing
+            rank=rank,
+            size=len(peers),
+            peers=peers,
+            status_port=status_port,
+            worker=worker,
+            **timing,
         )
     except ConfigError as exc:
         raise ConfigError(f"--cluster-*: {exc}") from None

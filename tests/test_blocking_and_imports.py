@@ -121,16 +121,18 @@ def _outcome_or_error(call):  # type: ignore[no-untyped-def]
 @pytest.mark.anyio
 async def test_the_stop_bound_counts_a_workers_drain_and_the_linger(port: int) -> None:
     from supervisor import ClusterSpec, Supervisor
-    from supervisor._endings import WORKER_SHUTDOWN_GRACE_S
+    from supervisor.engines.sglang_cluster import SGLANG_WORKER_RULES
 
     cfg = config(port)
     single = Supervisor(cfg).stop_bound
     assert single == cfg.stop.stop_timeout + cfg.stop.kill_timeout + 10.0
     peers = ("127.0.0.1:1", "127.0.0.1:2")
     for rank in (0, 1):
-        spec = ClusterSpec(rank=rank, size=2, peers=peers, status_port=1 + rank)
+        spec = ClusterSpec(
+            rank=rank, size=2, peers=peers, status_port=1 + rank, worker=SGLANG_WORKER_RULES
+        )
         clustered = Supervisor(SupervisorConfig(**{**vars(cfg), "cluster": spec})).stop_bound
-        extra = spec.linger + (WORKER_SHUTDOWN_GRACE_S if rank else 0.0)
+        extra = spec.linger + (SGLANG_WORKER_RULES.shutdown_grace if rank else 0.0)
         assert clustered == pytest.approx(single + extra), rank
 
 

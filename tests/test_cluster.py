@@ -18,15 +18,7 @@ import anyio.abc
 import httpx
 import pytest
 
-from supervisor._cluster import (
-    STATUS_PORT_BASE,
-    ClusterSpec,
-    check_status_port,
-    default_status_port,
-    format_address,
-    parse_address,
-    sglang_derived_ports,
-)
+from supervisor._cluster import ClusterSpec, format_address, parse_address
 from supervisor._cluster_peers import (
     ClusterStatus,
     FailureKind,
@@ -43,6 +35,12 @@ from supervisor._cluster_status import (
     watch_peers,
 )
 from supervisor._errors import ConfigError
+from supervisor.engines.sglang_cluster import (
+    STATUS_PORT_BASE,
+    check_status_port,
+    default_status_port,
+    derived_ports,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,23 +132,23 @@ def test_spec_rejects_with_one_line(kwargs: dict[str, object], match: str) -> No
 
 # ----------------------------------------------------------------------------- the status port
 def test_status_port_avoids_every_port_sglang_derives() -> None:
-    derived = sglang_derived_ports(30000, 5000)
+    derived = derived_ports(30000, 5000)
     for port in (30000, 30001, 40000, 30013, *range(30233, 30240), 5000, *range(5001, 5007), 5013):
         assert port in derived, port
     assert default_status_port(30000, 5000) == STATUS_PORT_BASE
     # A dist-init port just below the base pushes the default past its whole block.
     port = default_status_port(30000, STATUS_PORT_BASE - 1)
-    assert port > STATUS_PORT_BASE and port not in sglang_derived_ports(30000, STATUS_PORT_BASE - 1)
+    assert port > STATUS_PORT_BASE and port not in derived_ports(30000, STATUS_PORT_BASE - 1)
     check_status_port(port, 30000, STATUS_PORT_BASE - 1)
     with pytest.raises(ConfigError, match=r"collides with SGLang's the dist-init port's ZMQ block"):
         check_status_port(5003, 30000, 5000)
     with pytest.raises(ConfigError, match=r"--port \+ 233"):
         check_status_port(30235, 30000, 5000)
     with pytest.raises(ConfigError, match="not in 1-65535"):
-        sglang_derived_ports(0, 5000)
+        derived_ports(0, 5000)
     # Near the top SGLang counts down: both directions are reserved.
-    assert 65400 - 233 in sglang_derived_ports(65400, 5000)
-    assert 65530 - 39 in sglang_derived_ports(30000, 65530)
+    assert 65400 - 233 in derived_ports(65400, 5000)
+    assert 65530 - 39 in derived_ports(30000, 65530)
 
 
 def _sglang_root() -> Path | None:

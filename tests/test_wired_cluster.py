@@ -10,6 +10,7 @@ and leaves no process. The in-memory tests at the end check the decisions withou
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -33,10 +34,13 @@ from supervisor import (
     StopPolicy,
     Supervisor,
     SupervisorConfig,
+    WorkerRules,
 )
 from supervisor._cluster_peers import ClusterStatus
 from supervisor._cluster_status import serve_status
+from supervisor.engines.sglang_cluster import SGLANG_WORKER_RULES
 from supervisor.testing import InMemoryProcessManager, free_port
+from supervisor.testing.recording import RecordingSink
 from tests._watch import Watched
 from tests.conftest import cli, fake_argv
 
@@ -230,32 +234,22 @@ def test_a_taken_status_port_is_exit_2_and_nothing_is_spawned() -> None:
 FAST_HEALTH = HealthPolicy(startup_timeout=5, initial_backoff=0.01, max_backoff=0.02, jitter=0)
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def child(self, stream: str, text: str) -> None:
-        self.lines.extend(text.splitlines())
-
-    def supervisor(self, line: str) -> None:
-        self.lines.append(line)
-
-
-def spec_for(rank: int, status: list[int], **timing: float) -> ClusterSpec:
+def spec_for(rank: int, status: list[int], **timing: Any) -> ClusterSpec:
     return ClusterSpec(
         rank=rank,
         size=len(status),
         peers=tuple(f"127.0.0.1:{p}" for p in status),
         status_port=status[rank],
+        worker=SGLANG_WORKER_RULES,  # the in-memory engine plays SGLang's workers
         **{"poll_interval": 0.1, "request_timeout": 0.5, "peer_timeout": 2.0, **timing},
     )
 
 
 def member(
     spec: ClusterSpec, answers: int = 200, **overrides: Any
-) -> tuple[Supervisor, Sink, InMemoryProcessManager]:
+) -> tuple[Supervisor, RecordingSink, InMemoryProcessManager]:
     """A supervisor of rank `spec.rank` over an in-memory child whose health answers `answers`."""
-    manager, sink = InMemoryProcessManager(), Sink()
+    manager, sink = InMemoryProcessManager(), RecordingSink()
     overrides.setdefault("health", FAST_HEALTH)
     cfg = SupervisorConfig(
         launch=LaunchSpec(argv=("server",)),
@@ -370,3 +364,25 @@ async def test_a_worker_serves_after_rank_0_and_stops_without_sigterm() -> None:
         tg.cancel_scope.cancel()
     assert sup.outcome is not None and sup.outcome.kind is OutcomeKind.STOPPED
     assert any("a worker rank ignores SIGTERM" in line for line in sink.lines)
+
+
+@pytest.mark.anyio
+async def test_a_worker_of_an_engine_without_worker_rules_is_stopped_like_rank_0() -> None:
+    """The core assumes nothing of a worker rank: without the engine's `WorkerRules` a stop is
+    SIGTERM and the stop timeout, as on rank 0 (SGLang's rules come from its engine room)."""
+    status = [free_port(), free_port()]
+    head = Peer(0)
+    spec = dataclasses.replace(spec_for(1, status), worker=WorkerRules())
+    sup, sink, manager = member(spec)
+    assert sup.stop_bound == pytest.approx(0.3 + 1 + 10.0 + spec.linger)
+    async with anyio.create_task_group() as tg:
+        await tg.start(serve_status, head, status[0])
+        tg.start_soon(sup.run)
+        with anyio.fail_after(10):
+            await sup.wait_for(State.SERVING)
+        sup.stop()
+        with anyio.fail_after(10):
+            await sup._run.done.wait()
+        tg.cancel_scope.cancel()
+    assert manager.children[0].signals[:1] == [signal.SIGTERM]
+    assert not any("ignores SIGTERM" in line for line in sink.lines)

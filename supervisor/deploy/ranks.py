@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from supervisor._cluster import ClusterSpec, default_status_port, parse_address
+from supervisor._cluster import ClusterSpec, parse_address
 from supervisor._errors import ConfigError
 from supervisor.engines.sglang import SGLangLaunch
+from supervisor.engines.sglang_cluster import SGLANG_WORKER_RULES, default_status_port
 
 __all__ = ["NodeLaunch", "for_node", "parse_peers"]
 
@@ -92,6 +93,7 @@ def for_node(
         size=launch.nnodes,
         peers=addresses,
         status_port=parse_address(addresses[rank])[1],
+        worker=SGLANG_WORKER_RULES,
     )
     return NodeLaunch(node, spec)
 

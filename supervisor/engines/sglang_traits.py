@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from supervisor._engine import EngineTraits
 from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash
+from supervisor.engines.sglang_cluster import SGLANG_WORKER_RULES
 from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.engines.sglang_release import PHASE_MARKERS, READY_LINE
 from supervisor.engines.sglang_stop import stop_budget
@@ -52,5 +53,6 @@ SGLANG = EngineTraits(
     timing_readers=TIMING_READERS,
     progress=SGLANG_PROGRESS,
     stop_timeout=stop_budget().stop_timeout_s,
+    worker=SGLANG_WORKER_RULES,
     recognizes=looks_like_sglang,
 )
