@@ -4,7 +4,10 @@ Each fault imitates a failure seen in the field, with SGLang's and PyTorch's own
 supervisor's crash classification is tested on real texts:
 
 - crash-loading: a scheduler dies while loading; `RuntimeError: Rank 0 scheduler died during
-  initialization` (srt/entrypoints/engine.py:_scheduler_died_error), exit code 1;
+  initialization` (srt/entrypoints/engine.py:_scheduler_died_error), exit code 1; with
+  `--fake-crash-log` (or `--fake-gpu-fault`) the scheduler raises instead: its `Scheduler hit an
+  exception` record, its SIGQUIT, `Received sigquit from a child process. It usually means the
+  child failed.` and the tree's SIGKILL, the server included (both seen on the CPU engine);
 - sigkill-loading: the server process is SIGKILLed while loading, without a word (the OOM
   killer); in compile mode its script keeps polling, as the real one does;
 - crash-after-serving: scheduler rank 0 hits an exception and SIGQUITs the server, whose
@@ -13,7 +16,9 @@ supervisor's crash classification is tested on real texts:
 - hang: every request hangs, port open; health-503: never leaves `Starting`;
 - ignore-sigterm: the server and its schedulers ignore SIGTERM;
 - slow-warmup: SGLang's own warmup takes 20 times `--fake-warmup-time`;
-- warmup-error: `Initialization failed. warmup error: ...`, then SIGKILL of the whole tree;
+- warmup-error: after `/model_info`, `Initialization failed. warmup error: ...`, then SIGKILL of
+  the whole tree; without the fault, SGLANG_WARMUP_TIMEOUT shorter than `--fake-warmup-time`
+  ends the same way, with the ReadTimeout text the real engine prints;
 - log-flood: a burst of decode-batch lines; escape: the last scheduler leaves the session and
   the parent chain (sglang #23627) and survives its server;
 - stall: the scheduler stops for good with the port open (`--fake-crash-after` seconds after
@@ -174,13 +179,20 @@ def peer_closed_lines(host: str, port: int) -> tuple[str, ...]:
     )
 
 
-CRASH_LOADING_LINES = (
-    "Traceback (most recent call last):",
-    '  File "sglang/srt/entrypoints/engine.py", line 2023, in _wait_for_scheduler_ready',
-    "RuntimeError: Rank 0 scheduler died during initialization (exit code: -9). If exit "
-    "code is -9 (SIGKILL), a common cause is the OS OOM killer. Run `dmesg -T | grep -i "
-    "oom` to check.",
-)
+def scheduler_died_lines(rank: int, code: int | None) -> tuple[str, ...]:
+    """engine.py:_wait_for_scheduler_ready, `_scheduler_died_error`: the traceback that ends
+    `launch_server` (exit 1) when a scheduler dies while loading."""
+    return (
+        "Traceback (most recent call last):",
+        '  File "sglang/srt/entrypoints/engine.py", line 2029, in _wait_for_scheduler_ready',
+        "    raise _scheduler_died_error(i, scheduler_procs[i])",
+        f"RuntimeError: Rank {rank} scheduler died during initialization (exit code: {code}). "
+        "If exit code is -9 (SIGKILL), a common cause is the OS OOM killer. Run `dmesg -T | "
+        "grep -i oom` to check.",
+    )
+
+
+CRASH_LOADING_LINES = scheduler_died_lines(0, -9)
 
 # What scheduler rank 0 logs (one record, srt/managers/scheduler.py:run_scheduler_process) before
 # it SIGQUITs the server, whose running-phase handler then logs its own line and kills the tree.
@@ -195,6 +207,35 @@ WARMUP_ERROR_TEXT = (
     "Initialization failed. warmup error: Traceback (most recent call last):\n"
     "RuntimeError: CUDA error: an illegal memory access was encountered"
 )
+
+
+def warmup_timeout() -> float:
+    """SGLANG_WARMUP_TIMEOUT (srt/environ.py, a float, -1 by default: 600 s), read as SGLang does."""
+    import os
+
+    try:
+        return float(os.environ.get("SGLANG_WARMUP_TIMEOUT", "-1"))
+    except ValueError:
+        return -1.0
+
+
+def warmup_timeout_text(host: str, port: int, timeout: float) -> str:
+    """http_server.py:_execute_server_warmup when the warmup `/generate` outlives
+    SGLANG_WARMUP_TIMEOUT: `requests`' ReadTimeout in the traceback of one error record (the
+    real engine on the CPU prints this with SGLANG_WARMUP_TIMEOUT=0.001; frames left out)."""
+    pool = (
+        f"HTTPConnectionPool(host='{host}', port={port}): Read timed out. (read timeout={timeout})"
+    )
+    return (
+        "Initialization failed. warmup error: Traceback (most recent call last):\n"
+        "TimeoutError: timed out\n\n"
+        "The above exception was the direct cause of the following exception:\n\n"
+        "Traceback (most recent call last):\n"
+        f"urllib3.exceptions.ReadTimeoutError: {pool}\n\n"
+        "During handling of the above exception, another exception occurred:\n\n"
+        "Traceback (most recent call last):\n"
+        f"requests.exceptions.ReadTimeout: {pool}\n"
+    )
 
 
 def flood(lines: int) -> None:

@@ -62,7 +62,8 @@ GPU_FAULTS: Mapping[str, tuple[str, ...]] = {
         "ncclUnhandledCudaError: Call to CUDA function failed.",
     ),
     "graph-capture-oom": (
-        "Traceback (most recent call last):",
+        # raised inside Scheduler(): run_scheduler_process's record wraps it
+        "Scheduler hit an exception: Traceback (most recent call last):",
         f'  File "{_SITE}/sglang/srt/model_executor/runner/decode_cuda_graph_runner.py", line 603',
         "Exception: Capture cuda graph failed: CUDA out of memory. Tried to allocate 1.50 GiB.",
         "Possible solutions:",

@@ -174,6 +174,15 @@ class Schedulers:
     def alive(self) -> list[int]:
         return [p.pid for p in self.procs if p.poll() is None]
 
+    def dead(self) -> list[tuple[int, int]]:
+        """(rank, exit code) of every scheduler that died (a non-zero exit; the `escape`
+        fault's first process exits 0 at once, its fork living on)."""
+        return [
+            (self.first_rank + i, code)
+            for i, p in enumerate(self.procs)
+            if (code := p.poll()) is not None and code != 0
+        ]
+
     def kill(self) -> None:
         for proc in self.procs:
             try:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from ._engine import Engine, Generation
+from ._engine import Engine, Generation, block_forever
 from ._faults import (
     CRASH_AFTER_SERVING_LINES,
     CRASH_LOADING_LINES,
@@ -39,6 +39,9 @@ from ._faults import (
     jit_kernels,
     leak_memory,
     leak_shm_segment,
+    scheduler_died_lines,
+    warmup_timeout,
+    warmup_timeout_text,
 )
 from ._http import FakeHTTPServer
 from ._logs import (
@@ -236,7 +239,15 @@ class FakeSGLang(SignalsAndDrain):
         assert self.schedulers is not None
         if "crash-loading" in self.faults:
             time.sleep(args.fake_load_time / 2)
-            for line in args.fake_crash_log or CRASH_LOADING_LINES:
+            if args.fake_crash_log:
+                # The scheduler raised while loading (run_scheduler_process): its record, its
+                # SIGQUIT, and the launch-phase handler kills the tree, this process included
+                # (SIGKILL), as the real engine does with a truncated weights file on the CPU.
+                self.scheduler_crash(args.fake_crash_log)
+                block_forever()
+            # A scheduler killed without a word (the OOM killer): _wait_for_scheduler_ready
+            # raises, exit 1.
+            for line in CRASH_LOADING_LINES:
                 log(line)
             self.schedulers.kill()
             self.die(1)
@@ -244,7 +255,7 @@ class FakeSGLang(SignalsAndDrain):
             time.sleep(args.fake_load_time / 2)
             self.schedulers.kill()
             os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer: not a word
-        time.sleep(args.fake_load_time)
+        self.wait_loading(args.fake_load_time)
         for rank in self.log_ranks():
             log(
                 f"Load weight end. elapsed={args.fake_load_time:.2f} s, type={self.architecture}, "
@@ -252,6 +263,24 @@ class FakeSGLang(SignalsAndDrain):
                 rank,
             )
         jit_kernels()
+
+    def wait_loading(self, seconds: float) -> None:
+        """engine.py:_wait_for_scheduler_ready: a scheduler that dies meanwhile (SIGKILLed: the
+        OOM killer, or a test) is a RuntimeError naming its exit code, and exit 1."""
+        assert self.schedulers is not None
+        deadline = time.monotonic() + seconds
+        while True:
+            dead = self.schedulers.dead()
+            if dead:
+                rank, code = dead[0]
+                for line in scheduler_died_lines(rank, code):
+                    log(line)
+                self.schedulers.kill()
+                self.die(1)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(0.1, left))
 
     def start(self) -> None:
         """Up to the bound port: the launch-phase logs, schedulers, rendezvous and weights."""
@@ -300,11 +329,19 @@ class FakeSGLang(SignalsAndDrain):
         if args.skip_server_warmup:
             self.status = "Up"
         else:
-            time.sleep(args.fake_warmup_time * (20 if "slow-warmup" in self.faults else 1))
+            # _execute_server_warmup: /model_info answers, then the warmup generation (the slow
+            # part, `--fake-warmup-time`) fails, or times out after SGLANG_WARMUP_TIMEOUT
+            self.self_request("GET", "/model_info")
             if "warmup-error" in self.faults:
                 log(WARMUP_ERROR_TEXT)
                 kill_process_tree(os.getpid())
-            self.self_request("GET", "/model_info")
+            took = args.fake_warmup_time * (20 if "slow-warmup" in self.faults else 1)
+            limit = warmup_timeout()
+            if 0 < limit < took:
+                time.sleep(limit)
+                log(warmup_timeout_text("127.0.0.1", args.port, limit))
+                kill_process_tree(os.getpid())
+            time.sleep(took)
             self.self_request(
                 "POST",
                 "/generate",

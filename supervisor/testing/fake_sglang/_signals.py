@@ -3,7 +3,8 @@
 SIGQUIT from a child: the launch-phase handler (`srt/entrypoints/engine.py:
 launch_phase_sigquit_handler`) before the first generate request, the running-phase one
 (`tokenizer_manager.py: SignalHandler.running_phase_sigquit_handler`) after it; both kill the
-whole tree, the server included. SIGTERM: before the first generate request its default action;
+whole tree, the server included. SIGTERM: before the first generate request its default action
+(once uvicorn serves, uvicorn's shutdown lines first, then death by the signal all the same);
 after it, `TokenizerManager.sigterm_watchdog`: noticed within 5 s, in-flight requests waited for
 (counted every 5 s), ShutdownReq to the schedulers (and, on a multi-node rank 0, to every
 worker), 15 s for them to release, the rest of the tree killed, exit 0 by itself.
@@ -75,7 +76,13 @@ class SignalsAndDrain:
 
     def on_sigterm(self, signum: int, frame: Any) -> None:
         if not self.running_phase.is_set():
-            # No drain installed yet: SIGTERM keeps its default action.
+            # No drain installed yet. Once uvicorn serves, its own handler has SIGTERM: it shuts
+            # down (its four lines, as the real engine prints them with --skip-server-warmup),
+            # then raises the signal again, so the process still dies by it (-15); before
+            # uvicorn, SIGTERM keeps its default action.
+            if self.http is not None:
+                for line in UVICORN_SHUTDOWN_LINES:
+                    log(line.format(pid=os.getpid()))
             if self.schedulers is not None:
                 self.schedulers.kill()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
