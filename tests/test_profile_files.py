@@ -186,7 +186,7 @@ def test_serve_and_preflight_take_a_file_wherever_they_take_a_name(tmp_path: Pat
 def test_demo_and_compile_take_a_file_too(tmp_path: Path) -> None:
     path = tmp_path / "glm.toml"
     path.write_text(dump_profile(get_profile("glm-5.1-fp8")))
-    from supervisor.deploy.commands import chosen_profile
+    from supervisor.deploy.profile_flags import chosen_profile
 
     parser = build_parser(extra=[add_commands], engines=[SGLANG])
     for command in ("demo", "compile", "serve", "preflight"):
