@@ -39,6 +39,7 @@ from supervisor import (  # noqa: E402
     HealthPolicy,
     LaunchSpec,
     LivenessPolicy,
+    StartupError,
     State,
     StopPolicy,
     StreamSink,
@@ -46,8 +47,7 @@ from supervisor import (  # noqa: E402
     SupervisorConfig,
     WarmupPayload,
 )
-from supervisor._errors import StartupError  # noqa: E402
-from supervisor._warmup import run_warmups  # noqa: E402
+from supervisor.lowlevel import run_warmups  # noqa: E402
 from supervisor.testing import free_port  # noqa: E402
 
 FAKE = [sys.executable, "-m", "supervisor.testing.fake_sglang"]
@@ -200,9 +200,7 @@ def bench_healthy_to_warm(trials: int, base_trials: int) -> Row:
 
         async def one() -> None:
             sup = Supervisor(fake_config(port, *flags), sink=Quiet())
-            sup.observe(
-                lambda t: warm_at.append(time.time()) if t.new is State.WARM else None
-            )
+            sup.observe(lambda t: warm_at.append(time.time()) if t.new is State.WARM else None)
             async with anyio.create_task_group() as tg:
                 await tg.start(sup.run)
                 sup.stop()

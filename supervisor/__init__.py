@@ -1,16 +1,17 @@
 """sglang-supervisor: own an SGLang server's process tree, from spawn to reap.
 
-The core is framework-neutral and never imports `modal` or `sglang`; the SGLang edge lives in
-`supervisor.engines`, model settings in `supervisor.profiles`, and test doubles in
-`supervisor.testing`.
+The front door holds what running a server takes: the `Supervisor`, its config and policies,
+what it reports, and its one exception tree. The parts for implementers (process managers, the
+state machine's table, log plumbing, engine traits) are in `supervisor.lowlevel`, the command
+line's parts in `supervisor.cli`. The core is framework-neutral and never imports `modal` or
+`sglang`; the SGLang edge lives in `supervisor.engines`, model settings in
+`supervisor.profiles`, and test doubles in `supervisor.testing`.
 """
 
 from __future__ import annotations
 
 from ._cluster import ClusterSpec, WorkerRules
-from ._cluster_peers import ClusterStatus, FailureKind, PeerFailure
 from ._config import (
-    EXPECTATIONS,
     HealthPolicy,
     LaunchSpec,
     LivenessPolicy,
@@ -35,56 +36,39 @@ from ._errors import (
     WarmupFailed,
     describe_returncode,
 )
-from ._health import ProbeResult
-from ._local import LocalChild, LocalProcessManager
-from ._logs import LoggingSink, LogSink, LogTail, Redactor, StreamSink
+from ._logs import LoggingSink, LogSink, StreamSink
+from ._memory import MemoryPolicy
 from ._metrics import SupervisorMetrics, serve_metrics
-from ._process import ByteSource, ChildProcess, KillResult, ListenerCheck, ProcessManager
-from ._progress import ProgressPolicy, Selector, StallReport, Verdict
+from ._progress import ProgressPolicy
+from ._progress_tracker import StallReport
 from ._rehearsal import rehearse_snapshot
 from ._report import CrashReport
-from ._snapshot import SnapshotError, SnapshotPolicy, SnapshotTiming, freeze_tree
-from ._states import TRANSITIONS, Event, State, StateMachine, Transition
+from ._snapshot import SnapshotError, SnapshotPolicy, SnapshotTiming
+from ._states import Event, State, Transition
 from ._supervisor import Outcome, OutcomeKind, Supervisor, force_exit
-from ._timeline import Timeline
 from ._warmup import WarmupResult
 
 __all__ = [
-    "EXPECTATIONS",
-    "TRANSITIONS",
-    "ByteSource",
     "ChildExited",
-    "ChildProcess",
     "ClusterSpec",
-    "ClusterStatus",
     "ConfigError",
     "CrashReport",
     "Event",
-    "FailureKind",
     "ForeignListener",
     "HealthPolicy",
     "HealthTimeout",
     "IllegalTransition",
-    "KillResult",
     "LaunchSpec",
-    "ListenerCheck",
     "LivenessPolicy",
-    "LocalChild",
-    "LocalProcessManager",
     "LogPolicy",
     "LogSink",
-    "LogTail",
     "LoggingSink",
+    "MemoryPolicy",
     "Outcome",
     "OutcomeKind",
-    "PeerFailure",
     "PortInUse",
-    "ProbeResult",
-    "ProcessManager",
     "ProgressPolicy",
     "RankFailed",
-    "Redactor",
-    "Selector",
     "ServerDied",
     "SnapshotError",
     "SnapshotPolicy",
@@ -92,7 +76,6 @@ __all__ = [
     "StallReport",
     "StartupError",
     "State",
-    "StateMachine",
     "StopPolicy",
     "StoppedBeforeServing",
     "StreamSink",
@@ -100,9 +83,7 @@ __all__ = [
     "SupervisorConfig",
     "SupervisorError",
     "SupervisorMetrics",
-    "Timeline",
     "Transition",
-    "Verdict",
     "WarmupFailed",
     "WarmupPayload",
     "WarmupPolicy",
@@ -110,7 +91,6 @@ __all__ = [
     "WorkerRules",
     "describe_returncode",
     "force_exit",
-    "freeze_tree",
     "rehearse_snapshot",
     "serve_metrics",
 ]

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from supervisor import force_exit
-from supervisor._cli import main as core_main
+from supervisor.cli import main as core_main
 from supervisor.deploy.commands import add_commands
 from supervisor.engines.sglang_traits import SGLANG
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import signal
 import subprocess
@@ -34,6 +33,7 @@ import anyio
 
 from ._config import LaunchSpec
 from ._errors import ConfigError
+from ._pipes import PipeReader, StatusLines
 from ._ports import check_listener, port_conflict
 from ._process import ByteSource, ChildProcess, KillResult, ListenerCheck
 from ._proctree import ProcInfo, find_tree, proc_info, supports_proc
@@ -65,66 +65,6 @@ _KEEPER_START_S = 30.0  # a Python start on a loaded machine; normally tens of m
 _KEEPER_LEAVE_S = 2.0  # after the tree is dead, the keeper's own exit
 
 
-_F_SETPIPE_SZ = 1031  # Linux: grow a pipe's buffer
-_PIPE_BYTES = 1 << 20  # the unprivileged maximum by default (/proc/sys/fs/pipe-max-size)
-
-
-class _PipeReader:
-    """Non-blocking reads from one pipe, awaited through the event loop (never a thread).
-
-    The pipe is grown to 1 MiB where Linux allows, so a burst of SGLang log lines (a decode
-    storm, a traceback) fits while the supervisor is busy elsewhere, instead of blocking the
-    scheduler that writes it.
-    """
-
-    def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        try:
-            fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
-        except OSError:
-            pass  # not Linux, or a lower pipe-max-size: the default 64 KiB still works
-        self._fd: int | None = fd
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        while True:
-            if self._fd is None:
-                raise anyio.ClosedResourceError
-            try:
-                data = os.read(self._fd, max_bytes)
-            except BlockingIOError:
-                await anyio.wait_readable(self._fd)
-                continue
-            if not data:
-                raise anyio.EndOfStream
-            return data
-
-    async def aclose(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            anyio.notify_closing(fd)
-            os.close(fd)
-
-
-class _StatusLines:
-    """The keeper's status pipe, line by line; `None` once the keeper has closed it."""
-
-    def __init__(self, fd: int) -> None:
-        self._reader = _PipeReader(fd)
-        self._buffer = b""
-
-    async def readline(self) -> str | None:
-        while b"\n" not in self._buffer:
-            try:
-                self._buffer += await self._reader.receive(4096)
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                return None
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode(errors="replace")
-
-    async def aclose(self) -> None:
-        await self._reader.aclose()
-
-
 class LocalChild:
     """A running server started by `LocalProcessManager`; see `ChildProcess` for the contract.
 
@@ -138,7 +78,7 @@ class LocalChild:
         keeper: subprocess.Popen[bytes],
         pid: int,
         token: str,
-        status: _StatusLines,
+        status: StatusLines,
         control: int,
         inner_keeper: int | None = None,
     ) -> None:
@@ -150,8 +90,8 @@ class LocalChild:
         self._control: int | None = control
         self._token_entry = f"{TREE_TOKEN_ENV}={token}".encode()
         assert keeper.stdout is not None and keeper.stderr is not None
-        self._stdout = _PipeReader(os.dup(keeper.stdout.fileno()))
-        self._stderr = _PipeReader(os.dup(keeper.stderr.fileno()))
+        self._stdout = PipeReader(os.dup(keeper.stdout.fileno()))
+        self._stderr = PipeReader(os.dup(keeper.stderr.fileno()))
         keeper.stdout.close()
         keeper.stderr.close()
         self._known: dict[int, int] = {}
@@ -376,7 +316,7 @@ class LocalProcessManager:
         finally:
             os.close(control_r)
             os.close(status_w)
-        status = _StatusLines(status_r)
+        status = StatusLines(status_r)
         try:
             line = None
             inner: int | None = None

@@ -21,15 +21,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ._http_client import Failure, RequestFailed, request
-from ._progress import (
-    Canary,
-    ProgressPolicy,
-    ProgressStatus,
-    ProgressTracker,
-    SampleLike,
-    StallReport,
-    Verdict,
-)
+from ._progress import Canary, ProgressPolicy, Verdict
+from ._progress_tracker import ProgressStatus, ProgressTracker, SampleLike, StallReport
 
 __all__ = ["Scrape", "ScrapeHook", "parse_samples", "watch_progress"]
 

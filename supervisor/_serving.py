@@ -21,7 +21,8 @@ from ._endings import Outcome, death, planned_recycle
 from ._health import ProbeResult, watch_liveness
 from ._memory import MemoryReport, watch_memory
 from ._process import ChildProcess
-from ._progress import StallReport, Verdict
+from ._progress import Verdict
+from ._progress_tracker import StallReport
 from ._progress_watch import Scrape, watch_progress
 from ._racing import lost_race, phase_race
 from ._run import Run

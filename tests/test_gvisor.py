@@ -17,8 +17,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from supervisor import LaunchSpec, LocalProcessManager
+from supervisor import LaunchSpec
 from supervisor._proctree import proc_info
+from supervisor.lowlevel import LocalProcessManager
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("SUPERVISOR_GVISOR_TIER"), reason="runs inside gVisor only: .ci/gvisor"

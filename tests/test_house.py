@@ -199,3 +199,47 @@ def test_the_ladder_rule_catches_a_ladder() -> None:
         "m.G": ("m", ["F"]),
     }
     assert inheritance_depths(classes) == {"m.A": 0, "m.B": 1, "m.C": 2}
+
+
+def private_imports(name: str, targets: set[str]) -> list[str]:
+    """Private core modules imported from outside the core: the rooms above it use the front
+    door, `supervisor.lowlevel` and `supervisor.cli` only, so the core can move its furniture."""
+    if room_of(name) == "core" or name.startswith("supervisor.testing.fake_sglang"):
+        return []  # the fake is a program of its own; it imports nothing of the supervisor
+    return [
+        f"{name} imports the private {t}"
+        for t in sorted(targets)
+        if t.startswith("supervisor._") and t != "supervisor.__main__"
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_upper_rooms_import_no_private_module(name: str) -> None:
+    assert private_imports(name, imports_of(MODULES[name])) == []
+
+
+def test_the_private_import_rule_catches_one() -> None:
+    assert private_imports("supervisor.deploy.lifecycle", {"supervisor._supervisor"})
+    assert not private_imports("supervisor.deploy.lifecycle", {"supervisor.lowlevel"})
+    assert not private_imports("supervisor._cli", {"supervisor._supervisor"})
+
+
+def test_the_front_door_is_small() -> None:
+    """What running a server takes, and no more; the rest is `lowlevel` and `cli`."""
+    import supervisor
+    import supervisor.cli
+    import supervisor.lowlevel
+
+    assert len(supervisor.__all__) <= 45
+    for module in (supervisor, supervisor.lowlevel, supervisor.cli):
+        assert sorted(module.__all__) == sorted(set(module.__all__))
+        for public in module.__all__:
+            assert hasattr(module, public), f"{module.__name__}.{public}"
+    assert not set(supervisor.__all__) & set(supervisor.lowlevel.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_module_holds_two_jobs_by_its_length(name: str) -> None:
+    """A file past ~400 lines usually holds two jobs (the developers' guide)."""
+    lines = MODULES[name].read_text().count("\n")
+    assert lines <= 400, f"{name} has {lines} lines: split it by concern"

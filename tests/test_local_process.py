@@ -13,8 +13,9 @@ import time
 import anyio
 import pytest
 
-from supervisor import LaunchSpec, LocalProcessManager
+from supervisor import LaunchSpec
 from supervisor._proctree import proc_info
+from supervisor.lowlevel import LocalProcessManager
 
 pytestmark = pytest.mark.anyio
 

@@ -20,15 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from supervisor import (
-    ChildExited,
-    ConfigError,
-    FailureKind,
-    PeerFailure,
-    RankFailed,
-    State,
-    WarmupFailed,
-)
+from supervisor import ChildExited, ConfigError, RankFailed, State, WarmupFailed
 from supervisor._warmup import WarmupResult
 from supervisor.deploy import lifecycle as lifecycle_module
 from supervisor.deploy.defaults import validate_deployment
@@ -44,6 +36,7 @@ from supervisor.deploy.env_vars import (
 from supervisor.deploy.lifecycle import NodePlace, ServerLifecycle
 from supervisor.deploy.settings import DeploySettings
 from supervisor.engines.sglang_check import check_argvs
+from supervisor.lowlevel import FailureKind, PeerFailure
 from supervisor.profiles import get_profile
 from supervisor.profiles.files import dump_profile
 from supervisor.testing import free_port
@@ -136,8 +129,8 @@ def test_server_entry_settings_read_back(default_entry) -> None:
     # a ~700 GB cold start: the supervisor's own deadline, the longest warmup, and enter's margin
     assert info.startup_timeout == 3600 + 600 + 300 >= 30 * 60
     assert m.SETTINGS.supervisor_startup_timeout_s == 3600
-    assert info.exit_grace_period == 335 >= 60  # 5 + 300 in flight + 5 + 15 + 10
-    assert m.SETTINGS.drain.stop_timeout_s == 325
+    assert info.exit_grace_period == 330 >= 60  # 5 + 300 in flight + 15 + 10
+    assert m.SETTINGS.drain.stop_timeout_s == 320
     assert info.routing_region == "us-east" and info.compute_regions is None
     assert info.cluster_info is None  # one host of 8 GPUs, not a @modal.clustered cluster
     assert info.unauthenticated is True and info.sessioned is False
@@ -219,7 +212,7 @@ def test_scaling_region_and_drain_need_only_environment_variables(monkeypatch) -
         info = m.Server.info()
         assert info.routing_region == "us-west"
         assert info.compute_regions == ["us-west-1", "us-west-2"]
-        assert info.exit_grace_period == 5 + 900 + 5 + 15 + 10
+        assert info.exit_grace_period == 5 + 900 + 15 + 10
         assert info.startup_timeout == 7200 and m.SETTINGS.supervisor_startup_timeout_s == 6300
         assert info.unauthenticated is False  # proxy auth on: Modal-Key/Modal-Secret required
         private = server_settings(m.Server)
@@ -285,7 +278,7 @@ def test_settings_defaults_come_from_the_profile() -> None:
     assert rows["gpu"] == ("B200:8", "SGLANG_SUPERVISOR_GPU", "profile")
     assert rows["max concurrency"] == (48, "SGLANG_SUPERVISOR_MAX_CONCURRENCY", "profile")
     assert rows["target concurrency"] == (20.0, "SGLANG_SUPERVISOR_TARGET_CONCURRENCY", "default")
-    assert rows["startup timeout s"][0] == 4500 and rows["exit grace s"][0] == 335
+    assert rows["startup timeout s"][0] == 4500 and rows["exit grace s"][0] == 330
     assert rows["API-key secret"][0] == "glm51-api-key" and rows["proxy auth"][0] is False
     given = DeploySettings.from_env({"SGLANG_SUPERVISOR_MAX_CONTAINERS": "5"})
     assert {r.name: r.source for r in given.table()}["max containers"] == "env"
@@ -295,11 +288,11 @@ def test_settings_defaults_come_from_the_profile() -> None:
 
 
 def test_drain_budget_derivation() -> None:
-    assert DrainBudget.derive(300) == DrainBudget(300, 335, 325)
+    assert DrainBudget.derive(300) == DrainBudget(300, 330, 320)
     assert DrainBudget.derive(0) == DrainBudget(0, 30, 20)  # an @app.cls container's fixed 30 s
-    longest = DeploySettings.from_env({"SGLANG_SUPERVISOR_DRAIN_IN_FLIGHT": "3565"})
+    longest = DeploySettings.from_env({"SGLANG_SUPERVISOR_DRAIN_IN_FLIGHT": "3570"})
     assert longest.drain.exit_grace_s == 3600  # Modal's ceiling for exit_grace_period
-    assert "exit grace 335 s = SIGTERM notice 5 + in-flight 300 + last poll 5" in (
+    assert "exit grace 330 s = SIGTERM notice 5 + in-flight 300 + scheduler release 15" in (
         DrainBudget.derive(300).describe()
     )
 
@@ -316,7 +309,7 @@ W = "SGLANG_SUPERVISOR_"
         ({W + "TARGET_CONCURRENCY": "0"}, W + "TARGET_CONCURRENCY='0': must be a number > 0"),
         ({W + "TARGET_CONCURRENCY": "lots"}, "must be a number > 0"),
         ({W + "TARGET_CONCURRENCY": "60"}, "exceeds " + W + "MAX_CONCURRENCY=48"),
-        ({W + "DRAIN_IN_FLIGHT": "4000"}, "from 0 to 3565"),
+        ({W + "DRAIN_IN_FLIGHT": "4000"}, "from 0 to 3570"),
         (
             {W + "STARTUP_TIMEOUT": "600"},
             W + "STARTUP_TIMEOUT='600': must be a whole number from 901",

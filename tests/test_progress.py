@@ -21,13 +21,8 @@ import pytest
 from prometheus_client.samples import Sample
 
 from supervisor._errors import ConfigError
-from supervisor._progress import (
-    ProgressPolicy,
-    ProgressTracker,
-    Selector,
-    StallReport,
-    Verdict,
-)
+from supervisor._progress import ProgressPolicy, Selector, Verdict
+from supervisor._progress_tracker import ProgressTracker, StallReport
 from supervisor._progress_watch import Scrape, parse_samples, watch_progress
 from supervisor.engines.sglang_progress import (
     SGLANG_PROGRESS,

@@ -15,7 +15,6 @@ from supervisor import (
     HealthPolicy,
     HealthTimeout,
     LaunchSpec,
-    ListenerCheck,
     LivenessPolicy,
     OutcomeKind,
     PortInUse,
@@ -30,6 +29,7 @@ from supervisor import (
     WarmupPolicy,
 )
 from supervisor.engines.sglang_progress import SGLANG_PROGRESS
+from supervisor.lowlevel import ListenerCheck
 from supervisor.testing import InMemoryProcessManager
 from supervisor.testing.recording import RecordingSink
 

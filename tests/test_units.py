@@ -14,17 +14,13 @@ import httpx
 import pytest
 
 from supervisor import (
-    TRANSITIONS,
     ConfigError,
     Event,
     HealthPolicy,
     IllegalTransition,
     LaunchSpec,
     LivenessPolicy,
-    LogTail,
-    Redactor,
     State,
-    StateMachine,
     SupervisorConfig,
     WarmupPayload,
     WarmupPolicy,
@@ -37,6 +33,7 @@ from supervisor._timeline import MAX_ENGINE_NUMBERS, Timeline
 from supervisor._warmup import judge, run_warmups
 from supervisor.engines.sglang_release import PHASE_MARKERS
 from supervisor.engines.sglang_timings import TIMING_READERS
+from supervisor.lowlevel import TRANSITIONS, LogTail, Redactor, StateMachine
 
 pytestmark = pytest.mark.anyio
 
@@ -597,3 +594,26 @@ def test_timeline_reads_numbers_only_from_a_timings_line() -> None:
     t = Timeline([("load_weight", "Load weight begin")])
     t.observe("[x] Load weight begin. avail mem=78.50 GB\n")
     assert "load_weight" in t.marks and t.engine == {}
+
+
+@pytest.mark.anyio
+async def test_a_status_pipe_without_newlines_is_cut_into_bounded_lines() -> None:
+    """The keeper's status pipe is read line by line; bytes that never end a line must not
+    grow the buffer without end (a broken or hostile writer), and a line after them still
+    arrives whole."""
+    import os
+
+    from supervisor._pipes import StatusLines
+
+    r, w = os.pipe()
+    lines = StatusLines(r)
+    try:
+        os.write(w, b"x" * 20_000 + b"\nexited -9\n")
+        os.close(w)
+        got = []
+        while (line := await lines.readline()) is not None:
+            got.append(line)
+        assert all(len(line) <= 8192 for line in got)
+        assert got[-1] == "exited -9" and sum(map(len, got)) == 20_000 + len("exited -9")
+    finally:
+        await lines.aclose()

@@ -36,8 +36,8 @@ from supervisor import (  # noqa: E402
     Supervisor,
     SupervisorConfig,
 )
-from supervisor._local import TREE_TOKEN_ENV  # noqa: E402
 from supervisor.engines.preflight import check_gpus  # noqa: E402
+from supervisor.lowlevel import TREE_TOKEN_ENV  # noqa: E402
 from supervisor.testing import free_port  # noqa: E402
 
 GIB = 1 << 30

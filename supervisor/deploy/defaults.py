@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from supervisor._errors import ConfigError
+from supervisor import ConfigError
 
 __all__ = [
     "DEFAULT_MAX_CONTAINERS",

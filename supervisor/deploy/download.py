@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from supervisor._errors import ConfigError
+from supervisor import ConfigError
 from supervisor.deploy.dummy_weights import DUMMY_DOWNLOAD_PATTERNS, check_model_config
 from supervisor.engines.preflight import Check, check_weights
 from supervisor.profiles import Profile

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from supervisor._errors import ConfigError
+from supervisor import ConfigError
 from supervisor.engines import sglang_stop
 
 __all__ = [
@@ -29,8 +29,8 @@ __all__ = [
 # SGLang's own timings come from the engine edge (`supervisor.engines.sglang_stop`, with sources):
 #: `sigterm_watchdog` sleeps 5 s between looks at the SIGTERM flag (tokenizer_manager.py).
 SIGTERM_NOTICE_S: Final = int(sglang_stop.SIGTERM_NOTICE_S)
-#: While requests are in flight it polls their number every 5 s, so the last one's end is seen
-#: up to 5 s late. With none in flight it goes straight to the schedulers.
+#: While requests are in flight it counts them every 5 s from its first look, so the count that
+#: finds none comes at most 5 s after the last one ends: within the notice's 5 s, not on top.
 DRAIN_POLL_S: Final = int(sglang_stop.DRAIN_POLL_S)
 #: `_SCHEDULER_EXIT_TIMEOUT_SECS`: after `ShutdownReq`, schedulers get 15 s to release GPU memory.
 SCHEDULER_RELEASE_S: Final = int(sglang_stop.SCHEDULER_EXIT_S)
@@ -51,11 +51,13 @@ MAX_EXIT_GRACE_S: Final = 3600
 
 @dataclass(frozen=True)
 class DrainBudget:
-    """How long a stop may take, derived from SGLang's shutdown steps (see the constants above).
+    """How long a stop may take: SGLang's own derivation (`sglang_stop.stop_budget`, the one
+    place it is written) with no exit margin, plus the platform's SIGKILL and reap.
 
-    exit grace = SIGTERM notice 5 + in-flight + last poll 5 (only if in-flight > 0)
-                 + scheduler release 15 + SIGKILL/reap 10
-    stop timeout (SIGTERM -> SIGKILL, the supervisor's) = exit grace - SIGKILL/reap 10
+    stop timeout (SIGTERM -> SIGKILL, the supervisor's) = SIGTERM notice 5 + in-flight
+                 + scheduler release 15   (the count that finds no request left comes at most
+                 5 s after the last one ends, and the notice's 5 s covers that)
+    exit grace = stop timeout + SIGKILL/reap 10
 
     With no in-flight budget this is 30 s: exactly the fixed grace of an `@app.cls` container,
     which is why the web_server entry uses `DrainBudget.derive(0)`.
@@ -69,16 +71,17 @@ class DrainBudget:
     def derive(cls, in_flight_s: int) -> DrainBudget:
         if in_flight_s < 0:
             raise ConfigError(f"in-flight drain budget must be >= 0 s, got {in_flight_s}")
-        poll = DRAIN_POLL_S if in_flight_s else 0
-        grace = SIGTERM_NOTICE_S + in_flight_s + poll + SCHEDULER_RELEASE_S + REAP_MARGIN_S
-        return cls(
-            in_flight_s=in_flight_s, exit_grace_s=grace, stop_timeout_s=grace - REAP_MARGIN_S
-        )
+        stop = int(sglang_stop.stop_budget(in_flight_s, margin_s=0.0).stop_timeout_s)
+        return cls(in_flight_s=in_flight_s, exit_grace_s=stop + REAP_MARGIN_S, stop_timeout_s=stop)
+
+    @classmethod
+    def longest_in_flight(cls, max_exit_grace_s: int = MAX_EXIT_GRACE_S) -> int:
+        """The largest in-flight budget whose exit grace a platform capped at this accepts."""
+        return max_exit_grace_s - cls.derive(0).exit_grace_s
 
     def describe(self) -> str:
-        poll = f" + last poll {DRAIN_POLL_S}" if self.in_flight_s else ""
         return (
             f"exit grace {self.exit_grace_s} s = SIGTERM notice {SIGTERM_NOTICE_S}"
-            f" + in-flight {self.in_flight_s}{poll} + scheduler release {SCHEDULER_RELEASE_S}"
+            f" + in-flight {self.in_flight_s} + scheduler release {SCHEDULER_RELEASE_S}"
             f" + SIGKILL/reap {REAP_MARGIN_S}; supervisor stop timeout {self.stop_timeout_s} s"
         )

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-from supervisor._errors import ConfigError
+from supervisor import ConfigError
 from supervisor.deploy.env_vars import ENV_DUMMY_WEIGHTS, env_bool
 from supervisor.engines.preflight import Check
 from supervisor.engines.sglang import SGLangLaunch

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from supervisor._errors import ConfigError
+from supervisor import ConfigError
 
 __all__ = [
     "ENTRIES",

@@ -17,12 +17,15 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from supervisor._config import LivenessPolicy, StopPolicy
-from supervisor._errors import ConfigError, StartupError
-from supervisor._logs import one_line
-from supervisor._report import CrashReport
-from supervisor._snapshot import SnapshotPolicy
-from supervisor._supervisor import Supervisor
+from supervisor import (
+    ConfigError,
+    CrashReport,
+    LivenessPolicy,
+    SnapshotPolicy,
+    StartupError,
+    StopPolicy,
+    Supervisor,
+)
 from supervisor.blocking import BlockingSupervisor
 from supervisor.deploy.drain import DrainBudget
 from supervisor.deploy.dummy_weights import (
@@ -38,6 +41,7 @@ from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_cache import cache_identity, keyed_cache_dir
 from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash
 from supervisor.engines.sglang_keys import fresh_admin_key, key_file
+from supervisor.lowlevel import one_line
 from supervisor.profiles import Profile
 
 __all__ = [

@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from supervisor._flags import text
+from supervisor.cli import text
 from supervisor.profiles import get_profile, profile_names
 from supervisor.profiles.files import dump_profile, load_profile_file
 

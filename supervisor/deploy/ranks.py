@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from supervisor._cluster import ClusterSpec, parse_address
-from supervisor._errors import ConfigError
+from supervisor import ClusterSpec, ConfigError
 from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_cluster import SGLANG_WORKER_RULES, default_status_port
+from supervisor.lowlevel import parse_address
 
 __all__ = ["NodeLaunch", "for_node", "parse_peers"]
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from supervisor._errors import ConfigError
+from supervisor import ConfigError
 from supervisor.deploy.defaults import (
     DEFAULT_MAX_CONTAINERS,
     DEFAULT_MIN_CONTAINERS,
@@ -37,11 +37,6 @@ from supervisor.deploy.defaults import (
 )
 from supervisor.deploy.drain import (
     DEFAULT_DRAIN_IN_FLIGHT_S,
-    DRAIN_POLL_S,
-    MAX_EXIT_GRACE_S,
-    REAP_MARGIN_S,
-    SCHEDULER_RELEASE_S,
-    SIGTERM_NOTICE_S,
     WEB_SERVER_EXIT_GRACE_S,
     DrainBudget,
 )
@@ -209,8 +204,7 @@ class DeploySettings:
                 )
             drain = DrainBudget.derive(0)
         else:
-            fixed = SIGTERM_NOTICE_S + DRAIN_POLL_S + SCHEDULER_RELEASE_S + REAP_MARGIN_S
-            longest = MAX_EXIT_GRACE_S - fixed  # Modal refuses an exit grace above 3600 s
+            longest = DrainBudget.longest_in_flight()  # Modal refuses an exit grace above 3600 s
             in_flight = env_int(env, ENV_DRAIN_IN_FLIGHT, DEFAULT_DRAIN_IN_FLIGHT_S, 0, longest)
             drain = DrainBudget.derive(in_flight)
 

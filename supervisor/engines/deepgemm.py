@@ -26,15 +26,21 @@ from dataclasses import dataclass
 
 import anyio
 
-from supervisor._config import LaunchSpec
-from supervisor._local import LocalProcessManager
-from supervisor._logs import LogSink, LogTail, Redactor, StreamSink, pump
-from supervisor._process import ByteSource, ChildProcess, ProcessManager
-from supervisor._proctree import proc_info
+from supervisor import LaunchSpec, LogSink, StreamSink
 from supervisor.engines.preflight import marker_matches, write_marker
 from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_causes import classify_crash
 from supervisor.engines.sglang_release import COMPILE_SUCCESS_LINE
+from supervisor.lowlevel import (
+    ByteSource,
+    ChildProcess,
+    LocalProcessManager,
+    LogTail,
+    ProcessManager,
+    Redactor,
+    proc_info,
+    pump,
+)
 
 __all__ = ["CompileResult", "compile_deepgemm", "server_processes"]
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor._errors import ConfigError
+from supervisor import ConfigError
 from supervisor.engines.sglang_release import SGLANG_VERSION
 
 __all__ = [

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from supervisor._config import (
+from supervisor import (
+    ConfigError,
     HealthPolicy,
     LaunchSpec,
     LivenessPolicy,
@@ -27,7 +28,6 @@ from supervisor._config import (
     WarmupPayload,
     WarmupPolicy,
 )
-from supervisor._errors import ConfigError
 from supervisor.engines.sglang_choices import BLACKWELL_ONLY, FUSION_FIELD
 from supervisor.engines.sglang_launch_checks import check_launch, dist_init_port
 from supervisor.engines.sglang_mitigations import MITIGATIONS

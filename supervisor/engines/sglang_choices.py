@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from supervisor._errors import ConfigError
+from supervisor import ConfigError
 from supervisor.engines.sglang_release import SGLANG_VERSION
 
 __all__ = [

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from supervisor._cluster import parse_address
-from supervisor._errors import ConfigError
+from supervisor import ConfigError
 from supervisor.engines.sglang_choices import check_choices
 from supervisor.engines.sglang_mitigations import MITIGATIONS
+from supervisor.lowlevel import parse_address
 
 if TYPE_CHECKING:
     from supervisor.engines.sglang import SGLangLaunch

@@ -8,7 +8,8 @@ engine's `/metrics`.
 
 from __future__ import annotations
 
-from supervisor._progress import Canary, ProgressPolicy, Selector
+from supervisor import ProgressPolicy
+from supervisor.lowlevel import Canary, Selector
 
 __all__ = [
     "SGLANG_CANARY",

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supervisor._config import StopPolicy
-from supervisor._errors import ConfigError
+from supervisor import ConfigError, StopPolicy
 
 __all__ = [
     "DRAIN_POLL_S",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from supervisor._timeline import TimingReader
+from supervisor.lowlevel import TimingReader
 
 __all__ = ["TIMING_READERS", "read_startup_timings", "read_weight_load"]
 

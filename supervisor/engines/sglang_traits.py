@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from supervisor._engine import EngineTraits
 from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash
 from supervisor.engines.sglang_cluster import SGLANG_WORKER_RULES
 from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.engines.sglang_release import PHASE_MARKERS, READY_LINE
 from supervisor.engines.sglang_stop import stop_budget
 from supervisor.engines.sglang_timings import TIMING_READERS
+from supervisor.lowlevel import EngineTraits
 
 __all__ = ["SGLANG", "looks_like_sglang"]
 

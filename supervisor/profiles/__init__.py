@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from supervisor._config import WarmupPayload
-from supervisor._errors import ConfigError
+from supervisor import ConfigError, WarmupPayload
 from supervisor.engines.sglang import SGLangLaunch
 
 __all__ = ["HOPPER_GPUS", "Profile", "get_profile", "profile_names"]

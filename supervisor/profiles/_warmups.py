@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor._config import WarmupPayload
+from supervisor import WarmupPayload
 
 CHAT = "/v1/chat/completions"
 WEATHER_TOOL = {

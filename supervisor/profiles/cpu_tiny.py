@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-from supervisor._config import WarmupPayload
+from supervisor import WarmupPayload
 from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_check import find_sglang_python
 from supervisor.testing import tiny_model

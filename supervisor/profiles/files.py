@@ -25,8 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from supervisor._config import WarmupPayload
-from supervisor._errors import ConfigError
+from supervisor import ConfigError, WarmupPayload
 from supervisor.engines.sglang import SGLangLaunch, Speculative
 
 from . import Profile

@@ -12,8 +12,8 @@ import signal
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from supervisor._config import LaunchSpec
-from supervisor._process import ByteSource, ChildProcess, KillResult, ListenerCheck
+from supervisor import LaunchSpec
+from supervisor.lowlevel import ByteSource, ChildProcess, KillResult, ListenerCheck
 
 __all__ = ["InMemoryChild", "InMemoryProcessManager"]
 
