@@ -58,7 +58,16 @@ MODAL_VERSION = "1.6.4"  # pinned in pyproject.toml's [modal] extra too
 SGLANG_IMAGE = SETTINGS.image  # env SGLANG_IMAGE, default lmsysorg/sglang:v<SGLANG_VERSION>
 PORT = SETTINGS.port
 GPU = SETTINGS.gpu_spec
-SUPERVISOR_DEPS = ["anyio>=4.7", "httpx>=0.27", "tenacity>=8.2", "prometheus-client>=0.20"]
+#: pyproject.toml's runtime dependencies for the images' Python (3.10+ markers dropped: both
+#: images run 3.12). A copy because this file is imported inside the container too, where no
+#: pyproject.toml exists; tests/test_modal_entry.py fails the moment the two differ.
+SUPERVISOR_DEPS = [
+    "anyio>=4.7",
+    "httpx>=0.27",
+    "h11>=0.14",
+    "tenacity>=8.2",
+    "prometheus-client>=0.20",
+]
 
 if modal.__version__ != MODAL_VERSION:
     print(

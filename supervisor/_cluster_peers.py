@@ -251,15 +251,6 @@ class PeerTracker:
         peer.reachable, peer.error = False, error
         return self._timeouts(rank, now)
 
-    def check(self, now: float) -> PeerFailure | None:
-        """Apply the timeouts to every peer, for callers that poll on their own schedule."""
-        if self.failure is not None:
-            return self.failure
-        for rank in self._peers:
-            if (failure := self._timeouts(rank, now)) is not None:
-                return failure
-        return None
-
     def _timeouts(self, rank: int, now: float) -> PeerFailure | None:
         peer, spec = self._peers[rank], self.spec
         if peer.reachable:

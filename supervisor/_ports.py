@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from ._process import ListenerCheck
 
-__all__ = ["check_listener", "port_conflict", "probe_host"]
+__all__ = ["check_listener", "port_conflict"]
 
 _LISTEN = "0A"
 

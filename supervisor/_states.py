@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 from ._errors import IllegalTransition
 
-__all__ = ["LIVENESS_STATES", "TRANSITIONS", "Event", "State", "StateMachine", "Transition"]
+__all__ = ["TRANSITIONS", "Event", "State", "StateMachine", "Transition"]
 
 
 class State(enum.Enum):
@@ -107,9 +107,6 @@ TRANSITIONS: dict[State, dict[Event, State]] = {
     },
     State.DEAD: {},
 }
-
-#: States in which the liveness watch may run; everywhere else it must be off (see above).
-LIVENESS_STATES = frozenset({State.SERVING})
 
 
 class Transition:

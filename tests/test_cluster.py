@@ -230,7 +230,8 @@ def test_serving_peers_are_fine_and_visible() -> None:
     assert t.observe(1, status(1, "starting"), 1.0) is None
     assert t.observe(2, status(2), 1.0) is None
     assert t.view(1) == PeerView(1, "starting", True, None)
-    assert t.check(500.0) is None  # both seen: the join timeout no longer applies
+    assert t.observe(1, status(1), 500.0) is None  # seen: the join timeout no longer applies
+    assert t.observe(2, status(2), 500.0) is None
 
 
 def test_a_dead_peer_is_named() -> None:
@@ -294,8 +295,8 @@ def test_a_peer_never_seen_fails_the_join() -> None:
     t = PeerTracker(spec3(rank=0), now=100.0)
     t.observe(2, status(2), 101.0)
     assert t.unreachable(1, "no answer within 2 s", 699.0) is None
-    assert t.check(699.9) is None
-    f = t.check(700.0)  # no poll needed: the caller's own tick applies the deadline
+    assert t.unreachable(1, "no answer within 2 s", 699.9) is None
+    f = t.unreachable(1, "no answer within 2 s", 700.0)
     assert f is not None and f.kind is FailureKind.NEVER_JOINED and f.failed_rank == 1
     assert "10.0.0.2:21000 within 600 s (last error: no answer within 2 s)" in f.reason
 
@@ -320,7 +321,7 @@ def test_the_first_verdict_is_final() -> None:
     t = PeerTracker(spec3(rank=0), now=0.0)
     first = t.observe(1, status(1, "dead", failed_rank=1), 1.0)
     assert t.observe(2, status(2, "dead", failed_rank=2), 2.0) is first
-    assert t.unreachable(2, "x", 1000.0) is first and t.check(1000.0) is first
+    assert t.unreachable(2, "x", 1000.0) is first
 
 
 def test_the_board_keeps_the_first_failure_and_times_the_linger() -> None:

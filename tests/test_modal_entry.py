@@ -787,3 +787,18 @@ def test_each_rank_of_the_clustered_server_runs_its_lifecycle_body(monkeypatch) 
             if getattr(server, "lifecycle", None) is not None:
                 server.stop()
         load_entry(monkeypatch)
+
+
+def test_the_images_install_the_projects_runtime_dependencies(default_entry) -> None:
+    """modal_entry keeps a copy of pyproject.toml's dependencies (it is imported inside the
+    container, where no pyproject.toml is); the copy must never drift from the source."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = [d for d in project["dependencies"] if "python_version < '3.11'" not in d]
+    assert default_entry.SUPERVISOR_DEPS == runtime
+    modal_pin = [d for d in project["optional-dependencies"]["test"] if d.startswith("modal")]
+    assert modal_pin == [f"modal=={default_entry.MODAL_VERSION}"]

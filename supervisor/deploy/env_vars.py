@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from supervisor import ConfigError
+from supervisor.engines.image import IMAGE_ENV
 
 __all__ = [
     "ENTRIES",
@@ -56,7 +57,7 @@ ENV_PROFILE_FILE: Final = "SGLANG_SUPERVISOR_PROFILE_FILE"
 PROFILE_FILE_MOUNT: Final = "/root/sglang-supervisor-profile.toml"
 ENV_ENTRY: Final = "SGLANG_SUPERVISOR_MODAL_ENTRY"
 ENV_DUMMY_WEIGHTS: Final = "SGLANG_SUPERVISOR_DUMMY_WEIGHTS"
-ENV_IMAGE: Final = "SGLANG_IMAGE"
+ENV_IMAGE: Final = IMAGE_ENV  # the engine room names it
 ENV_GPU: Final = "SGLANG_SUPERVISOR_GPU"
 ENV_PORT: Final = "SGLANG_SUPERVISOR_PORT"
 ENV_WEIGHTS_VOLUME: Final = "SGLANG_SUPERVISOR_WEIGHTS_VOLUME"

@@ -5,14 +5,14 @@ and images are retired, because PyTorch 2.14 publishes no CUDA 12.9 builds. SGLa
 last release with a CUDA 12 lane." (docs.sglang.io, install page). Later
 releases are tagged by release alone, `lmsysorg/sglang:vX.Y.Z`, with a smaller `-runtime` variant.
 So the default tag is derived from `SGLANG_VERSION` with no CUDA suffix, and a deployment can
-override it (the binding reads `SGLANG_IMAGE` and passes it to `image_tag`).
+override it (`IMAGE_ENV`, read by `deploy/settings.py`).
 
 A wrong image is a quiet disaster: argv that the pinned parser accepted meets another parser, or
 a CUDA runtime the host driver cannot run fails deep inside weight loading, 15 minutes in.
-`check_runtime` catches both in well under a second, before any weights load, and says what is
-wrong in one line. It never imports `sglang` or `torch` (both are heavy and `import sglang`
-redirects cache directories as a side effect): it reads package metadata, torch's `version.py`
-as text, and NVML.
+`runtime_problems` catches both in well under a second, before any weights load, and says what
+is wrong, one line per problem. It never imports `sglang` or `torch` (both are heavy and
+`import sglang` redirects cache directories as a side effect): it reads package metadata,
+torch's `version.py` as text, and NVML.
 
 Guesses, to re-check when the pin moves:
 - `IMAGE_CUDA` (13, 0): the CUDA of the v0.5.2x images is assumed to be 13.0, the toolkit of
@@ -31,11 +31,10 @@ import importlib.metadata
 import importlib.util
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor import ConfigError
 from supervisor.engines.sglang_release import SGLANG_VERSION
 
 __all__ = [
@@ -43,9 +42,7 @@ __all__ = [
     "IMAGE_ENV",
     "IMAGE_REPOSITORY",
     "RuntimeProbes",
-    "check_runtime",
     "default_image",
-    "image_tag",
     "runtime_problems",
 ]
 
@@ -61,12 +58,6 @@ def default_image(version: str = SGLANG_VERSION, *, runtime: bool = False) -> st
     development tools (and, per SGLang's Dockerfile, keeps the CUDA compiler DeepGEMM's JIT needs).
     """
     return f"{IMAGE_REPOSITORY}:v{version}" + ("-runtime" if runtime else "")
-
-
-def image_tag(env: Mapping[str, str] | None = None) -> str:
-    """The image to deploy: `SGLANG_IMAGE` from `env` (default: the process environment) if set."""
-    env = os.environ if env is None else env
-    return env.get(IMAGE_ENV) or default_image()
 
 
 # --------------------------------------------------------------------------- probes
@@ -152,7 +143,7 @@ def _driver_cuda() -> tuple[int, int] | None:
 
 @dataclass(frozen=True)
 class RuntimeProbes:
-    """Where `check_runtime` gets its facts; each is replaceable, so tests need no GPU.
+    """Where `runtime_problems` gets its facts; each is replaceable, so tests need no GPU.
 
     A probe returns None when it cannot tell (no NVML, say): an unknown is not reported as a
     mismatch, except a missing SGLang.
@@ -206,25 +197,3 @@ def runtime_problems(
             f"CUDA {needed[0]}.{needed[1]} (a newer driver, or an older image)"
         )
     return tuple(problems)
-
-
-def check_runtime(
-    *,
-    expected_version: str = SGLANG_VERSION,
-    image_cuda: tuple[int, int] = IMAGE_CUDA,
-    require_gpu: bool = True,
-    probes: RuntimeProbes | None = None,
-) -> None:
-    """Raise `ConfigError` with one line naming every mismatch; return quietly when all fits.
-
-    Meant for the first thing a container does (before preflight, before weights load): it takes
-    well under a second and imports neither SGLang nor torch.
-    """
-    problems = runtime_problems(
-        expected_version=expected_version,
-        image_cuda=image_cuda,
-        require_gpu=require_gpu,
-        probes=probes,
-    )
-    if problems:
-        raise ConfigError("runtime does not match the pin: " + "; ".join(problems))
