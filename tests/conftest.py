@@ -1,4 +1,11 @@
-"""Shared fixtures. The autouse `no_leftovers` fails any test that leaves a process behind.
+"""Shared fixtures and the test tiers. The autouse `no_leftovers` fails any test that leaves a
+process behind, and any test of the fast tier that starts one at all.
+
+Tiers: a test that starts a process is marked `process` (every test of the modules in
+`PROCESS_MODULES`, and single tests elsewhere by `@pytest.mark.process`); the real engine's are
+`real_engine` too. The rest is the fast tier (`-m "not process"`), the inner loop: in-process,
+real sockets on 127.0.0.1 allowed, no process. It is enforced, not trusted: in a fast test,
+`subprocess.Popen`, `os.fork` and `os.posix_spawn` raise.
 
 Several test sessions may share one machine, so "ours" means this session's: a descendant of this
 pytest process, or a process whose environment carries this session's mark (set here, inherited by
@@ -74,8 +81,53 @@ def _ours() -> list[int]:
     return found
 
 
+#: Modules whose every test starts processes (the fake, the CLI, the keeper, SGLang itself).
+PROCESS_MODULES = frozenset(
+    {
+        "test_cli_blackbox",
+        "test_deploy_commands",
+        "test_differential",
+        "test_engine",
+        "test_examples",
+        "test_fake_extensions",
+        "test_fake_sglang",
+        "test_gpu_faults",
+        "test_gvisor",
+        "test_hostile_io",
+        "test_hostile_processes",
+        "test_local_process",
+        "test_real_engine",
+        "test_real_engine_edges",
+        "test_serve_scenarios",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rpartition(".")[2] if module is not None else ""
+        if name in PROCESS_MODULES or item.get_closest_marker("real_engine"):
+            item.add_marker(pytest.mark.process)
+
+
+def _no_process(*args: object, **kwargs: object) -> None:
+    raise AssertionError(
+        "a fast-tier test started a process: mark it @pytest.mark.process "
+        "(or list its module in tests/conftest.py:PROCESS_MODULES)"
+    )
+
+
 @pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[None]:
+def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("process") is None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(subprocess.Popen, "__init__", _no_process)
+            for name in ("fork", "posix_spawn", "posix_spawnp", "forkpty"):
+                if hasattr(os, name):
+                    mp.setattr(os, name, _no_process)
+            yield
+        return
     before = set(_ours())
     yield
     deadline = time.monotonic() + 3.0

@@ -37,6 +37,7 @@ def config(port: int, *flags: str) -> SupervisorConfig:
     )
 
 
+@pytest.mark.process
 def test_blocking_start_serves_and_stop_cleans_up(port: int) -> None:
     with BlockingSupervisor(config(port, "--tp-size", "2")) as sup:
         assert sup.state is State.SERVING
@@ -44,6 +45,7 @@ def test_blocking_start_serves_and_stop_cleans_up(port: int) -> None:
     assert sup.state is State.DEAD
 
 
+@pytest.mark.process
 def test_blocking_start_raises_startup_error_and_leaves_nothing(port: int) -> None:
     sup = BlockingSupervisor(config(port, "--fake-fault", "crash-loading"))
     with pytest.raises(ChildExited, match="exit code 1"):
@@ -51,6 +53,7 @@ def test_blocking_start_raises_startup_error_and_leaves_nothing(port: int) -> No
     assert sup.state is State.DEAD
 
 
+@pytest.mark.process
 def test_blocking_death_calls_the_handler_from_the_loop_thread(port: int) -> None:
     reports = []
     sup = BlockingSupervisor(
@@ -64,6 +67,7 @@ def test_blocking_death_calls_the_handler_from_the_loop_thread(port: int) -> Non
     assert reports[0].returncode == -9
 
 
+@pytest.mark.process
 def test_stop_from_another_thread_while_start_waits_wins(port: int) -> None:
     import threading
     import time
@@ -90,6 +94,7 @@ def test_stop_from_another_thread_while_start_waits_wins(port: int) -> None:
     assert outcomes and outcomes[0].kind is OutcomeKind.STOPPED
 
 
+@pytest.mark.process
 def test_wait_with_no_timeout_waits_as_long_as_the_server_serves(port: int) -> None:
     """It gave up with TimeoutError after stop + kill timeouts + 10 s (11 s here), serving."""
     import threading
@@ -144,6 +149,7 @@ def test_stop_before_start_means_start_spawns_nothing(port: int) -> None:
     assert sup.supervisor is None and sup.state is State.DEAD
 
 
+@pytest.mark.process
 def test_core_never_imports_modal_or_sglang() -> None:
     code = textwrap.dedent(
         """
@@ -163,6 +169,7 @@ def test_core_never_imports_modal_or_sglang() -> None:
     assert out.stdout.strip() == "ok []"
 
 
+@pytest.mark.process
 def test_cancelling_a_serving_supervisor_stops_the_real_tree_promptly(port: int) -> None:
     import anyio
 

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from supervisor._caches import CacheCount, count_cache, describe_caches
 from supervisor.deploy.lifecycle import ServerLifecycle
 from supervisor.engines.sglang import SGLangLaunch
@@ -53,6 +55,7 @@ def test_sglangs_caches_follow_its_environment(tmp_path: Path) -> None:
     assert volume.caches() == {"sglang": "/c", "deepgemm": "/dg-cache"}
 
 
+@pytest.mark.process
 def test_a_second_start_compiles_nothing_and_the_report_says_so(port: int, tmp_path: Path) -> None:
     env = {"SGLANG_CACHE_DIR": str(tmp_path / "cache")}
     serve = [
@@ -92,6 +95,7 @@ def test_the_key_changes_with_what_kernels_depend_on(tmp_path: Path) -> None:
     assert again == first and warm
 
 
+@pytest.mark.process
 def test_a_deployments_second_start_reads_its_keyed_cache_and_commits_only_the_first(
     tmp_path: Path, capfd
 ) -> None:

@@ -66,6 +66,7 @@ def test_sglang_traits_come_from_the_engine_room() -> None:
     assert GENERIC.progress is None and not GENERIC.timing_readers and not GENERIC.hints
 
 
+@pytest.mark.process
 def test_run_generic_reads_no_sglang_metrics_and_says_what_catches_a_hang(port: int) -> None:
     argv = fake_argv(port, "--fake-load-time", "0.2", "--fake-warmup-time", "0.2")
     run = ["run", "--port", str(port), "--engine", "generic", "--ready-line", "fired up"]

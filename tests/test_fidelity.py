@@ -153,6 +153,7 @@ def wait_ok(url: str, timeout: float = 30, **kwargs: object) -> httpx.Response:
     raise AssertionError(f"{url} never answered 200")
 
 
+@pytest.mark.process
 def test_with_default_timings_a_ready_fake_drains_finishes_a_stream_and_exits_by_itself(
     port: int,
 ) -> None:
@@ -194,6 +195,7 @@ def test_with_default_timings_a_ready_fake_drains_finishes_a_stream_and_exits_by
     assert "Schedulers still alive" not in out  # they released in time
 
 
+@pytest.mark.process
 def test_the_time_scale_shrinks_sglangs_timings(port: int) -> None:
     proc = start_fake(port, "--fake-time-scale", "0.1", "--fake-health-time", "0.01")
     try:
@@ -208,6 +210,7 @@ def test_the_time_scale_shrinks_sglangs_timings(port: int) -> None:
     assert took < 5  # 0.5 s notice + 1.5 s bound, against 5 s + 15 s unscaled
 
 
+@pytest.mark.process
 def test_schedulers_that_do_not_release_in_time_are_killed_as_stragglers(port: int) -> None:
     proc = start_fake(
         port, "--tp-size", "2", "--fake-time-scale", "0.1", "--fake-release-time", "60"
@@ -227,6 +230,7 @@ def test_schedulers_that_do_not_release_in_time_are_killed_as_stragglers(port: i
     assert all(proc_info(p) is None or proc_info(p).zombie for p in schedulers)
 
 
+@pytest.mark.process
 def test_health_runs_a_generation_of_about_sglangs_second(port: int) -> None:
     proc = start_fake(port)
     try:
@@ -240,6 +244,7 @@ def test_health_runs_a_generation_of_about_sglangs_second(port: int) -> None:
 
 
 # ----------------------------------------------------------------------------- the fake: crashes
+@pytest.mark.process
 def test_a_crash_after_serving_prints_the_running_phase_texts(port: int) -> None:
     proc = start_fake(port, "--tp-size", "2", "--fake-fault", "crash-after-serving")
     try:
@@ -254,6 +259,7 @@ def test_a_crash_after_serving_prints_the_running_phase_texts(port: int) -> None
     assert classify_crash(out.splitlines()) == "cuda-out-of-memory"
 
 
+@pytest.mark.process
 def test_a_child_failure_before_any_generation_prints_the_launch_phase_text(port: int) -> None:
     """With --skip-server-warmup nothing has generated yet: engine.py's handler still rules."""
     flags = ("--skip-server-warmup", "--fake-fault", "crash-after-serving")
@@ -267,6 +273,7 @@ def test_a_child_failure_before_any_generation_prints_the_launch_phase_text(port
     assert "It usually means one child failed." not in out
 
 
+@pytest.mark.process
 def test_a_scheduler_dying_silently_is_caught_by_the_subprocess_watchdog(port: int) -> None:
     proc = start_fake(port, "--tp-size", "2", "--fake-time-scale", "0.2")
     try:
@@ -286,6 +293,7 @@ def test_a_scheduler_dying_silently_is_caught_by_the_subprocess_watchdog(port: i
 
 
 # ----------------------------------------------------------------------------- the fake: smaller
+@pytest.mark.process
 def test_server_args_is_a_dict_whose_repr_escapes_the_key(port: int) -> None:
     key = "k'1\"\\x"
     proc = start_fake(port, "--api-key", key, "--tp-size", "2")
@@ -300,6 +308,7 @@ def test_server_args_is_a_dict_whose_repr_escapes_the_key(port: int) -> None:
     assert "UserWarning: 'python -m sglang.launch_server' is still supported" in out
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("flags", "root", "arch"),
     [
@@ -380,6 +389,7 @@ SOURCE_TEXTS = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(("path", "text"), SOURCE_TEXTS)
 def test_the_imitated_texts_are_in_the_installed_sglang_source(path: str, text: str) -> None:
     source = sglang_source()

@@ -53,12 +53,14 @@ def test_a_sample_counts_this_process_and_names_the_largest() -> None:
     assert sample.total >= sample.largest[2] and sample.fds > 0
 
 
+@pytest.mark.process
 def test_run_with_a_bad_size_is_one_line_and_exit_2() -> None:
     w = Watched(cli("run", "--port", "1", "--memory-high", "lots", "--", "true"))
     rc, _ = w.wait_exit(30)
     assert rc == 2 and "--memory-high: 'lots' is not a size" in w.output()
 
 
+@pytest.mark.process
 def test_a_leak_past_the_mark_is_drained_then_recycled_with_exit_1(port: int) -> None:
     serve = [
         "serve", "--profile", "qwen3-8b", "--fake", "--port", str(port), "--memory-high", "400M",

@@ -87,6 +87,7 @@ def entry(request, monkeypatch):
 
 
 # ------------------------------------------------------------------ import and read back
+@pytest.mark.process
 @pytest.mark.parametrize("which", ENTRIES)
 def test_imports_with_no_token_and_no_network(which: str) -> None:
     # Sockets blocked for real: any network call during import would fail the import.
@@ -234,6 +235,7 @@ def test_scaling_region_and_drain_need_only_environment_variables(monkeypatch) -
         load_entry(monkeypatch)
 
 
+@pytest.mark.process
 def test_profile_is_chosen_in_one_place() -> None:
     code = (
         "import modal_entry as m; "
@@ -254,6 +256,7 @@ def test_profile_is_chosen_in_one_place() -> None:
     ]
 
 
+@pytest.mark.process
 def test_a_bad_setting_stops_the_deploy_with_one_line() -> None:
     env = clean_env(SGLANG_SUPERVISOR_MAX_CONTAINERS="0")
     done = subprocess.run(
@@ -372,6 +375,7 @@ def test_with_dummy_weights_adds_load_format_dummy_once() -> None:
         with_dummy_weights(other)
 
 
+@pytest.mark.process
 @needs_parser
 @pytest.mark.parametrize("name", ["glm-5.1-fp8", "qwen3-8b"])
 def test_dummy_weights_argv_parses_with_sglang(name: str) -> None:
@@ -386,6 +390,7 @@ def test_dummy_weights_argv_parses_with_sglang(name: str) -> None:
     assert "invalid choice: 'dumy'" in wrong.problems[0]
 
 
+@pytest.mark.process
 def test_dummy_weights_preflight_skips_weights_but_needs_the_config(tmp_path) -> None:
     profile = get_profile("qwen3-8b")  # no DeepGEMM: fewer unrelated checks
     profile = dataclasses.replace(
@@ -452,6 +457,7 @@ def enter(server) -> None:
         server.serve()
 
 
+@pytest.mark.process
 def test_lifecycle_serves_and_exits_leaving_nothing(entry, monkeypatch) -> None:
     server, port, recycled = local_server(entry, monkeypatch)
     try:
@@ -477,6 +483,7 @@ def test_lifecycle_serves_and_exits_leaving_nothing(entry, monkeypatch) -> None:
     # the autouse fixture proves no process of the tree is left
 
 
+@pytest.mark.process
 def test_lifecycle_crash_after_serving_recycles_with_the_report(entry, monkeypatch) -> None:
     server, _, recycled = local_server(
         entry, monkeypatch, "--fake-fault", "crash-after-serving", "--fake-crash-after", "0.3"
@@ -493,6 +500,7 @@ def test_lifecycle_crash_after_serving_recycles_with_the_report(entry, monkeypat
         server.stop()
 
 
+@pytest.mark.process
 def test_lifecycle_startup_failure_carries_the_log_tail(entry, monkeypatch) -> None:
     server, _, recycled = local_server(entry, monkeypatch, "--fake-fault", "crash-loading")
     try:
@@ -561,6 +569,7 @@ def fake_flags_for_real_drain_timings() -> list[str]:
     return ["--fake-time-scale", "0.2"] if "--fake-time-scale" in done.stdout else []
 
 
+@pytest.mark.process
 def test_exit_drains_an_in_flight_streaming_request(entry, monkeypatch) -> None:
     flags = ["--fake-gen-time", "3", *fake_flags_for_real_drain_timings()]
     server, port, recycled = local_server(entry, monkeypatch, *flags)
@@ -641,6 +650,7 @@ def test_server_lifecycle_runs_an_injected_runtime_check_before_anything_else() 
     assert default.stop_timeout_s == 20.0  # fits a fixed 30 s exit grace by default
 
 
+@pytest.mark.process
 def test_dummy_weights_reach_the_engine_and_say_so(entry, monkeypatch, capsys) -> None:
     server, _, _ = local_server(entry, monkeypatch, SGLANG_SUPERVISOR_DUMMY_WEIGHTS="1")
     try:
@@ -734,6 +744,7 @@ def test_memory_snapshots_only_for_a_snapshot_capable_profile(monkeypatch, profi
         load_entry(monkeypatch)
 
 
+@pytest.mark.process
 def test_each_rank_of_the_clustered_server_runs_its_lifecycle_body(monkeypatch) -> None:
     """Both ranks' real @modal.enter bodies on the fake engine, their places as Modal's cluster
     info would give them (one host here, so distinct ports): both serve; a lost worker engine

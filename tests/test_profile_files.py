@@ -165,6 +165,7 @@ def test_a_missing_file_and_a_name_and_file_together_are_refused(tmp_path: Path)
     assert rc == 2 and "not allowed with argument" in err
 
 
+@pytest.mark.process
 def test_serve_and_preflight_take_a_file_wherever_they_take_a_name(tmp_path: Path) -> None:
     """A new model from a file: its own repository and name, no edit to the package."""
     path = tmp_path / "my-model.toml"
@@ -194,6 +195,7 @@ def test_demo_and_compile_take_a_file_too(tmp_path: Path) -> None:
         assert chosen_profile(args) == get_profile("glm-5.1-fp8"), command
 
 
+@pytest.mark.process
 @needs_parser
 def test_preflight_runs_sglangs_parser_on_a_files_flags(tmp_path: Path) -> None:
     path = tmp_path / "mine.toml"

@@ -62,6 +62,7 @@ def test_every_node_serve_and_compile_argv_parse_with_sglang(name: str, verdicts
     assert len(verdicts[name]) == expected
 
 
+@pytest.mark.process
 @needs_parser
 def test_the_parser_check_would_catch_a_wrong_multi_node_or_snapshot_flag() -> None:
     """The flags exist only as 0.5.23 spells them: a near miss is a problem, not a pass."""

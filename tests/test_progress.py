@@ -344,6 +344,7 @@ def test_parse_keeps_only_watched_samples() -> None:
         parse_samples('sglang:num_running_reqs{tp_rank="0" 1.0\n', SGLANG_PROGRESS.names)
 
 
+@pytest.mark.process
 def test_sglang_multiprocess_exposition_is_read() -> None:
     """prometheus_client in multiprocess mode, as SGLang runs it: two scheduler ranks and the
     tokenizer writing their own files, one collector reading them all (what /metrics serves)."""

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from supervisor.testing import free_port
 from tests.conftest import ROOT
 
@@ -24,6 +26,7 @@ def test_first_lines_give_the_demo_and_the_test_command() -> None:
     assert f"{command} --durations=25" in ci  # the README's tests, slowest shown
 
 
+@pytest.mark.process
 def test_library_example_runs_as_written() -> None:
     code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
     code = code.replace("30000", str(free_port()))

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from supervisor.engines.shm import ENV_SHM_DIR, creator_pid, inspect_shm, stale_segments
 from tests._watch import Watched
 from tests.conftest import cli
@@ -29,6 +31,7 @@ def test_the_names_are_read_as_sglangs_sweep_reads_them() -> None:
         assert creator_pid(name) is None, name
 
 
+@pytest.mark.process
 def test_a_dead_creators_segment_fails_and_a_live_ones_does_not(tmp_path: Path) -> None:
     dead, alive = dead_pid(), os.getpid()
     (tmp_path / f"sgl_shm_mq_{dead}_0badf00d").write_bytes(b"x" * 4096)
@@ -54,6 +57,7 @@ def test_too_little_room_fails_only_where_gpus_need_it(tmp_path: Path) -> None:
     assert inspect_shm(1, tmp_path / "missing")[0] == "skip"
 
 
+@pytest.mark.process
 def test_a_crashed_servers_leaked_segment_refuses_the_next_start(port: int, tmp_path: Path) -> None:
     env = {ENV_SHM_DIR: str(tmp_path)}
     fake = ["--fake-arg=--fake-load-time=0.2", "--fake-arg=--fake-warmup-time=0.2"]

@@ -742,6 +742,7 @@ def sleepers() -> Any:
             p.wait(timeout=10)
 
 
+@pytest.mark.process
 async def test_freeze_tree_stops_then_continues_every_process(sleepers: Any) -> None:
     pids = tuple(p.pid for p in sleepers)
     seen: list[str] = []
@@ -758,6 +759,7 @@ async def test_freeze_tree_stops_then_continues_every_process(sleepers: Any) -> 
     assert all(_state_of(pid) != "T" for pid in pids)  # running again after it
 
 
+@pytest.mark.process
 async def test_freeze_tree_continues_the_tree_when_cancelled(sleepers: Any) -> None:
     pids = tuple(p.pid for p in sleepers)
     with anyio.move_on_after(0.3):
@@ -765,6 +767,7 @@ async def test_freeze_tree_continues_the_tree_when_cancelled(sleepers: Any) -> N
     assert all(_state_of(pid) != "T" for pid in pids)
 
 
+@pytest.mark.process
 async def test_freeze_tree_skips_the_gone_and_itself(sleepers: Any) -> None:
     import os
 

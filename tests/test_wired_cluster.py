@@ -119,6 +119,7 @@ def report_line(w: Watched) -> str:
     return next(line for line in w.output().splitlines() if "server died after serving" in line)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("victim", [1, 0], ids=["worker-engine-killed", "rank-0-engine-killed"])
 def test_both_ranks_serve_and_a_dead_engine_ends_both_naming_its_rank(victim: int) -> None:
     """The rank whose engine is SIGKILLed exits 1 within 5 s (its linger included), the other
@@ -151,6 +152,7 @@ def test_both_ranks_serve_and_a_dead_engine_ends_both_naming_its_rank(victim: in
             assert w.output().count("CRASH REPORT") == 1
 
 
+@pytest.mark.process
 def test_a_worker_scheduler_killed_alone_is_seen_by_the_tree_watch() -> None:
     """SGLang's worker joins its schedulers in order and never notices the second one dying;
     the supervisor's watch of the children seen at serving does."""
@@ -172,6 +174,7 @@ def test_a_worker_scheduler_killed_alone_is_seen_by_the_tree_watch() -> None:
         assert "rank 1 failed" in worker_report and "rank 1 failed" in report_line(ranks.head)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("signalled", [0, 1], ids=["sigterm-to-rank-0", "sigterm-to-worker"])
 def test_sigterm_to_either_supervisor_stops_both_with_exit_0(signalled: int) -> None:
     """Rank 0 drains and broadcasts the shutdown; a worker stopped first is seen `stopping` by
@@ -196,6 +199,7 @@ def test_sigterm_to_either_supervisor_stops_both_with_exit_0(signalled: int) -> 
         assert "exit code 0" in worker  # its engine ended on the broadcast, not by SIGKILL
 
 
+@pytest.mark.process
 def test_cluster_flags_are_checked_in_one_line() -> None:
     a, b = free_port(), free_port()
     cases = (
@@ -214,6 +218,7 @@ def test_cluster_flags_are_checked_in_one_line() -> None:
         assert needle in out and len(out.strip().splitlines()) == 1, (flags, out)
 
 
+@pytest.mark.process
 def test_a_taken_status_port_is_exit_2_and_nothing_is_spawned() -> None:
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))

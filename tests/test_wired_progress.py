@@ -61,6 +61,7 @@ def post_in_thread(url: str, body: dict[str, Any], timeout: float) -> threading.
     return thread
 
 
+@pytest.mark.process
 def test_a_stalled_engine_is_recycled_with_a_report_naming_the_stall(port: int) -> None:
     fake = ["--enable-metrics", "--fake-fault", "stall", "--fake-stall-after-requests", "1"]
     with run_cli(port, [*fake, "--fake-token-time", "0.05"], *PROGRESS) as w:
@@ -85,6 +86,7 @@ def test_a_stalled_engine_is_recycled_with_a_report_naming_the_stall(port: int) 
         assert "progress: idle -> " in out  # one line per verdict change
 
 
+@pytest.mark.process
 def test_an_idle_server_is_not_recycled(port: int) -> None:
     with run_cli(port, ["--enable-metrics"], *PROGRESS) as w:
         w.wait_for("state=serving", 30)
@@ -98,6 +100,7 @@ def test_an_idle_server_is_not_recycled(port: int) -> None:
         assert "progress: idle" in out
 
 
+@pytest.mark.process
 def test_a_slow_streamed_generation_is_not_recycled(port: int) -> None:
     with run_cli(port, ["--enable-metrics", "--fake-token-time", "0.1"], *PROGRESS) as w:
         w.wait_for("state=serving", 30)
@@ -120,6 +123,7 @@ def test_a_slow_streamed_generation_is_not_recycled(port: int) -> None:
         assert "progressing" in out
 
 
+@pytest.mark.process
 def test_without_metrics_one_line_says_so_and_liveness_still_recycles(port: int) -> None:
     fake = ["--fake-fault", "hang", "--fake-crash-after", "4"]
     live = ["--liveness-interval", "0.3", "--liveness-timeout", "0.5", "--liveness-failures", "3"]
@@ -137,6 +141,7 @@ def test_without_metrics_one_line_says_so_and_liveness_still_recycles(port: int)
         assert "stalled" not in out
 
 
+@pytest.mark.process
 def test_no_progress_and_bad_progress_flags(port: int) -> None:
     for flags, needle in (
         (["--stall-window", "0"], "--stall-window: must be a finite number > 0"),

@@ -51,6 +51,7 @@ def states(out: str) -> list[str]:
     return [line.split("state=")[1].split()[0] for line in out.splitlines() if "] state=" in line]
 
 
+@pytest.mark.process
 def test_the_rehearsal_sleeps_freezes_wakes_and_serves_again(port: int) -> None:
     with rehearse(port) as w:
         w.wait_for("snapshot rehearsal: serving again", 30)
@@ -69,6 +70,7 @@ def test_the_rehearsal_sleeps_freezes_wakes_and_serves_again(port: int) -> None:
         assert step in out.split("snapshot timing: ")[-1]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("fault", "needle"),
     [
@@ -96,6 +98,7 @@ def test_a_failed_wake_exits_3_naming_the_step(port: int, fault: str, needle: st
         assert w.alive(tree) == []
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("when", ["asleep", "waking"])
 def test_a_death_around_the_snapshot_exits_3_and_leaves_nothing(port: int, when: str) -> None:
     slow_resume = ("--fake-resume-time", "5") if when == "waking" else ()
@@ -114,6 +117,7 @@ def test_a_death_around_the_snapshot_exits_3_and_leaves_nothing(port: int, when:
         assert w.alive(tree) == [] and "CRASH REPORT" not in out
 
 
+@pytest.mark.process
 def test_rehearsal_flags_are_checked(port: int) -> None:
     for flags, needle in (
         (["--snapshot-pause", "1"], "--snapshot-pause needs --snapshot-rehearsal"),
