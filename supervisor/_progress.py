@@ -157,6 +157,11 @@ class ProgressPolicy:
     #: The request that tells a slow reader from requests nobody answers (needs request gauges
     #: and heartbeat counters: without them that shape cannot be seen). None: no canary.
     canary: Canary | None = None
+    #: The label that names a rank (SGLang's `dp_rank` under DP attention). When the work gauges
+    #: carry it, each rank is judged on its own labelled series too: one rank whose work waits
+    #: while its own counters stand still is a stall, however busy the others are (sglang
+    #: #32949). None: the engine as one.
+    rank_label: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.startswith("/"):
@@ -197,6 +202,12 @@ class ProgressPolicy:
             raise ConfigError(
                 "name work gauges and progress counters together (Selectors): a stall is work "
                 "waiting while no counter moves, so one is no use without the other"
+            )
+        if self.rank_label is not None and not (
+            isinstance(self.rank_label, str) and _LABEL_NAME.fullmatch(self.rank_label)
+        ):
+            raise ConfigError(
+                f"rank label must be a Prometheus label name, got {self.rank_label!r}"
             )
         if self.canary is not None and not self.request_gauges:
             raise ConfigError("a canary needs request gauges: it is sent for open requests")

@@ -75,6 +75,7 @@ class ProgressStatus:
     reset: bool = False  # a counter went down (an engine restart): counted as a move
     requests: float = 0.0  # in flight at the HTTP front end, counted in `work` or not
     loop_moved: bool | None = None  # a heartbeat moved since the last scrape; None: unknown
+    rank: str = ""  # `dp_rank=2` when one rank's own series gave the verdict, else empty
 
     @property
     def since_progress_s(self) -> float | None:
@@ -97,8 +98,14 @@ class ProgressTracker:
     gets the whole window). An observation that lacks the metrics changes nothing.
     """
 
-    def __init__(self, policy: ProgressPolicy) -> None:
+    def __init__(self, policy: ProgressPolicy, *, one_rank: bool = False) -> None:
         self.policy = policy
+        #: Judging one rank of a whole: a rank that never made a token has no counter series
+        #: yet (a labelled series exists once something set it), which is "nothing moved",
+        #: not "no metrics".
+        self._one_rank = one_rank
+        #: One tracker per rank value, fed only that rank's labelled series.
+        self._ranks: dict[str, ProgressTracker] = {}
         self._counters: dict[str, float] | None = None
         self._heartbeat: dict[str, float] | None = None
         self._last_progress: float | None = None
@@ -111,7 +118,33 @@ class ProgressTracker:
         return self._last_progress
 
     def observe(self, samples: Iterable[SampleLike], now: float) -> ProgressStatus:
-        """Judge one scrape's samples, taken at `now`."""
+        """Judge one scrape's samples, taken at `now`: the engine as one, then (with a rank
+        label) each rank on its own series; the first stall found is the verdict."""
+        samples = list(samples)
+        status = self._observe_whole(samples, now)
+        label = self.policy.rank_label
+        if label is None or status.verdict in (Verdict.STALLED, Verdict.NO_METRICS):
+            return status
+        by_rank: dict[str, list[SampleLike]] = {}
+        for sample in samples:
+            value = sample.labels.get(label)
+            if value is not None:
+                by_rank.setdefault(value, []).append(sample)
+        if len(by_rank) < 2:
+            return status  # one rank is the whole engine: judged above
+        for value in sorted(by_rank):
+            tracker = self._ranks.get(value)
+            if tracker is None:
+                tracker = ProgressTracker(
+                    dataclasses.replace(self.policy, rank_label=None), one_rank=True
+                )
+                self._ranks[value] = tracker
+            own = tracker.observe(by_rank[value], now)
+            if own.verdict is Verdict.STALLED:
+                return self._remember(dataclasses.replace(own, rank=f"{label}={value}"))
+        return status
+
+    def _observe_whole(self, samples: list[SampleLike], now: float) -> ProgressStatus:
         policy = self.policy
         work_series: dict[str, float] = {}
         counters: dict[str, float] = {}
@@ -128,7 +161,7 @@ class ProgressTracker:
                 if any(s.matches(sample.name, sample.labels) for s in selectors):
                     found[_series_key(sample.name, sample.labels)] = float(sample.value)
                     break
-        if not work_series or not counters:
+        if not work_series or (not counters and not self._one_rank):
             return self._remember(ProgressStatus(Verdict.NO_METRICS, now))
 
         previous = self._counters
@@ -209,6 +242,8 @@ class StallReport:
     counters: Mapping[str, float]  # every progress series, frozen at these values
     #: Set when the canary found the hang: requests open, nothing waiting, no answer.
     unanswered: str = ""
+    #: Set when one rank stalled while the engine as a whole moved (`dp_rank=2`).
+    rank: str = ""
 
     @classmethod
     def from_status(cls, status: ProgressStatus, window_s: float) -> StallReport:
@@ -218,14 +253,16 @@ class StallReport:
             window_s=window_s,
             work=status.work_series,
             counters=status.counters,
+            rank=status.rank,
         )
 
     def describe(self) -> str:
         """One line for the crash report and the log."""
         if self.unanswered:
             return self.unanswered
+        who = f"rank {self.rank} (the other ranks serve): " if self.rank else ""
         return (
-            f"no forward progress for {self.stalled_for_s:.1f} s with work waiting "
+            f"{who}no forward progress for {self.stalled_for_s:.1f} s with work waiting "
             f"(stall window {self.window_s:g} s): waiting {_by_name(self.work)}; "
             f"counters frozen at {_by_name(self.counters)}"
         )

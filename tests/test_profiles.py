@@ -230,3 +230,26 @@ def test_snapshot_fields_must_agree_with_each_other_and_the_launch() -> None:
         )
     # a non-capable profile may still launch the saver (other uses); capability is the claim
     dataclasses.replace(qwen, snapshot_capable=False, snapshot_blocker="not wanted here")
+
+
+def test_dp_attention_brings_every_schedulers_metrics() -> None:
+    """A launch with DP attention reports every rank's scheduler (labelled dp_rank), so the
+    progress watch can see one wedged rank; without DP attention nothing is added."""
+    base = get_profile("qwen3-8b").launch
+    dp = dataclasses.replace(base, extra_args=("--enable-dp-attention", "--dp-size", "2"))
+    argv = dp.model_args()
+    assert argv.count("--enable-metrics-for-all-schedulers") == 1
+    assert "--enable-metrics-for-all-schedulers" not in base.model_args()
+    off = dataclasses.replace(dp, enable_metrics=False)
+    assert "--enable-metrics-for-all-schedulers" not in off.model_args()
+
+
+@needs_parser
+@pytest.mark.process
+def test_the_dp_attention_argv_parses_with_sglang() -> None:
+    base = get_profile("qwen3-8b").launch
+    dp = dataclasses.replace(
+        base, tp_size=2, extra_args=("--enable-dp-attention", "--dp-size", "2")
+    )
+    verdict = check_argv(dp.serve_argv(), python=PARSER)
+    assert verdict.problems == (), verdict.problems

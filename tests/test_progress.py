@@ -661,3 +661,71 @@ async def test_disabled_policy_never_scrapes(server: MetricsServer) -> None:
         with anyio.move_on_after(0.3) as scope:
             await watch_progress(client, url(server), fast(enabled=False))
     assert scope.cancelled_caught and server.gets == 0
+
+
+# --------------------------------------------------------------------------- per-rank (DP attention)
+def dp_ranks(*ranks: tuple[float, float], prompt: float = 0) -> list[Sample]:
+    """What 0.5.23 exposes under DP attention with --enable-metrics-for-all-schedulers: each
+    rank's scheduler series carry `dp_rank` (metrics_collector.py, `labels["dp_rank"]`); the
+    tokenizer's counters do not. Each rank is (queued, decode tokens)."""
+    samples = [Sample("sglang:prompt_tokens_total", dict(LABELS), prompt)]
+    for rank, (queued, decode) in enumerate(ranks):
+        labels = {**LABELS, "tp_rank": str(rank * 2), "dp_rank": str(rank)}
+        samples += [
+            Sample("sglang:num_running_reqs", dict(labels), 1.0 if queued else 0.0),
+            Sample("sglang:num_queue_reqs", dict(labels), queued),
+            Sample("sglang:realtime_tokens_total", {**labels, "mode": "decode"}, decode),
+        ]
+    return samples
+
+
+def test_one_dp_rank_flat_with_work_is_a_stall_while_the_others_serve() -> None:
+    """sglang #32949: one DP rank wedged, the others kept serving (so the engine's totals kept
+    moving) and the load balancer kept sending into the hole."""
+    tracker = ProgressTracker(policy())
+    assert SGLANG_PROGRESS.rank_label == "dp_rank"
+    t, served = 0.0, 0.0
+    verdicts = []
+    while t <= 12.0:
+        served += 10  # ranks 0 and 2 decode on; rank 1 holds 3 queued and never moves
+        status = tracker.observe(dp_ranks((1, served), (3, 50), (1, served), prompt=served), t)
+        verdicts.append(status.verdict)
+        if status.verdict is Verdict.STALLED:
+            break
+        t += 1.0
+    assert verdicts[-1] is Verdict.STALLED and len(verdicts) == 11  # the window, from first sight
+    assert status.rank == "dp_rank=1"
+    report = StallReport.from_status(status, 10.0)
+    text = report.describe()
+    assert text.startswith("rank dp_rank=1 (the other ranks serve): no forward progress for 10")
+    assert "sglang:num_queue_reqs=3" in text and "sglang:realtime_tokens_total=50" in text
+
+
+def test_dp_ranks_that_all_serve_or_idle_never_stall() -> None:
+    tracker = ProgressTracker(policy())
+    for step in range(30):
+        # rank 0 busy and moving, rank 1 idle and flat: no rank has work waiting on frozen counters
+        status = tracker.observe(dp_ranks((2, step * 5.0), (0, 40)), float(step))
+        assert status.verdict is not Verdict.STALLED
+    without = ProgressTracker(policy(rank_label=None))
+    for step in range(30):  # without the rank label the engine is judged as one: it moves
+        status = without.observe(dp_ranks((1, step * 5.0), (3, 50)), float(step))
+        assert status.verdict is not Verdict.STALLED
+
+
+def test_a_dp_rank_that_wedged_on_its_first_request_has_no_counters_and_still_stalls() -> None:
+    """A labelled series exists only once something set it: a rank that never made a token
+    shows its gauges but no counter; judged alone, that is nothing moving."""
+    tracker = ProgressTracker(policy())
+    verdict = None
+    for step in range(12):
+        samples = [
+            s
+            for s in dp_ranks((1, step * 5.0), (1, 0))
+            if not (s.name == "sglang:realtime_tokens_total" and s.labels.get("dp_rank") == "1")
+        ]
+        status = tracker.observe(samples, float(step))
+        verdict = status.verdict
+        if verdict is Verdict.STALLED:
+            break
+    assert verdict is Verdict.STALLED and status.rank == "dp_rank=1"

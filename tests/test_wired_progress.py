@@ -278,3 +278,42 @@ async def test_failed_scrapes_are_counted_and_said_once_per_run() -> None:
     assert "HTTP 500" in failed[0]
     exposition = sup.metrics.exposition().decode()
     assert "supervisor_progress_scrape_failures_total 3.0" in exposition
+
+
+@pytest.mark.process
+def test_one_wedged_dp_rank_is_recycled_while_the_others_serve(port: int) -> None:
+    """sglang #32949: under DP attention one rank wedged with work on it, /health stayed 200 and
+    the other ranks kept serving (so the engine's totals kept moving). Judged per rank
+    (`dp_rank`), it is a stall; the report names the rank."""
+    fake = [
+        "--enable-metrics",
+        "--enable-metrics-for-all-schedulers",
+        "--enable-dp-attention",
+        "--tp-size",
+        "2",
+        "--dp-size",
+        "2",
+        "--fake-fault",
+        "dp-rank-stall",
+    ]
+    with run_cli(port, fake, *PROGRESS) as w:
+        w.wait_for("state=serving", 30)
+        base = f"http://127.0.0.1:{port}"
+        stuck = post_in_thread(base + CHAT, chat(), 60)  # rank 0 answers, or rank 1 takes it
+        answered = 0
+        deadline = time.monotonic() + 30
+        while w.popen.poll() is None and time.monotonic() < deadline:
+            try:  # rank 0 keeps serving every other request: its counters keep moving
+                r = httpx.post(base + CHAT, json=chat(), timeout=2)
+                answered += r.status_code == 200
+            except httpx.HTTPError:
+                post_in_thread(base + CHAT, chat(), 60)
+            time.sleep(0.2)
+        rc, _ = w.wait_exit(30)
+        out = w.output()
+        assert rc == 1, out
+        assert answered >= 1, out  # the other rank served while rank 1 was wedged
+        report = next(line for line in out.splitlines() if "server died after serving" in line)
+        assert "rank dp_rank=1 (the other ranks serve): no forward progress" in report, report
+        assert "cause=stalled" in report
+        stuck.join(0)

@@ -38,6 +38,11 @@ from supervisor.engines.sglang_timings import TIMING_READERS
 __all__ = ["SGLangLaunch", "Speculative"]
 
 
+DP_ATTENTION = "--enable-dp-attention"
+#: Every scheduler's metrics, labelled `dp_rank` under DP attention: what per-rank progress reads.
+ALL_SCHEDULER_METRICS = "--enable-metrics-for-all-schedulers"
+
+
 @dataclass(frozen=True)
 class Speculative:
     algorithm: str = "EAGLE"
@@ -196,6 +201,10 @@ class SGLangLaunch:
                 args += [_flag(name), _number(value)]
         if self.enable_metrics:
             args.append("--enable-metrics")
+            if DP_ATTENTION in self.extra_args and ALL_SCHEDULER_METRICS not in self.extra_args:
+                # Without it 0.5.23 reports from attention-TP rank 0 only (scheduler.py,
+                # metrics_collector.py): one wedged DP rank would be invisible (sglang #32949).
+                args.append(ALL_SCHEDULER_METRICS)
         if self.enable_memory_saver:
             args.append("--enable-memory-saver")
         if self.enable_weights_cpu_backup:

@@ -76,6 +76,9 @@ SGLANG_PROGRESS = ProgressPolicy(
     progress_counters=SGLANG_PROGRESS_COUNTERS,
     request_gauges=SGLANG_REQUEST_GAUGES,
     heartbeat_counters=SGLANG_HEARTBEAT_COUNTERS,
+    # Under DP attention (with --enable-metrics-for-all-schedulers) every rank's scheduler
+    # series carry dp_rank (metrics_collector.py: labels["dp_rank"]): each rank is judged too.
+    rank_label="dp_rank",
     # One greedy token through SGLang's own /generate (no model name needed, every model has
     # it): what a request that nobody answers (a stopped detokenizer, sglang #33858) never gets.
     canary=SGLANG_CANARY,

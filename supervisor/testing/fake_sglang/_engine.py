@@ -64,6 +64,7 @@ class Generation:
     aborted: bool = False
     closed: bool = False
     gone: Callable[[], bool] | None = None  # is the client gone? (None: never asked)
+    dp_rank: int = 0  # the DP rank the controller sent it to (round robin)
 
 
 class Engine:
@@ -77,8 +78,16 @@ class Engine:
         gen_time: float,
         state_wait: float,
         crash: Callable[[list[str]], None],
+        dp_size: int = 1,
+        wedge_rank: int | None = None,
     ) -> None:
         self.metrics = metrics
+        #: DP attention: requests go to the ranks in turn (data_parallel_controller.py,
+        #: round robin); health checks go to rank 0 here, so that /health stays 200 while one
+        #: rank is wedged, as in sglang #32949.
+        self.dp_size = dp_size
+        self.wedge_rank = wedge_rank  # `dp-rank-stall`: this rank wedges on its first request
+        self._next_dp = 0
         self.token_time = token_time
         self.gen_time = gen_time
         self.state_wait = state_wait
@@ -109,9 +118,11 @@ class Engine:
             return bool(self.running) and not self.stalled
 
     def _report(self) -> None:
-        """`log_stats` (called with the lock held): the running gauge."""
+        """`log_stats` (called with the lock held): each DP rank's running gauge."""
         throughput = 1.0 / self.token_time if self.token_time else 0.0
-        self.metrics.running(len(self.running), throughput if self.running else 0.0)
+        for dp in range(self.dp_size):
+            count = sum(1 for gen in self.running.values() if gen.dp_rank == dp)
+            self.metrics.running(count, throughput if count else 0.0, dp)
 
     def _stuck(self, gen: Generation) -> NoReturn:
         """Wait for a scheduler that never answers, looking every `state_wait` for the client."""
@@ -135,6 +146,8 @@ class Engine:
         gen = Generation(f"{prefix}{uuid.uuid4().hex}", max(1, prompt_tokens), streaming, health)
         gen.gone = gone
         with self.cond:
+            if not health and self.dp_size > 1:
+                gen.dp_rank, self._next_dp = self._next_dp, (self._next_dp + 1) % self.dp_size
             self.requests[gen.rid] = gen
         return gen
 
@@ -148,14 +161,17 @@ class Engine:
             if not self.cond.wait_for(lambda: not self.is_pause, pause_timeout):
                 raise Aborted("still paused")
             stalled = self.stalled
-            if not stalled:
+            if not stalled and gen.dp_rank not in self.metrics.wedged:
                 self.running[gen.rid] = gen
                 self._report()
-        if stalled:
+            wedge = gen.dp_rank == self.wedge_rank
+            if wedge:  # its scheduler hangs in this request's forward: its series stand still
+                self.metrics.wedged.add(gen.dp_rank)
+        if stalled or wedge:
             self._stuck(gen)
         if self.illegal_access():
             block_forever()  # the tree is being killed
-        self.metrics.realtime("prefill_compute", gen.prompt_tokens)
+        self.metrics.realtime("prefill_compute", gen.prompt_tokens, gen.dp_rank)
         self.on_admitted(gen)
         if self.detokenizer_stopped:  # the prefill's first output goes nowhere
             self._lost_output(gen)
@@ -180,7 +196,7 @@ class Engine:
         if aborted:
             raise Aborted("Aborted")
         if not gen.health:  # a health check's one token comes out of its prefill
-            self.metrics.realtime("decode", 1)
+            self.metrics.realtime("decode", 1, gen.dp_rank)
 
     def _lost_output(self, gen: Generation) -> NoReturn:
         """The scheduler ends the request (running 0, counters moved); its output goes nowhere."""

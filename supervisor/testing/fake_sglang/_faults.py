@@ -28,6 +28,10 @@ supervisor's crash classification is tested on real texts:
   memory"}}` and the memory stays released; unhealthy-after-resume: the resume answers 200, then
   `/health` 503 and generations 500; garbage-after-resume: the resume answers 200, `/health` 200,
   and every generation answers 200 with junk (what resumed weights without a CPU backup give);
+- dp-rank-stall: under DP attention (`--enable-dp-attention --dp-size N`), the last DP rank's
+  scheduler hangs in the forward of the first request it gets (sglang #32949): its series stand
+  still with that request running, every later request sent to it waits for ever, the other
+  ranks serve and /health (sent to rank 0) stays 200;
 - detokenizer-stall: once `--fake-stall-after-requests` client generations finished, the
   detokenizer stops (sglang #33858; SIGSTOP of the real one shows it on the CPU engine): the
   scheduler still finishes every request and its counters advance, nothing runs or waits, but
@@ -68,6 +72,7 @@ FAULTS = (
     "leak-shm",
     "detokenizer-stall",
     "memory-leak",
+    "dp-rank-stall",
 )
 
 

@@ -78,44 +78,59 @@ def _number(value: float) -> str:
 class Metrics:
     """Every series the fake exposes, under one lock; `render()` is the `/metrics` body."""
 
-    def __init__(self, model: str, tp_ranks: Sequence[int], stats_rank: bool) -> None:
+    def __init__(
+        self, model: str, tp_ranks: Sequence[int], stats_rank: bool, dp_size: int = 1
+    ) -> None:
         self._lock = threading.Lock()
         self.frozen = False
+        #: DP ranks whose scheduler is wedged: their series stand still (`dp-rank-stall`).
+        self.wedged: set[int] = set()
         self._series: dict[str, dict[Labels, float]] = {name: {} for name in HELP}
         self._scheduler = (("model_name", model), ("engine_type", "unified"))
         self._tokenizer = (("model_name", model), ("engine_type", "unified"))
-        self._stats = self._rank_labels(tp_ranks[0]) if stats_rank else None
-        self._ranks = [self._rank_labels(rank) for rank in tp_ranks]
-        for labels in self._ranks:  # pre-seeded at 0 (SchedulerMetricsCollector.__init__)
+        # Under DP attention (dp_size > 1) every rank's labels carry `dp_rank`, and each DP
+        # group's attention-TP rank 0 is a stats rank (metrics_collector.py:
+        # is_stats_logging_rank, labels["dp_rank"]); attn_tp_size = tp / dp.
+        self._attn_tp = max(1, len(tp_ranks) // dp_size) if dp_size > 1 else len(tp_ranks)
+        self._dp = dp_size > 1
+        self._ranks = {rank: self._rank_labels(rank) for rank in tp_ranks}
+        self._stats: dict[int, Labels] = {}
+        if stats_rank:
+            for dp in range(dp_size):
+                self._stats[dp] = self._rank_labels(tp_ranks[0] + dp * self._attn_tp)
+        for labels in self._ranks.values():  # pre-seeded at 0 (SchedulerMetricsCollector)
             self._series["sglang:scheduler_idle_seconds_total"][labels] = 0.0
             self._series["sglang:scheduler_process_cpu_seconds_total"][labels] = 0.0
-        if self._stats is not None:
-            self._series["sglang:num_running_reqs"][self._stats] = 0.0
-            self._series["sglang:num_queue_reqs"][self._stats] = 0.0
-            self._series["sglang:gen_throughput"][self._stats] = 0.0
+        for labels in self._stats.values():
+            self._series["sglang:num_running_reqs"][labels] = 0.0
+            self._series["sglang:num_queue_reqs"][labels] = 0.0
+            self._series["sglang:gen_throughput"][labels] = 0.0
 
     def _rank_labels(self, rank: int) -> Labels:
-        return (*self._scheduler, ("tp_rank", str(rank)), ("pp_rank", "0"), ("moe_ep_rank", "0"))
+        labels = (*self._scheduler, ("tp_rank", str(rank)), ("pp_rank", "0"), ("moe_ep_rank", "0"))
+        return (*labels, ("dp_rank", str(rank // self._attn_tp))) if self._dp else labels
 
     # ------------------------------------------------------------ scheduler and tokenizer
     def freeze(self) -> None:
         with self._lock:
             self.frozen = True
 
-    def running(self, count: int, throughput: float) -> None:
+    def running(self, count: int, throughput: float, dp_rank: int = 0) -> None:
         """`log_stats`: the running gauge (the fake has no waiting queue: 0 queued)."""
         with self._lock:
-            if self._stats is not None and not self.frozen:
-                self._series["sglang:num_running_reqs"][self._stats] = float(count)
-                self._series["sglang:gen_throughput"][self._stats] = throughput
+            labels = self._stats.get(dp_rank)
+            if labels is not None and not self.frozen and dp_rank not in self.wedged:
+                self._series["sglang:num_running_reqs"][labels] = float(count)
+                self._series["sglang:gen_throughput"][labels] = throughput
 
-    def realtime(self, mode: str, tokens: int) -> None:
+    def realtime(self, mode: str, tokens: int, dp_rank: int = 0) -> None:
         """`increment_realtime_tokens`: zero deltas are skipped, so a mode appears on first use."""
         with self._lock:
-            if self._stats is None or self.frozen or tokens <= 0:
+            labels = self._stats.get(dp_rank)
+            if labels is None or self.frozen or tokens <= 0 or dp_rank in self.wedged:
                 return
             series = self._series["sglang:realtime_tokens_total"]
-            key = (*self._stats, ("mode", mode))
+            key = (*labels, ("mode", mode))
             series[key] = series.get(key, 0.0) + tokens
 
     def finished(self, prompt_tokens: int, generation_tokens: int, streaming: bool) -> None:
@@ -136,7 +151,9 @@ class Metrics:
         with self._lock:
             if self.frozen:
                 return
-            for labels in self._ranks:
+            for rank, labels in self._ranks.items():
+                if self._dp and rank // self._attn_tp in self.wedged:
+                    continue  # a loop stuck in a forward pass turns no more
                 cpu = self._series["sglang:scheduler_process_cpu_seconds_total"]
                 share = BUSY_CPU_SHARE if busy else IDLE_CPU_SHARE
                 cpu[labels] += elapsed * share

@@ -93,13 +93,18 @@ class FakeSGLang(SignalsAndDrain):
         self.started = time.time()
         per_node = max(1, args.tp_size // args.nnodes)
         self.local_ranks = [args.node_rank * per_node + i for i in range(per_node)]
-        self.metrics = Metrics(self.model, self.local_ranks, stats_rank=args.node_rank == 0)
+        dp_size = args.dp_size if args.enable_dp_attention else 1
+        self.metrics = Metrics(
+            self.model, self.local_ranks, stats_rank=args.node_rank == 0, dp_size=dp_size
+        )
         self.engine = Engine(
             self.metrics,
             token_time=args.fake_token_time,
             gen_time=args.fake_gen_time,
             state_wait=self.timings.request_state_wait,
             crash=self.scheduler_crash,
+            dp_size=dp_size,
+            wedge_rank=dp_size - 1 if "dp-rank-stall" in self.faults else None,
         )
         self.engine.on_finished = self.count_finished
         self.memory = Memory(
