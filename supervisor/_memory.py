@@ -33,6 +33,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from ._errors import ConfigError
+from ._gpu_memory import GpuMemory, GpuProbe
 
 __all__ = ["MemoryPolicy", "MemoryReport", "MemorySample", "parse_size", "watch_memory"]
 
@@ -108,6 +109,7 @@ class MemorySample:
     largest: tuple[int, str, int]  # pid, its name, its bytes
     fds: int
     basis: str = "the tree"  # or "the container" (its cgroup's anon + shmem)
+    gpu: GpuMemory | None = None  # where NVML is present
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class MemoryReport:
             f"{self.sample.basis} holds {_gib(self.sample.total)} (of which /dev/shm "
             f"{_gib(self.sample.shm)}), past the high mark {_gib(self.high)} ({self.source}); "
             f"{trend}; largest pid={pid} ({name}) {_gib(size)}; {self.sample.fds} open fds"
+            + (f"; {self.sample.gpu.describe(_name)}" if self.sample.gpu is not None else "")
         )
 
 
@@ -217,28 +220,55 @@ async def watch_memory(
     *,
     say: Callable[[str], None],
     on_sample: Callable[[MemorySample], None] | None = None,
+    gpu: GpuProbe | None = None,
 ) -> MemoryReport:
     """Sample the tree every `policy.interval` s; return once it is past the high mark.
 
-    With no mark (no limit known, or disabled) it says so once and sleeps for good.
+    GPU memory (NVML, `gpu`, by default a probe of its own) rides along with every sample.
+    With no mark (no limit known, or disabled) it says so once and only samples, for the
+    metrics, while there is a GPU to look at; else it sleeps for good.
     """
     high, source = policy.mark()
+    probe = gpu if gpu is not None else GpuProbe()
+
+    async def look(pids: list[int]) -> GpuMemory | None:
+        found = await anyio.to_thread.run_sync(probe.look, pids)
+        for note in probe.take_notes():
+            say(note)
+        return found
+
     if high is None:
         if policy.enabled:
             say(f"memory watch: off ({source})")
-        await anyio.sleep_forever()
-        raise AssertionError("sleep_forever returned")  # pragma: no cover
-    say(f"memory watch: a planned recycle past {_gib(high)} ({source})")
+    else:
+        say(f"memory watch: a planned recycle past {_gib(high)} ({source})")
     window: deque[MemorySample] = deque(maxlen=30)  # a minute at the default interval
-    while True:
-        pids = list(tree())
-        sample = await anyio.to_thread.run_sync(sample_cheap, policy, pids)
-        window.append(sample)
-        if on_sample is not None:
-            on_sample(sample)
-        if sample.total >= high:
-            if sample.largest[0] == 0:  # the cgroup said it: walk once, for the report
-                walked = await anyio.to_thread.run_sync(sample_tree, pids, policy.shm_dir)
-                sample = dataclasses.replace(sample, largest=walked.largest, fds=walked.fds)
-            return MemoryReport(sample, high, source, _trend(window))
-        await anyio.sleep(policy.interval)
+    try:
+        while True:
+            pids = list(tree())
+            if high is None:
+                if not policy.enabled:
+                    break
+                looked = await look(pids)
+                if looked is None:
+                    break  # no GPU either: nothing to watch
+                if on_sample is not None:
+                    on_sample(MemorySample(time.monotonic(), 0, 0, (0, "-", 0), 0, gpu=looked))
+                await anyio.sleep(policy.interval)
+                continue
+            sample = await anyio.to_thread.run_sync(sample_cheap, policy, pids)
+            sample = dataclasses.replace(sample, gpu=await look(pids))
+            window.append(sample)
+            if on_sample is not None:
+                on_sample(sample)
+            if sample.total >= high:
+                if sample.largest[0] == 0:  # the cgroup said it: walk once, for the report
+                    walked = await anyio.to_thread.run_sync(sample_tree, pids, policy.shm_dir)
+                    sample = dataclasses.replace(sample, largest=walked.largest, fds=walked.fds)
+                return MemoryReport(sample, high, source, _trend(window))
+            await anyio.sleep(policy.interval)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(probe.close)
+    await anyio.sleep_forever()
+    raise AssertionError("sleep_forever returned")  # pragma: no cover

@@ -68,6 +68,20 @@ class SupervisorMetrics:
         self.open_fds = Gauge(
             "tree_open_fds", "Open fds of the server tree, last sample.", namespace=ns, registry=r
         )
+        self.gpu_memory_bytes = Gauge(
+            "gpu_memory_bytes",
+            "GPU memory held by the server tree's processes, per GPU (NVML), last sample.",
+            ["gpu"],
+            namespace=ns,
+            registry=r,
+        )
+        self.gpu_memory_used_bytes = Gauge(
+            "gpu_memory_used_bytes",
+            "GPU memory used on each GPU by anyone (NVML), last sample.",
+            ["gpu"],
+            namespace=ns,
+            registry=r,
+        )
         self.cache_files = Gauge(
             "cache_files",
             "Files in each compiled-artifact cache, before the spawn and once serving.",
@@ -192,9 +206,14 @@ class SupervisorMetrics:
             self.phase_seconds.labels(phase).set(seconds)
 
     def on_memory(self, sample: MemorySample) -> None:
-        self.memory_bytes.set(sample.total)
-        self.memory_shm_bytes.set(sample.shm)
-        self.open_fds.set(sample.fds)
+        if sample.total or sample.fds:  # a GPU-only sample (no host mark) leaves these alone
+            self.memory_bytes.set(sample.total)
+            self.memory_shm_bytes.set(sample.shm)
+            self.open_fds.set(sample.fds)
+        if sample.gpu is not None:
+            for index, held, used in sample.gpu.per_gpu:
+                self.gpu_memory_bytes.labels(str(index)).set(held)
+                self.gpu_memory_used_bytes.labels(str(index)).set(used)
 
     def on_cache(self, cache: str, moment: str, files: int, nbytes: int) -> None:
         self.cache_files.labels(cache, moment).set(files)

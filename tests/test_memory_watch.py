@@ -80,3 +80,98 @@ def test_a_leak_past_the_mark_is_drained_then_recycled_with_exit_1(port: int) ->
         report = out.split("CRASH REPORT", 1)[1]
         assert "recycled for memory" in report and "growing" in report
         assert "largest pid=" in report and "past the high mark 400 MiB" in report
+
+
+# ----------------------------------------------------------------------------- GPU memory (NVML)
+class FakeNvml:
+    """pynvml's calls the probe makes, over a scripted set of GPUs (a unit test's double; the
+    real NVML is checked on the GPU machine: benchmarks/gpu/)."""
+
+    class Proc:
+        def __init__(self, pid: int, used: int | None) -> None:
+            self.pid, self.usedGpuMemory = pid, used
+
+    class Info:
+        def __init__(self, used: int) -> None:
+            self.used = used
+
+    def __init__(
+        self, gpus: list[tuple[int, list[tuple[int, int | None]]]], fail: str = ""
+    ) -> None:
+        self.gpus, self.fail, self.shut = gpus, fail, False
+
+    def nvmlInit(self) -> None:
+        if self.fail == "init":
+            raise RuntimeError("NVML Shared Library Not Found")
+
+    def nvmlShutdown(self) -> None:
+        self.shut = True
+
+    def nvmlDeviceGetCount(self) -> int:
+        if self.fail == "count":
+            raise RuntimeError("GPU is lost")
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> FakeNvml.Info:
+        return FakeNvml.Info(self.gpus[handle][0])
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[FakeNvml.Proc]:
+        return [FakeNvml.Proc(pid, used) for pid, used in self.gpus[handle][1]]
+
+
+def test_the_gpu_probe_counts_the_trees_processes_per_gpu() -> None:
+    from supervisor._gpu_memory import GpuProbe
+
+    nvml = FakeNvml([(80 << 30, [(11, 70 << 30), (999, 5 << 30)]), (2 << 30, [(12, None)])])
+    probe = GpuProbe(nvml)
+    found = probe.look([11, 12])
+    assert found is not None and probe.take_notes() == []
+    assert found.per_gpu == ((0, 70 << 30, 80 << 30), (1, 0, 2 << 30))  # None used: 0
+    assert found.held == 70 << 30
+    text = found.describe(lambda pid: f"proc{pid}")
+    assert "GPU0 70.00 GiB of the tree (80.00 GiB used, largest pid=11 (proc11) 70.00 GiB)" in text
+    probe.close()
+    assert nvml.shut
+
+
+def test_no_nvml_is_said_once_and_a_lost_gpu_turns_the_probe_off() -> None:
+    from supervisor._gpu_memory import GpuProbe
+
+    absent = GpuProbe(FakeNvml([], fail="init"))
+    assert absent.look([1]) is None and absent.look([1]) is None
+    notes = absent.take_notes()
+    assert len(notes) == 1 and "NVML unavailable" in notes[0]
+    lost = GpuProbe(FakeNvml([(1, [])], fail="count"))
+    assert lost.look([1]) is None
+    assert "not watched any more" in lost.take_notes()[0]
+    foreign = GpuProbe(FakeNvml([(1 << 30, [(5, 1 << 30)])]))
+    for _ in range(3):
+        assert foreign.look([7]) is not None
+    assert len(foreign.take_notes()) == 1  # "none of this tree's pids", once
+
+
+@pytest.mark.anyio
+async def test_the_recycle_report_and_the_metrics_carry_the_gpu_memory() -> None:
+    from supervisor._gpu_memory import GpuProbe
+    from supervisor._memory import watch_memory
+    from supervisor._metrics import SupervisorMetrics
+
+    me = os.getpid()
+    nvml = FakeNvml([(40 << 30, [(me, 30 << 30)])])
+    metrics, said = SupervisorMetrics(), []
+    report = await watch_memory(
+        lambda: [me],
+        MemoryPolicy(high_bytes=1 << 20, interval=0.05),
+        say=said.append,
+        on_sample=metrics.on_memory,
+        gpu=GpuProbe(nvml),
+    )
+    assert "GPU memory: GPU0 30.00 GiB of the tree (40.00 GiB used, largest pid=" in (
+        report.describe()
+    )
+    value = metrics.registry.get_sample_value("supervisor_gpu_memory_bytes", {"gpu": "0"})
+    assert value == 30 << 30
+    assert nvml.shut  # NVML closed with the watch
