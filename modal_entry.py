@@ -278,6 +278,7 @@ class Server:
             commit=lambda: _commit(dg_volume),  # what a cold start compiled, for the next one
             stop_timeout_s=SETTINGS.drain.stop_timeout_s,
             startup_timeout_s=SETTINGS.supervisor_startup_timeout_s,
+            memory_high_bytes=SETTINGS.memory_high_bytes,
             runtime_check=lambda: runtime_check(),
             node=(lambda: cluster_place()) if NODES > 1 else None,
         )

@@ -16,6 +16,7 @@ from ._engine import GENERIC, EngineTraits, choose_engine
 from ._health import ProbeResult
 from ._local import TREE_TOKEN_ENV, LocalChild, LocalProcessManager
 from ._logs import LogTail, Redactor, one_line, pump
+from ._memory import parse_size
 from ._process import ByteSource, ChildProcess, KillResult, ListenerCheck, ProcessManager
 from ._proctree import proc_info
 from ._progress import Canary, Selector, Verdict
@@ -54,6 +55,7 @@ __all__ = [
     "freeze_tree",
     "one_line",
     "parse_address",
+    "parse_size",
     "proc_info",
     "pump",
     "run_warmups",

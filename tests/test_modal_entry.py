@@ -326,6 +326,8 @@ W = "SGLANG_SUPERVISOR_"
         ({W + "ROUTING_REGION": "US East"}, "must be a region name"),
         ({W + "COMPUTE_REGION": "us-east-1,,"}, "comma-separated region names"),
         ({W + "PORT": "70000"}, "from 1 to 65535"),
+        ({W + "MEMORY_HIGH": "lots"}, W + "MEMORY_HIGH='lots': a size like 40G or 300M"),
+        ({W + "MEMORY_HIGH": "10K"}, "below 1 MiB"),
         ({"SGLANG_IMAGE": "lmsysorg/sglang: v1"}, "no whitespace"),
         ({W + "MODAL_ENTRY": "web_server", W + "TARGET_CONCURRENCY": "2.5"}, "whole number"),
         ({W + "MODAL_ENTRY": "web_server", W + "DRAIN_IN_FLIGHT": "60"}, "fixed 30 s"),
@@ -460,9 +462,14 @@ def enter(server) -> None:
 @pytest.mark.process
 def test_lifecycle_serves_and_exits_leaving_nothing(entry, monkeypatch) -> None:
     server, port, recycled = local_server(entry, monkeypatch)
+    # SGLANG_SUPERVISOR_MEMORY_HIGH as resolved at deploy time reaches the serving supervisor
+    monkeypatch.setattr(
+        entry, "SETTINGS", dataclasses.replace(entry.SETTINGS, memory_high_bytes=64 << 30)
+    )
     try:
         enter(server)  # returns only once serving: Modal routes from here on
         assert server.lifecycle.supervisor.state is State.SERVING
+        assert server.lifecycle.supervisor.config.memory.high_bytes == 64 << 30
         r = httpx.get(
             f"http://127.0.0.1:{port}/v1/models",
             timeout=5,
@@ -813,3 +820,17 @@ def test_the_images_install_the_projects_runtime_dependencies(default_entry) -> 
     assert default_entry.SUPERVISOR_DEPS == runtime
     modal_pin = [d for d in project["optional-dependencies"]["test"] if d.startswith("modal")]
     assert modal_pin == [f"modal=={default_entry.MODAL_VERSION}"]
+
+
+def test_the_memory_mark_is_a_deploy_variable_that_reaches_the_supervisor(monkeypatch) -> None:
+    """`SGLANG_SUPERVISOR_MEMORY_HIGH` is `--memory-high` for a deployment: parsed at deploy
+    time, baked into the image's environment, and the serving supervisor's memory mark."""
+    m = load_entry(monkeypatch, SGLANG_SUPERVISOR_MEMORY_HIGH="1500G")
+    try:
+        assert m.SETTINGS.memory_high_bytes == 1500 << 30
+        assert m.SETTINGS.baked_env()["SGLANG_SUPERVISOR_MEMORY_HIGH"] == "1500G"
+        rows = {row.name: row for row in m.SETTINGS.table()}
+        assert rows["memory high bytes"].value == 1500 << 30
+        assert load_entry(monkeypatch).SETTINGS.memory_high_bytes is None
+    finally:
+        load_entry(monkeypatch)

@@ -31,6 +31,7 @@ __all__ = [
     "ENV_IMAGE",
     "ENV_MAX_CONCURRENCY",
     "ENV_MAX_CONTAINERS",
+    "ENV_MEMORY_HIGH",
     "ENV_MIN_CONTAINERS",
     "ENV_PORT",
     "ENV_PROFILE",
@@ -77,6 +78,8 @@ ENV_SCALEDOWN_WINDOW: Final = "SGLANG_SUPERVISOR_SCALEDOWN_WINDOW"
 ENV_ROUTING_REGION: Final = "SGLANG_SUPERVISOR_ROUTING_REGION"
 ENV_COMPUTE_REGION: Final = "SGLANG_SUPERVISOR_COMPUTE_REGION"
 ENV_PROXY_AUTH: Final = "SGLANG_SUPERVISOR_PROXY_AUTH"
+#: The planned-recycle mark (`--memory-high`): `40G`, `300M`; unset: 90 % of the cgroup limit.
+ENV_MEMORY_HIGH: Final = "SGLANG_SUPERVISOR_MEMORY_HIGH"
 
 #: Every variable that shapes a deployment; a container gets the ones given at deploy time.
 SETTINGS_ENV: Final = (
@@ -102,6 +105,7 @@ SETTINGS_ENV: Final = (
     ENV_ROUTING_REGION,
     ENV_COMPUTE_REGION,
     ENV_PROXY_AUTH,
+    ENV_MEMORY_HIGH,
 )
 
 ENTRY_SERVER: Final = "server"  # @app.server: Modal Servers (the default)

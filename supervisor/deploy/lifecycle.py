@@ -21,6 +21,7 @@ from supervisor import (
     ConfigError,
     CrashReport,
     LivenessPolicy,
+    MemoryPolicy,
     SnapshotPolicy,
     StartupError,
     StopPolicy,
@@ -93,6 +94,8 @@ class ServerLifecycle:
     stop_timeout_s: float = float(DrainBudget.derive(0).stop_timeout_s)
     #: The supervisor's health deadline; None: the profile's.
     startup_timeout_s: float | None = None
+    #: The planned-recycle mark (`SGLANG_SUPERVISOR_MEMORY_HIGH`); None: 90 % of the cgroup's.
+    memory_high_bytes: int | None = None
     #: Persists the cache volume after a start that compiled something (Modal: commit()).
     commit: Callable[[], None] | None = None
     #: Problems with the runtime (installed SGLang, CUDA); empty means fine. Runs first.
@@ -210,6 +213,7 @@ class ServerLifecycle:
             expect_warm_caches=expect_warm,
             cluster=node.cluster,
             snapshot=SnapshotPolicy() if self.profile.snapshot_capable else None,
+            memory=MemoryPolicy(high_bytes=self.memory_high_bytes),
         )
         self.supervisor = BlockingSupervisor(
             config,

@@ -57,6 +57,7 @@ from supervisor.deploy.env_vars import (
     ENV_IMAGE,
     ENV_MAX_CONCURRENCY,
     ENV_MAX_CONTAINERS,
+    ENV_MEMORY_HIGH,
     ENV_MIN_CONTAINERS,
     ENV_PORT,
     ENV_PROFILE,
@@ -75,6 +76,7 @@ from supervisor.deploy.env_vars import (
     env_name,
 )
 from supervisor.engines.image import default_image
+from supervisor.lowlevel import parse_size
 from supervisor.profiles import Profile, get_profile, profile_names
 from supervisor.profiles.files import load_profile_file
 
@@ -128,6 +130,8 @@ class DeploySettings:
     compute_region: tuple[str, ...] | None
     proxy_auth: bool
     dummy_weights: bool
+    #: The planned-recycle mark in bytes (`ENV_MEMORY_HIGH`); None: the cgroup's 90 %.
+    memory_high_bytes: int | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
     #: The profile's TOML file as given at deploy time (None: a built-in profile).
     profile_file: str | None = None
@@ -292,6 +296,7 @@ class DeploySettings:
             compute_region=compute,
             proxy_auth=env_bool(env, ENV_PROXY_AUTH, False),
             dummy_weights=dummy_weights_enabled(env),
+            memory_high_bytes=_memory_high(env),
             overrides=MappingProxyType(overrides),
             profile_file=profile_file,
         )
@@ -349,6 +354,7 @@ class DeploySettings:
             ("compute region", regions, ENV_COMPUTE_REGION, False),
             ("proxy auth", self.proxy_auth, ENV_PROXY_AUTH, False),
             ("dummy weights", self.dummy_weights, ENV_DUMMY_WEIGHTS, False),
+            ("memory high bytes", self.memory_high_bytes, ENV_MEMORY_HIGH, False),
         ]
         given = {k for k, v in self.overrides.items() if v.strip()}
         return [
@@ -361,3 +367,13 @@ class DeploySettings:
         return "\n".join(
             f"[settings] {s.name}={s.value} ({s.source}; {s.env})" for s in self.table()
         )
+
+
+def _memory_high(env: Mapping[str, str]) -> int | None:
+    raw = (env.get(ENV_MEMORY_HIGH) or "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_size(raw)
+    except ConfigError as exc:
+        raise bad_value(ENV_MEMORY_HIGH, raw, f"a size like 40G or 300M ({exc})") from None
