@@ -27,9 +27,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ._metrics import Metrics
 
@@ -283,3 +283,26 @@ class Engine:
         (a `retract` pause moved its requests back to the waiting queue, which is ignored)."""
         with self.cond:
             return not self.running or self.engine_paused == "retract"
+
+
+def engine_for(
+    args: Any,
+    model: str,
+    local_ranks: list[int],
+    faults: Collection[str],
+    timings: Any,
+    crash: Callable[[list[str]], None],
+) -> tuple[Metrics, Engine]:
+    """The metrics and the engine a fake server runs, from its flags (DP attention included)."""
+    dp_size = args.dp_size if args.enable_dp_attention else 1
+    metrics = Metrics(model, local_ranks, stats_rank=args.node_rank == 0, dp_size=dp_size)
+    engine = Engine(
+        metrics,
+        token_time=args.fake_token_time,
+        gen_time=args.fake_gen_time,
+        state_wait=timings.request_state_wait,
+        crash=crash,
+        dp_size=dp_size,
+        wedge_rank=dp_size - 1 if "dp-rank-stall" in faults else None,
+    )
+    return metrics, engine

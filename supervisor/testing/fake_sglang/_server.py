@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from ._engine import Engine, Generation, block_forever
+from ._engine import Generation, block_forever, engine_for
 from ._faults import (
     CRASH_AFTER_SERVING_LINES,
     CRASH_LOADING_LINES,
@@ -53,7 +53,7 @@ from ._logs import (
     server_args_line,
 )
 from ._memory import Memory
-from ._metrics import Metrics, SchedulerLoop
+from ._metrics import SchedulerLoop
 from ._model import architecture
 from ._ranks import Rendezvous, join_workers, run_worker
 from ._schedulers import Schedulers, SubprocessWatchdog, kill_process_tree
@@ -93,18 +93,8 @@ class FakeSGLang(SignalsAndDrain):
         self.started = time.time()
         per_node = max(1, args.tp_size // args.nnodes)
         self.local_ranks = [args.node_rank * per_node + i for i in range(per_node)]
-        dp_size = args.dp_size if args.enable_dp_attention else 1
-        self.metrics = Metrics(
-            self.model, self.local_ranks, stats_rank=args.node_rank == 0, dp_size=dp_size
-        )
-        self.engine = Engine(
-            self.metrics,
-            token_time=args.fake_token_time,
-            gen_time=args.fake_gen_time,
-            state_wait=self.timings.request_state_wait,
-            crash=self.scheduler_crash,
-            dp_size=dp_size,
-            wedge_rank=dp_size - 1 if "dp-rank-stall" in self.faults else None,
+        self.metrics, self.engine = engine_for(
+            args, self.model, self.local_ranks, self.faults, self.timings, self.scheduler_crash
         )
         self.engine.on_finished = self.count_finished
         self.memory = Memory(
