@@ -14,7 +14,16 @@ Changes from the seed's command line, each forced by the pinned parser or a know
   GLM-5.x B200 recipes pass. The seed's belief that leaving the flag out kept a BF16 KV cache
   (#22359, #17526) was wrong for 0.5.23; override with `kv_cache_dtype="bfloat16"` for BF16
   (0.5.23 then defaults the DSA prefill backend to flashmla_sparse, decode to trtllm);
-- `SGLANG_DG_CACHE_DIR=/dg-cache`, so the DeepGEMM cache volume is actually used.
+- `SGLANG_DG_CACHE_DIR=/dg-cache`, so the DeepGEMM cache volume is actually used;
+- `--weight-loader-prefetch-checkpoints` (issue #20): the ~700 GB come from a Modal Volume, a
+  network filesystem, and the eight ranks share one container's page cache. With it each rank
+  prefetches its share of the shards into that cache (`weight_loader_prefetch_num_threads`, 4
+  threads a rank), so the volume is read once instead of once per rank (0.5.23
+  `srt/arg_groups/fields/model.py`, "reducing total network I/O on shared filesystems from
+  N*checkpoint to 1*checkpoint"); 0.5.23 then turns its multi-threaded safetensors loading off
+  by itself (`srt/model_loader/loader.py: DefaultModelLoader`, to avoid I/O oversubscription),
+  which is right on a network volume. mmap stays on (its default): the shards are mapped from
+  the page cache the prefetch filled, not copied through host memory a second time.
 
 Not snapshot-capable (docs/SNAPSHOTS.md §5): TP=8 maps CUDA IPC memory, Modal documents no
 multi-GPU GPU snapshots, and a restore would move ~700 GB.
@@ -54,6 +63,7 @@ LAUNCH = SGLangLaunch(
     mitigations=("explicit-kv-cache-dtype",),
     dg_cache_dir="/dg-cache",
     warmup_timeout_s=1800,
+    extra_args=("--weight-loader-prefetch-checkpoints",),
 )
 
 PROFILE = Profile(
