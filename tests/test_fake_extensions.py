@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -285,23 +286,26 @@ def test_stall_freezes_counters_while_stuck_requests_pile_up(port: int) -> None:
         server.wait_line("fake: scheduler stalled")
         time.sleep(0.3)
         frozen, made = scrape(server), len(in_flight)
-        # new requests are taken and never answered: a plain one, and a stream (headers only)
+        # new requests are taken and never answered: a plain one, and a stream, which gets no
+        # byte, not even its status line (serving_chat.py:_handle_streaming_request awaits the
+        # first chunk before it answers; the real engine does the same, test_real_engine_edges)
         in_thread(lambda: httpx.post(server.base + CHAT, json=chat(), timeout=60))
-        headers: list[int] = []
-
-        def stream_headers() -> None:
-            with httpx.stream("POST", server.base + CHAT, json=chat(stream=True), timeout=60) as r:
-                headers.append(r.status_code)
-                for _ in r.iter_lines():
-                    headers.append(-1)
-
-        in_thread(stream_headers)
+        stuck = socket.create_connection(("127.0.0.1", port), timeout=30)
+        body = json.dumps(chat(stream=True)).encode()
+        stuck.sendall(
+            f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         with pytest.raises(httpx.ReadTimeout):
             httpx.get(server.base + "/health", timeout=1.5)
         assert httpx.get(server.base + "/v1/models", timeout=5).status_code == 200
         time.sleep(1.0)
         later = scrape(server)
-        assert headers == [200] and len(in_flight) == made  # the stream stopped where it was
+        assert len(in_flight) == made  # the stream stopped where it was
+        stuck.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            stuck.recv(1)  # no status line: the first chunk never came
         assert progress(later) == progress(frozen) and progress(frozen)
         for heartbeat in (
             "sglang:scheduler_idle_seconds_total",
@@ -335,6 +339,59 @@ def test_stall_freezes_counters_while_stuck_requests_pile_up(port: int) -> None:
             in server.output()
         )
         assert server.proc.poll() is None
+        stuck.close()
+
+
+def raw_post(port: int, path: str, body: dict[str, Any]) -> socket.socket:
+    """A POST sent by hand, so that the test sees every byte the server sends, or none."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=30)
+    data = json.dumps(body).encode()
+    client.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+    return client
+
+
+def test_openai_streams_answer_with_their_first_chunk_and_a_native_stream_at_once(
+    port: int,
+) -> None:
+    """0.5.23's `_handle_streaming_request` (serving_chat.py, serving_completions.py) awaits the
+    generator's first chunk before it returns the StreamingResponse: while generation is paused
+    a chat or completions stream gets no byte, its status line, headers and role chunk come with
+    the first output; `/generate`'s `serve_generate_request` returns its stream at once."""
+    with fake(port, *QUICK) as server:
+        server.wait_ok()
+        assert post(server, "/pause_generation", {"mode": "in_place"}).status_code == 200
+        native = raw_post(port, "/generate", {"text": "hi", "stream": True})
+        held = {
+            CHAT: raw_post(port, CHAT, chat(stream=True)),
+            "/v1/completions": raw_post(
+                port, "/v1/completions", {"model": "m", "prompt": "hi", "stream": True}
+            ),
+        }
+        assert native.recv(64).startswith(b"HTTP/1.")  # the native stream's headers, at once
+        for client in held.values():
+            client.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                client.recv(1)  # nothing while nothing is made
+        assert post(server, "/continue_generation", {}).status_code == 200
+        for path, client in held.items():
+            client.settimeout(10)
+            got = b""
+            while b"data: [DONE]" not in got:
+                more = client.recv(65536)
+                assert more, got
+                got += more
+            head, _, events = got.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], head
+            assert b"text/event-stream" in head
+            first = json.loads(events.split(b"\n\n")[0].removeprefix(b"data: "))
+            if path == CHAT:
+                assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+            client.close()
+        native.close()
 
 
 def test_stall_after_requests_lets_warmups_pass(port: int) -> None:

@@ -345,8 +345,8 @@ def test_a_client_leaving_a_stuck_request_then_a_drain_with_a_stopped_scheduler(
     """FIDELITY: (1) the 4 s look: with the detokenizer stopped (SIGSTOP, sglang #33858) a
     streamed chat is stuck, `http_requests_active` counts it while its client waits and drops
     within SGLANG_REQUEST_STATE_WAIT_TIMEOUT (4 s) of the client leaving, yet the drain still
-    counts it (`Remaining number of requests 1`); the real engine sends no byte, not even the
-    headers, before the first output (serving_chat.py waits for the first chunk); (2) with the
+    counts it (`Remaining number of requests 1`); neither engine sends a byte, not even the
+    status line, before the first output (serving_chat.py waits for the first chunk); (2) with the
     detokenizer going again and the scheduler stopped, the drain reaches 0, sends ShutdownReq
     and 15 s later `Schedulers still alive 15s after ShutdownReq, killing them before they
     released: [<the stopped scheduler>]`, then exit 0 by itself, nothing left. The fake's
@@ -381,10 +381,9 @@ def test_a_client_leaving_a_stuck_request_then_a_drain_with_a_stopped_scheduler(
                 + body
             )
             until(partial(active_chats_are, port, 1.0), 30, "the stuck chat counted", watched)
-            if engine == "real":
-                client.settimeout(1.0)
-                with pytest.raises(TimeoutError):
-                    client.recv(1)  # no status line: the first chunk never came
+            client.settimeout(1.0)
+            with pytest.raises(TimeoutError):
+                client.recv(1)  # no status line: the first chunk never came (both engines)
             client.close()
             left = until(partial(active_chats_are, port, 0.0), 30, "the chat dropped", watched)
             assert left < (4 if engine == "real" else 0.8) + 5, left

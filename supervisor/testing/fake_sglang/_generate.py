@@ -10,7 +10,8 @@ answer, finish reason `length` (`srt/sampling/sampling_params.py: ignore_eos`,
 `srt/entrypoints/openai/protocol.py: to_sampling_params`).
 
 `/generate` (`srt/entrypoints/http_server.py: generate_request`): `{"text", "output_ids",
-"meta_info"}`, or with `"stream": true` SSE chunks carrying the text so far and `data: [DONE]`.
+"meta_info"}`, or with `"stream": true` SSE chunks carrying the text so far and `data: [DONE]`,
+the headers sent at once (`serve_generate_request` does not wait for the first output).
 A prompt about the capital of France gets `" Paris."`, so a greedy check has a known answer.
 """
 
@@ -163,6 +164,9 @@ def native_generate(h: Responder, body: dict[str, Any]) -> None:
         return {"type": "stop", "matched": EOS_ID}
 
     if body.get("stream"):
+        # http_server.py:serve_generate_request returns its StreamingResponse at once, so a
+        # native stream has its status line and headers before the first output (unlike the
+        # OpenAI routes, which wait for their first chunk: `_openai.py`)
         h.start_sse()
         so_far: list[str] = []
 
@@ -173,7 +177,6 @@ def native_generate(h: Responder, body: dict[str, Any]) -> None:
         made, aborted = produce(h, prompt, tokens, True, emit)
         h.event(chunk(made, finish_reason(made, aborted)))
         h.event("[DONE]")
-        h.access(200)
         return
     made, aborted = produce(h, prompt, tokens, False)
     h.send_json(200, chunk(made, finish_reason(made, aborted)))

@@ -147,10 +147,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(status, {**error, "code": status})
 
     def start_sse(self) -> None:
+        """The status line and headers of a stream, and uvicorn's access line with them."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
+        self.access(200)
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True

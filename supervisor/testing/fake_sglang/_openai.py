@@ -3,10 +3,13 @@
 Shapes as SGLang 0.5.23 returns them (`srt/entrypoints/openai/serving_chat.py`,
 `serving_completions.py`, `protocol.py`): reasoning in `reasoning_content` before any content,
 tool calls with `call_<24 hex>` ids, streaming chunks ending in `data: [DONE]`, usage when asked.
-Tokens are made one by one (`_generate.GenerationRoutes.produce`): a stream sends one chunk per
-token as it is made (the first one after the role chunk, which comes with the first token, so a
-stream whose engine never produces gets its headers and nothing more); a plain answer comes
-after the last token. `OpenAIRoutes` is mixed into the HTTP handler (`_http.py`).
+Tokens are made one by one (`_generate.produce`): a stream sends one chunk per token as it is
+made (the first one after the role chunk, which comes with the first output). Its status line
+and headers wait for that first chunk, as `_handle_streaming_request` awaits the generator's
+first chunk before it returns the `StreamingResponse` (chat and completions alike), so a stream
+whose engine never produces gets no byte at all, not even the status line; an output that ends
+at once (an abort, no tokens) still makes a first chunk. A plain answer comes after the last
+token. `chat` and `completion` are called by the HTTP handler (`_http.py`).
 """
 
 from __future__ import annotations
@@ -172,22 +175,26 @@ def chat(h: Responder, body: dict[str, Any]) -> None:
         }
 
     if body.get("stream"):
-        h.start_sse()
+        started: list[bool] = []
 
-        sent: list[dict[str, Any]] = []
+        def first_chunk() -> None:
+            """serving_chat.py: the role chunk comes with the first output, and only then does
+            `_handle_streaming_request` answer: status line, headers, that chunk."""
+            if not started:
+                started.append(True)
+                h.start_sse()
+                h.event(chunk({"role": "assistant", "content": ""}))
 
         def emit(delta: dict[str, Any]) -> None:
-            if not sent:  # serving_chat.py: the role chunk, with the first output
-                h.event(chunk({"role": "assistant", "content": ""}))
-            sent.append(delta)
+            first_chunk()
             h.event(chunk(delta))
 
         made, aborted = produce(h, answer["prompt"], tokens, True, emit, lambda: {"content": "!"})
+        first_chunk()  # an output that finishes at once (abort, no tokens) is a first output too
         h.event(chunk({}, finish(made, aborted)))
         if (body.get("stream_options") or {}).get("include_usage"):
             h.event({**chunk({}), "choices": [], "usage": usage(made)})
         h.event("[DONE]")
-        h.access(200)
         return
     made, aborted = produce(h, answer["prompt"], tokens, False, None, lambda: {"content": "!"})
     choice = {
@@ -239,13 +246,19 @@ def completion(h: Responder, body: dict[str, Any]) -> None:
         return "abort" if aborted else "length" if limited else "stop"
 
     if body.get("stream"):
-        h.start_sse()
-        made, aborted = produce(
-            h, str(prompt), tokens, True, lambda piece: h.event(chunk(piece, None))
-        )
+        started: list[bool] = []
+
+        def emit(piece: str) -> None:
+            if not started:  # serving_completions.py: the headers wait for the first chunk
+                started.append(True)
+                h.start_sse()
+            h.event(chunk(piece, None))
+
+        made, aborted = produce(h, str(prompt), tokens, True, emit)
+        if not started:  # an output that finishes at once is the first chunk
+            h.start_sse()
         h.event(chunk("", finish(aborted)))
         h.event("[DONE]")
-        h.access(200)
         return
     made, aborted = produce(h, str(prompt), tokens, False)
     p, c = words(str(prompt)), len(made)
