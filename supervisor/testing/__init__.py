@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import socket
 import sys
+from typing import TYPE_CHECKING, Any
 
-from ._memory import InMemoryChild, InMemoryProcessManager
+if TYPE_CHECKING:
+    from ._memory import InMemoryChild, InMemoryProcessManager
 
 __all__ = ["InMemoryChild", "InMemoryProcessManager", "fake_command", "free_port"]
 
@@ -34,3 +36,13 @@ def fake_command(port: int, *flags: str, python: str | None = None) -> list[str]
         str(port),
         *flags,
     ]
+
+
+def __getattr__(name: str) -> Any:
+    """The in-memory manager loads on first use: the fake server, started under this package
+    hundreds of times by the tests, needs none of the core it is built on."""
+    if name in ("InMemoryChild", "InMemoryProcessManager"):
+        from . import _memory
+
+        return getattr(_memory, name)
+    raise AttributeError(f"module 'supervisor.testing' has no attribute {name!r}")
