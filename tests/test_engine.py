@@ -529,6 +529,20 @@ REAL_TAILS = [
         "scheduler-exception",
         "[2026-01-02 10:00:00 TP0] Scheduler hit an exception: Traceback (most recent call last):",
     ),
+    # at TP 1 a scheduler's record has no tag (scheduler.py:configure_scheduler_process), with
+    # DP attention it has ` DPd TPn`: the cause never depends on the tag
+    (
+        "scheduler-exception",
+        "[2026-01-02 10:00:00] Scheduler hit an exception: Traceback (most recent call last):",
+    ),
+    (
+        "scheduler-exception",
+        "[2026-01-02 10:00:00 DP1 TP5] Scheduler hit an exception: Traceback (most recent call last):",
+    ),
+    (
+        "watchdog-timeout",
+        "[2026-01-02 10:00:00] Scheduler watchdog timeout (self.watchdog_timeout=1200, self.soft=False)",
+    ),
     (
         "subprocess-crashed",
         "[2026-01-02 10:00:00] Subprocess scheduler_0 (pid=4242) crashed with exit code -6. Triggering SIGQUIT for cleanup...",

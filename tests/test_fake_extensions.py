@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.testing import free_port
+from supervisor.testing.fake_sglang._logs import scheduler_prefix
 from supervisor.testing.fake_sglang._ranks import parse_dist_init_addr
 from tests.conftest import fake_argv
 from tests.test_fidelity import sglang_source
@@ -471,7 +473,27 @@ def test_release_while_generating_kills_the_tree(port: int) -> None:
         "AssertionError: release_memory_occupation should be called only when server is idle."
         in out
     )
-    assert "TP0] Scheduler hit an exception: Traceback" in out
+    # at TP 1 the scheduler's record has no ` TP0` tag, as on the real engine
+    assert re.search(r"^\[[\d: -]+\] Scheduler hit an exception: Traceback", out, re.M), out
+    assert " TP0]" not in out
+
+
+@pytest.mark.parametrize(
+    ("tp", "dp", "prefixes"),
+    [
+        (1, 1, [""]),
+        (2, 1, [" TP0", " TP1"]),
+        (8, 1, [f" TP{r}" for r in range(8)]),
+        (4, 2, [" DP0 TP0", " DP0 TP1", " DP1 TP2", " DP1 TP3"]),
+        (8, 8, [f" DP{r} TP{r}" for r in range(8)]),
+    ],
+)
+def test_the_scheduler_log_prefix_follows_configure_scheduler_process(
+    tp: int, dp: int, prefixes: list[str]
+) -> None:
+    """srt/managers/scheduler.py:configure_scheduler_process: ` DP{d}` only with a DP rank (DP
+    attention: `tp_rank // (tp_size // dp_size)`), ` TP{t}` only when tp_size > 1."""
+    assert [scheduler_prefix(rank, tp, dp) for rank in range(tp)] == prefixes
 
 
 def test_second_release_with_the_memory_saver_exits_the_scheduler(port: int) -> None:
@@ -763,6 +785,12 @@ SOURCE_TEXTS = [
         'f"Dummy health check server started in background thread at {NetworkAddress(host, port).to_host_port_str()}"',
     ),
     ("srt/distributed/bootstrap.py", 'logger.info("Init parallel begin.")'),
+    # a scheduler's log prefix: a DP tag only with a DP rank, a TP tag only above TP 1
+    ("srt/managers/scheduler.py", 'if shown_dp is not None:\n        prefix += f" DP{shown_dp}"'),
+    ("srt/managers/scheduler.py", 'if parallel.tp_size > 1:\n        prefix += f" TP{shown_tp}"'),
+    # an OpenAI stream answers (status line, headers) only with its first chunk
+    ("srt/entrypoints/openai/serving_chat.py", "first_chunk = await generator.__anext__()"),
+    ("srt/entrypoints/openai/serving_completions.py", "first_chunk = await generator.__anext__()"),
 ]
 
 

@@ -50,10 +50,25 @@ UVICORN_SHUTDOWN_LINES = (
 )
 
 
-def log(message: str, rank: int | None = None) -> None:
+def log(message: str, prefix: str = "") -> None:
+    """A record as `configure_logger` formats it: `[%Y-%m-%d %H:%M:%S{prefix}] message`; a
+    scheduler's records carry its `scheduler_prefix`, the other processes' none."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    tag = f" TP{rank}" if rank is not None else ""
-    raw(f"[{stamp}{tag}] {message}")
+    raw(f"[{stamp}{prefix}] {message}")
+
+
+def scheduler_prefix(tp_rank: int, tp_size: int, attn_dp_size: int = 1) -> str:
+    """srt/managers/scheduler.py:configure_scheduler_process: ` DP{d}` when the scheduler has a
+    DP rank (the DP controller gives one; with DP attention `tp_rank // (tp_size // dp_size)`,
+    `compute_dp_attention_world_info`), ` TP{t}` only when `tp_size > 1`: a single scheduler's
+    records have no tag at all. (` PP`, ` ATTN_CP`, ` MOE_DP` and ` EP` come when those sizes are
+    over 1; the fake runs none of those layouts.)"""
+    prefix = ""
+    if attn_dp_size > 1:
+        prefix += f" DP{tp_rank // max(1, tp_size // attn_dp_size)}"
+    if tp_size > 1:
+        prefix += f" TP{tp_rank}"
+    return prefix
 
 
 def raw(text: str) -> None:

@@ -219,8 +219,8 @@ def join_workers(fake: FakeSGLang) -> Rendezvous:
     args = fake.args
     host, port = parse_dist_init_addr(args.dist_init_addr)
     began = time.perf_counter()
-    for rank in fake.log_ranks():
-        log(INIT_PARALLEL_BEGIN_LINE, rank)
+    for prefix in fake.log_prefixes():
+        log(INIT_PARALLEL_BEGIN_LINE, prefix)
     rendezvous = Rendezvous(host, port, args.nnodes - 1, fake.engine.stall)
     joined = rendezvous.wait(fake.dist_timeout)
     if joined is not None:
@@ -230,8 +230,8 @@ def join_workers(fake: FakeSGLang) -> Rendezvous:
             rendezvous_timeout_lines(fake.dist_timeout, (joined + 1) * per_node, world)
         )
         block_forever()  # the SIGQUIT handler kills the tree
-    for rank in fake.log_ranks():
-        log(f"Init parallel ends. elapsed={time.perf_counter() - began:.2f} s", rank)
+    for prefix in fake.log_prefixes():
+        log(f"Init parallel ends. elapsed={time.perf_counter() - began:.2f} s", prefix)
     return rendezvous
 
 
@@ -245,15 +245,15 @@ def run_worker(fake: FakeSGLang) -> None:
     schedulers = fake.spawn_schedulers()
     ranks = fake.local_ranks
     began = time.perf_counter()
-    for rank in fake.log_ranks():
-        log(INIT_PARALLEL_BEGIN_LINE, rank)
+    for prefix in fake.log_prefixes():
+        log(INIT_PARALLEL_BEGIN_LINE, prefix)
     timeout = fake.dist_timeout
     link = _connect(host, port, args.node_rank, time.monotonic() + timeout)
     if link is None:
         schedulers.crash(connect_timeout_lines(timeout, host, port))
         block_forever()  # the SIGQUIT handler kills the tree
-    for rank in fake.log_ranks():
-        log(f"Init parallel ends. elapsed={time.perf_counter() - began:.2f} s", rank)
+    for prefix in fake.log_prefixes():
+        log(f"Init parallel ends. elapsed={time.perf_counter() - began:.2f} s", prefix)
     shutting_down = threading.Event()
 
     def listen() -> None:

@@ -6,8 +6,10 @@ commands on its stdin, standing in for SGLang's ZMQ messages: `shutdown` (Shutdo
 the memory, exit 0), `crash <json lines>` (an exception in the scheduler loop: log the
 traceback, SIGQUIT the parent, exactly as `run_scheduler_process` does) and `exit <code> <json
 line>` (a C++ `exit()` inside the process, e.g. torch_memory_saver's: a line on stderr, no
-traceback, no SIGQUIT; only the subprocess watchdog notices). Ranks are global: on node R of a
-multi-node run the first local scheduler is `TP{R * tp_size / nnodes}`.
+traceback, no SIGQUIT; only the subprocess watchdog notices). Each scheduler's records carry its
+`_logs.scheduler_prefix` (none at TP 1, ` TPn` above it, ` DPd TPn` with DP attention), as
+`configure_scheduler_process` builds it. Ranks are global: on node R of a multi-node run the
+first local scheduler is `TP{R * tp_size / nnodes}`.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from ._logs import kill_tree_line, log, subprocess_crashed_line
+from ._logs import kill_tree_line, log, scheduler_prefix, subprocess_crashed_line
 
 SCHEDULER_CODE = r"""
 import json, os, signal, sys, time, subprocess
 rank = int(sys.argv[1]); escape = sys.argv[2] == "1"; ignore = sys.argv[3] == "1"
 gpu_gib = float(sys.argv[4]); grandchild = sys.argv[5] == "1"; release = float(sys.argv[6])
-parent = int(sys.argv[7])
+parent = int(sys.argv[7]); prefix = sys.argv[8]
 if ignore:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if escape:
@@ -51,7 +53,7 @@ if gpu_gib > 0:
 if grandchild:
     code = "import signal,time\n" + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore else "") + "time.sleep(10**6)"
     subprocess.Popen([sys.executable, "-c", code])
-print(f"sglang::scheduler_TP{rank} pid={os.getpid()} ready", flush=True)
+print(f"sglang::scheduler{prefix.replace(' ', '_')} pid={os.getpid()} ready", flush=True)
 for line in sys.stdin:
     command, _, rest = line.strip().partition(" ")
     if command == "shutdown":
@@ -61,7 +63,7 @@ for line in sys.stdin:
     if command == "crash":
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         lines = json.loads(rest)
-        print(f"[{stamp} TP{rank}] " + "\n".join(lines), file=sys.stderr, flush=True)
+        print(f"[{stamp}{prefix}] " + "\n".join(lines), file=sys.stderr, flush=True)
         os.kill(parent, signal.SIGQUIT)
         sys.exit(0)
     if command == "exit":
@@ -129,7 +131,10 @@ class Schedulers:
         grandchildren: bool,
         release_s: float,
         first_rank: int = 0,
+        prefixes: Sequence[str] = (),
     ) -> None:
+        """`prefixes`: each rank's log prefix (`_logs.scheduler_prefix`); none given, the
+        rule for these ranks alone without DP attention."""
         self.procs: list[subprocess.Popen[bytes]] = []
         self.first_rank = first_rank
         for index in range(tp_size):
@@ -145,6 +150,7 @@ class Schedulers:
                 "1" if grandchildren else "0",
                 str(release_s),
                 str(os.getpid()),
+                prefixes[index] if prefixes else scheduler_prefix(rank, tp_size),
             ]
             self.procs.append(
                 subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=sys.stderr.fileno())

@@ -50,6 +50,7 @@ from ._logs import (
     STALLED_LINE,
     log,
     raw,
+    scheduler_prefix,
     server_args_line,
 )
 from ._memory import Memory
@@ -219,16 +220,21 @@ class FakeSGLang(SignalsAndDrain):
             if args.fake_release_time is None
             else args.fake_release_time,
             first_rank=self.local_ranks[0],
+            prefixes=self.log_prefixes(),
         )
         return self.schedulers
 
-    def log_ranks(self) -> list[int | None]:
-        return list(self.local_ranks) if self.args.tp_size > 1 else [None]
+    def log_prefixes(self) -> list[str]:
+        """Each local scheduler's log prefix (`scheduler.py:configure_scheduler_process`):
+        `""` at TP 1, ` TP{rank}` above it, ` DP{d} TP{rank}` with DP attention."""
+        args = self.args
+        dp = args.dp_size if args.enable_dp_attention else 1
+        return [scheduler_prefix(rank, args.tp_size, dp) for rank in self.local_ranks]
 
     def load_weights(self) -> None:
         args = self.args
-        for rank in self.log_ranks():
-            log("Load weight begin. avail mem=78.50 GB", rank)
+        for prefix in self.log_prefixes():
+            log("Load weight begin. avail mem=78.50 GB", prefix)
         for line in args.fake_extra_log or ():
             log(line)
         assert self.schedulers is not None
@@ -251,11 +257,11 @@ class FakeSGLang(SignalsAndDrain):
             self.schedulers.kill()
             os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer: not a word
         self.wait_loading(args.fake_load_time)
-        for rank in self.log_ranks():
+        for prefix in self.log_prefixes():
             log(
                 f"Load weight end. elapsed={args.fake_load_time:.2f} s, type={self.architecture}, "
                 "avail mem=12.30 GB, mem usage=66.20 GB.",
-                rank,
+                prefix,
             )
         jit_kernels()
 
