@@ -97,5 +97,15 @@ class Timeline:
         return out
 
     def summary(self) -> str:
-        parts = [f"{name}={seconds:.2f}s" for name, seconds in self.durations().items()]
+        parts = [f"{name}={value:.2f}{unit_of(name)}" for name, value in self.durations().items()]
         return "startup timeline: " + " ".join(parts)
+
+
+def unit_of(name: str) -> str:
+    """A number's unit, by the suffix its reader gave its name: `gb_per_s` is GB/s, `gb` is GB,
+    anything else (a phase, `load_s`, `cuda_graph.decode`) seconds."""
+    if name.endswith("gb_per_s"):
+        return "GB/s"
+    if name.endswith((".gb", "_gb")):
+        return "GB"
+    return "s"

@@ -264,7 +264,11 @@ def test_timeline_reads_sglangs_timings_with_the_cuda_graph_group_as_its_own_pha
     assert "engine.prefill" not in d and "engine.decode" not in d  # the flat misreading
     assert d["engine.weights.gb"] == 66.2 and d["engine.weights.load_s"] == 120.0
     assert d["engine.weights.gb_per_s"] == pytest.approx(66.2 / 120, abs=1e-3)
-    assert "startup timeline:" in t.summary()
+    summary = t.summary()
+    assert summary.startswith("startup timeline:")
+    # each number with its unit: GB and GB/s are not seconds
+    assert "engine.weights.gb=66.20GB " in summary and "engine.weights.gb_per_s=0.55GB/s" in summary
+    assert "engine.weights.load_s=120.00s" in summary
 
 
 @pytest.mark.parametrize(
