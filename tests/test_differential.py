@@ -28,10 +28,7 @@ from tests.engines import (
 
 pytestmark = [pytest.mark.real_engine, pytest.mark.slow, pytest.mark.xdist_group("real-engine")]
 
-#: The fake's runs need no real engine: with a second xdist_group mark (xdist joins a test's
-#: group names) they form a group of their own, free to run beside the real engine's on the
-#: other worker, which shortens the suite's longest pole.
-ENGINES = ("real", pytest.param("fake", marks=pytest.mark.xdist_group("fake-differential")))
+ENGINES = ("real", "fake")
 
 
 @pytest.fixture(scope="module")
