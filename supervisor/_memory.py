@@ -38,6 +38,7 @@ from ._gpu_memory import GpuMemory, GpuProbe
 __all__ = ["MemoryPolicy", "MemoryReport", "MemorySample", "parse_size", "watch_memory"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_CLOSE_S = 2.0  # NVML shutdown when the watch ends
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -232,7 +233,8 @@ async def watch_memory(
     probe = gpu if gpu is not None else GpuProbe()
 
     async def look(pids: list[int]) -> GpuMemory | None:
-        found = await anyio.to_thread.run_sync(probe.look, pids)
+        # NVML can hang on a sick GPU: a cancelled watch leaves the thread, never waits on it
+        found = await anyio.to_thread.run_sync(probe.look, pids, abandon_on_cancel=True)
         for note in probe.take_notes():
             say(note)
         return found
@@ -268,7 +270,7 @@ async def watch_memory(
                 return MemoryReport(sample, high, source, _trend(window))
             await anyio.sleep(policy.interval)
     finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(probe.close)
+        with anyio.move_on_after(_CLOSE_S, shield=True):  # bounded, as every wait here
+            await anyio.to_thread.run_sync(probe.close, abandon_on_cancel=True)
     await anyio.sleep_forever()
     raise AssertionError("sleep_forever returned")  # pragma: no cover
