@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["ProcInfo", "find_tree", "proc_info", "supports_proc"]
+__all__ = ["ProcInfo", "children_of", "find_tree", "proc_info", "supports_proc"]
 
 
 def supports_proc() -> bool:
@@ -75,6 +75,15 @@ def _all_procs() -> Iterator[ProcInfo]:
             info = proc_info(int(name))
             if info is not None:
                 yield info
+
+
+def children_of(pid: int) -> list[ProcInfo]:
+    """The direct children of `pid`, zombies included.
+
+    A zombie is a child that died and was not reaped yet: the one trace a process that lived
+    shorter than a poll leaves behind, which a watch of live processes alone would never see.
+    """
+    return [p for p in _all_procs() if p.ppid == pid]
 
 
 def _has_token(pid: int, token: bytes) -> bool:

@@ -18,7 +18,7 @@ from ._local import TREE_TOKEN_ENV, LocalChild, LocalProcessManager
 from ._logs import LogTail, Redactor, one_line, pump
 from ._memory import parse_size
 from ._process import ByteSource, ChildProcess, KillResult, ListenerCheck, ProcessManager
-from ._proctree import proc_info
+from ._proctree import ProcInfo, children_of, proc_info
 from ._progress import Canary, Selector, Verdict
 from ._snapshot import freeze_tree
 from ._states import TRANSITIONS, StateMachine
@@ -43,6 +43,7 @@ __all__ = [
     "LogTail",
     "PeerFailure",
     "ProbeResult",
+    "ProcInfo",
     "ProcessManager",
     "Redactor",
     "Selector",
@@ -50,6 +51,7 @@ __all__ = [
     "Timeline",
     "TimingReader",
     "Verdict",
+    "children_of",
     "choose_engine",
     "format_address",
     "freeze_tree",

@@ -13,6 +13,9 @@ process itself. The script's tree never shrinks to one process, because the spaw
 also starts Python's resource tracker (`from multiprocessing.resource_tracker import main`),
 which lives as long as the script; so the server is the script's child that is not such a
 helper, and once it is gone the step fails within a few seconds, whatever helpers stay alive.
+A server that died between two polls is still seen: the script never reaps it, so it stays the
+script's zombie child (a CI run once waited the script's whole hour for a server that lived
+shorter than one poll on a loaded machine and was never seen alive).
 
 Success writes a marker (SGLang version, model, tensor parallelism, time) so the next run can
 skip the work.
@@ -37,8 +40,9 @@ from supervisor.lowlevel import (
     LocalProcessManager,
     LogTail,
     ProcessManager,
+    ProcInfo,
     Redactor,
-    proc_info,
+    children_of,
     pump,
 )
 
@@ -66,21 +70,21 @@ def _is_helper(pid: int) -> bool:
     return any(h in cmdline for h in _HELPER_CMDLINES)
 
 
-def server_processes(root: int, tree: tuple[int, ...]) -> tuple[list[int], list[int]]:
-    """(the server: the root's children that are not multiprocessing helpers; the helpers).
+def server_processes(root: int) -> tuple[list[ProcInfo], list[int]]:
+    """(the server: the root's children that are not multiprocessing helpers, zombies included;
+    the live helpers' pids).
 
-    Where /proc cannot say who the parent is, any non-helper below the root counts as server.
+    A dead server stays the script's zombie child (the script polls over HTTP and never reaps
+    it), so a server that lived shorter than one poll is still seen, and seen dead.
     """
     servers, helpers = [], []
-    for pid in tree:
-        if pid == root:
-            continue
-        if _is_helper(pid):
-            helpers.append(pid)
-            continue
-        info = proc_info(pid)
-        if info is None or info.ppid == root:
-            servers.append(pid)
+    for info in children_of(root):
+        if info.zombie:
+            servers.append(info)
+        elif _is_helper(info.pid):
+            helpers.append(info.pid)
+        else:
+            servers.append(info)
     return servers, helpers
 
 
@@ -138,15 +142,13 @@ async def compile_deepgemm(
         lost_since: float | None = None
         while True:
             await anyio.sleep(tree_poll_s)
-            tree = child.tree()
-            servers, helpers = server_processes(child.pid, tree)
-            for pid in servers:
-                info = proc_info(pid)
-                seen.setdefault(pid, info.starttime if info else 0)
+            servers, helpers = server_processes(child.pid)
+            for info in servers:
+                seen.setdefault(info.pid, info.starttime)
             alive = [
-                pid
-                for pid, start in seen.items()
-                if pid in tree and ((info := proc_info(pid)) is None or info.starttime == start)
+                info.pid
+                for info in servers
+                if not info.zombie and seen.get(info.pid) == info.starttime
             ]
             if alive or not seen or succeeded.is_set():
                 lost_since = None
