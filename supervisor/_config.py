@@ -278,6 +278,9 @@ class SupervisorConfig:
     expect_warm_caches: frozenset[str] = frozenset()
     #: Phase name -> a reader of the engine's numbers in that phase's line (`_timeline`).
     timing_readers: Mapping[str, TimingReader] = field(default_factory=dict)
+    #: What the caller did before the supervisor started, (phase, seconds) in order (a volume
+    #: reload, the preflight): first in the timeline and its `total`, gauged like the rest.
+    lead_phases: tuple[tuple[str, float], ...] = ()
     name: str = "server"
     #: Hang detection by the engine's own progress counters (off: `ProgressPolicy(enabled=False)`).
     progress: ProgressPolicy = field(default_factory=ProgressPolicy)

@@ -83,7 +83,9 @@ class Run:
         self.hints = dict(hints)
         self.on_death = on_death
         self.tail = LogTail(config.logs.tail_lines)
-        self.timeline = Timeline(config.phase_markers, readers=config.timing_readers)
+        self.timeline = Timeline(
+            config.phase_markers, readers=config.timing_readers, lead=config.lead_phases
+        )
         self.machine = StateMachine()
         self.machine.observe(self._announce)
         self.machine.observe(metrics.on_transition)

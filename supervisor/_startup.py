@@ -38,6 +38,7 @@ async def start_up(run: Run, child: ChildProcess, announce: Callable[[], None]) 
 
         def on_warmup(result: WarmupResult) -> None:
             run.metrics.on_warmup(result.name, result.ok, result.latency_s)
+            run.timeline.span(f"warmup.{result.name}", result.latency_s)
             run.say(result.describe())
 
         kind, results = await phase_race(

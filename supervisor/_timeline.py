@@ -1,6 +1,10 @@
 """The cold-start timeline: when each phase began, from our own steps and the child's log lines.
 
-The supervisor marks its own phases (spawn, port_open, healthy, serving). An engine adds
+The supervisor marks its own phases (spawn, port_open, healthy, serving) and times each warmup
+(`warmup.<name>`, spans inside the `healthy` phase). What ran before the supervisor (the
+caller's volume reload, model build, preflight) comes in as lead phases, measured by the caller
+and listed first, so `total` is the container's whole start, not only the part after the spawn.
+An engine adds
 markers: a phase name and a substring of the log line that starts it (SGLang's `Load weight
 begin`, ...), and for some phases a reader: a function of the rest of that line that returns the
 engine's own numbers (SGLang's `Engine startup timings (s): load_weight=12.3, ...`, with its
@@ -14,21 +18,37 @@ minutes went.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from ._redact import Needle
 
-__all__ = ["MAX_ENGINE_NUMBERS", "Timeline", "TimingReader"]
+__all__ = [
+    "MAX_ENGINE_NUMBERS",
+    "MAX_SPANS",
+    "LeadPhases",
+    "Timeline",
+    "TimingReader",
+    "phase_name",
+]
 
 #: The rest of a marker's line -> the engine's numbers in it (engine-specific, from the seam).
 TimingReader = Callable[[str], Mapping[str, float]]
 #: At most this many engine numbers in all: each becomes a Prometheus label value.
 MAX_ENGINE_NUMBERS = 48
 _NAME = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+#: At most this many spans (warmups) and lead phases: a config holds them, but bounded anyway.
+MAX_SPANS = 32
+
+
+def phase_name(text: str) -> str:
+    """`text` as a timeline name (a label value): lower case, `[a-z0-9_.]`, at most 64 long."""
+    name = re.sub(r"[^a-z0-9_.]", "_", text.lower())[:64]
+    return name if name[:1].isalpha() else f"p{name}"[:64]
 
 
 class Timeline:
@@ -37,6 +57,7 @@ class Timeline:
         markers: Sequence[tuple[str, str]] = (),
         *,
         readers: Mapping[str, TimingReader] | None = None,
+        lead: Sequence[tuple[str, float]] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._markers = tuple((phase, Needle(needle)) for phase, needle in markers)
@@ -45,6 +66,19 @@ class Timeline:
         self._t0 = clock()
         self._marks: dict[str, float] = {"spawn": 0.0}
         self.engine: dict[str, float] = {}
+        self._lead: dict[str, float] = {}
+        for name, seconds in lead:
+            self._add(self._lead, name, seconds)
+        self._spans: dict[str, float] = {}
+
+    def span(self, name: str, seconds: float) -> None:
+        """A measured stretch inside a phase (a warmup's latency): listed, not in `total`."""
+        self._add(self._spans, name, seconds)
+
+    @staticmethod
+    def _add(into: dict[str, float], name: str, seconds: float) -> None:
+        if len(into) < MAX_SPANS and math.isfinite(seconds) and seconds >= 0:
+            into.setdefault(phase_name(name), float(seconds))
 
     def mark(self, phase: str) -> None:
         """Record the first time `phase` is reached; later marks of it are ignored."""
@@ -85,13 +119,16 @@ class Timeline:
         return dict(sorted(self._marks.items(), key=lambda kv: kv[1]))
 
     def durations(self) -> dict[str, float]:
-        """How long each phase lasted (until the next one), plus the engine's own numbers."""
+        """The lead phases, how long each phase lasted (until the next one), the spans, `total`
+        (lead phases included), then the engine's own numbers."""
         marks = list(self.marks.items())
-        out: dict[str, float] = {}
+        out: dict[str, float] = dict(self._lead)
         for (name, start), (_, end) in itertools.pairwise(marks):
-            out[name] = end - start
+            out.setdefault(name, end - start)
+        for name, seconds in self._spans.items():
+            out.setdefault(name, seconds)
         if marks:
-            out["total"] = marks[-1][1]
+            out["total"] = sum(self._lead.values()) + marks[-1][1]
         for key, value in self.engine.items():
             out[f"engine.{key}"] = value
         return out
@@ -109,3 +146,23 @@ def unit_of(name: str) -> str:
     if name.endswith((".gb", "_gb")):
         return "GB"
     return "s"
+
+
+class LeadPhases:
+    """The caller's own steps before the supervisor starts, timed for `lead_phases`.
+
+    A step that raises is still recorded (the start fails anyway, but a report made from these
+    should say how long the failing step took).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.phases: list[tuple[str, float]] = []
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = self._clock()
+        try:
+            yield
+        finally:
+            self.phases.append((name, self._clock() - start))

@@ -22,7 +22,7 @@ from ._proctree import ProcInfo, children_of, proc_info
 from ._progress import Canary, Selector, Verdict
 from ._snapshot import freeze_tree
 from ._states import TRANSITIONS, StateMachine
-from ._timeline import Timeline, TimingReader
+from ._timeline import LeadPhases, Timeline, TimingReader
 from ._warmup import run_warmups
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "EngineTraits",
     "FailureKind",
     "KillResult",
+    "LeadPhases",
     "ListenerCheck",
     "LocalChild",
     "LocalProcessManager",

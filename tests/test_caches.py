@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,8 @@ def test_a_deployments_second_start_reads_its_keyed_cache_and_commits_only_the_f
     tmp_path: Path, capfd
 ) -> None:
     """The Modal lifecycle on the fake: a cold key compiles and commits; the same key again is
-    warm (hit, no commit); a new model config is a new key, cold again."""
+    warm (hit, no commit); a new model config is a new key, cold again. The first start goes
+    through `enter()`: its timeline begins with the steps before the spawn."""
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text('{"hidden_size": 64}')
@@ -111,6 +113,7 @@ def test_a_deployments_second_start_reads_its_keyed_cache_and_commits_only_the_f
     profile = dataclasses.replace(profile, launch=launch)
     commits: list[int] = []
     reports: list[str] = []
+    timelines: list[str] = []
     for attempt in range(3):
         if attempt == 2:
             (model / "config.json").write_text('{"hidden_size": 128}')
@@ -127,14 +130,25 @@ def test_a_deployments_second_start_reads_its_keyed_cache_and_commits_only_the_f
             log=lines.append,
             commit=lambda: commits.append(1),
             runtime_check=lambda: (),
+            reloads=(lambda: time.sleep(0.2),),
         )
         try:
-            life.start()
+            life.enter() if attempt == 0 else life.start()
         finally:
             life.exit()
         printed = capfd.readouterr().out.splitlines()  # the supervisor's own lines
         reports.append(next(x for x in printed if "cache report:" in x))
+        timelines.append(next(x for x in printed if "startup timeline:" in x))
     assert "sglang=miss (+8 files" in reports[0] and "sglang=hit (9 files" in reports[1]
     assert "sglang=miss (+8 files" in reports[2]  # a new key: an empty directory
     assert commits == [1, 1]  # the two cold starts, not the warm one
     assert len(list((volume / "sglang").iterdir())) == 2
+    lead = timelines[0].split("startup timeline: ")[1].split()[:4]
+    assert [pair.split("=")[0] for pair in lead] == [
+        "runtime_check",
+        "volume_reload",
+        "preflight",
+        "spawn",
+    ]
+    assert float(lead[1].split("=")[1].rstrip("s")) >= 0.2  # the reload's own sleep
+    assert "volume_reload" not in timelines[1]  # start() alone: nothing ran before it

@@ -367,6 +367,12 @@ def test_serve_glm_on_the_fake_engine_validates_its_whole_warmup_set(port: int) 
             and "load_weight=" in out
             and "engine.load_weight=0.30s" in out
         )
+        timeline = next(x for x in out.splitlines() if "startup timeline:" in x)
+        # ours before the spawn and each warmup, beside the engine's numbers
+        keys = [pair.split("=")[0] for pair in timeline.split("startup timeline: ")[1].split()]
+        assert keys[:2] == ["preflight", "spawn"], keys
+        for name in ("chat_thinking", "chat_no_thinking", "long_context", "tools"):
+            assert f"warmup.{name}" in keys
         assert "engine.mem" not in out
         w.signal()
         assert w.wait_exit(30)[0] == 0

@@ -29,7 +29,7 @@ from supervisor._health import Nudge, probe, wait_healthy, watch_liveness
 from supervisor._logs import StreamSink, pump
 from supervisor._redact import escaped_forms
 from supervisor._report import CrashReport
-from supervisor._timeline import MAX_ENGINE_NUMBERS, Timeline
+from supervisor._timeline import MAX_ENGINE_NUMBERS, MAX_SPANS, LeadPhases, Timeline
 from supervisor._warmup import judge, run_warmups
 from supervisor.engines.sglang_release import PHASE_MARKERS
 from supervisor.engines.sglang_timings import TIMING_READERS
@@ -598,6 +598,41 @@ def test_timeline_reads_numbers_only_from_a_timings_line() -> None:
     t = Timeline([("load_weight", "Load weight begin")])
     t.observe("[x] Load weight begin. avail mem=78.50 GB\n")
     assert "load_weight" in t.marks and t.engine == {}
+
+
+def test_lead_phases_come_first_and_count_in_the_total_while_warmup_spans_do_not() -> None:
+    now = [100.0]
+    t = Timeline(lead=[("volume_reload", 2.5), ("preflight", 0.5)], clock=lambda: now[0])
+    now[0] += 4.0
+    t.mark("healthy")
+    t.span("warmup.chat-thinking", 1.25)  # inside `healthy`: listed, never added twice
+    now[0] += 2.0
+    t.mark("serving")
+    d = t.durations()
+    assert list(d)[:4] == ["volume_reload", "preflight", "spawn", "healthy"]
+    assert d["warmup.chat_thinking"] == 1.25  # a label value: [a-z0-9_.] only
+    assert d["total"] == 2.5 + 0.5 + 6.0
+    assert "volume_reload=2.50s preflight=0.50s spawn=4.00s" in t.summary()
+
+
+def test_timeline_spans_are_bounded_and_only_finite_non_negative_seconds_count() -> None:
+    t = Timeline(lead=[("nan", math.nan), ("negative", -1.0), ("9lives", 1.0)])
+    for i in range(MAX_SPANS * 3):
+        t.span(f"warmup.{i}\n[supervisor] forged", float(i))
+    t.mark("serving")
+    d = t.durations()
+    assert "nan" not in d and "negative" not in d and d["p9lives"] == 1.0
+    spans = [k for k in d if k.startswith("warmup.")]
+    assert len(spans) == MAX_SPANS and all(re.fullmatch(r"[a-z0-9_.]{1,64}", k) for k in spans)
+
+
+def test_a_lead_phase_that_raises_is_still_timed() -> None:
+    now = [0.0]
+    lead = LeadPhases(clock=lambda: now[0])
+    with pytest.raises(RuntimeError), lead.phase("preflight"):
+        now[0] = 3.0
+        raise RuntimeError("disk full")
+    assert lead.phases == [("preflight", 3.0)]
 
 
 @pytest.mark.anyio

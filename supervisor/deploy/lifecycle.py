@@ -42,7 +42,7 @@ from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_cache import cache_identity, keyed_cache_dir
 from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash
 from supervisor.engines.sglang_keys import fresh_admin_key, key_file
-from supervisor.lowlevel import one_line
+from supervisor.lowlevel import LeadPhases, one_line
 from supervisor.profiles import Profile
 
 __all__ = [
@@ -108,6 +108,8 @@ class ServerLifecycle:
     supervisor: BlockingSupervisor | None = None
     preflight: PreflightReport | None = None
     _node: NodeLaunch | None = field(default=None, init=False, repr=False)
+    #: What `enter()` timed before the supervisor (runtime check, reloads, preflight).
+    _lead: tuple[tuple[str, float], ...] = field(default=(), init=False, repr=False)
     _keys: contextlib.ExitStack = field(
         default_factory=contextlib.ExitStack, init=False, repr=False
     )
@@ -157,12 +159,17 @@ class ServerLifecycle:
 
     def enter(self) -> Supervisor:
         """Check, reload, preflight, start; return once serving (or raise saying why not)."""
-        problems = [" ".join(str(p).split()) for p in self.runtime_check()]
+        lead = LeadPhases()
+        with lead.phase("runtime_check"):
+            problems = [" ".join(str(p).split()) for p in self.runtime_check()]
         if problems:
             raise ConfigError("runtime check failed: " + "; ".join(problems))
-        for reload in self.reloads:
-            reload()
-        self.prepare()
+        with lead.phase("volume_reload"):
+            for reload in self.reloads:
+                reload()
+        with lead.phase("preflight"):
+            self.prepare()
+        self._lead = tuple(lead.phases)
         return self.start()
 
     def prepare(self) -> PreflightReport:
@@ -211,6 +218,7 @@ class ServerLifecycle:
         config = dataclasses.replace(
             config,
             expect_warm_caches=expect_warm,
+            lead_phases=self._lead,
             cluster=node.cluster,
             snapshot=SnapshotPolicy() if self.profile.snapshot_capable else None,
             memory=MemoryPolicy(high_bytes=self.memory_high_bytes),

@@ -39,7 +39,7 @@ from supervisor.engines.sglang_keys import fresh_admin_key, key_file
 from supervisor.engines.sglang_progress import SGLANG_PROGRESS
 from supervisor.engines.sglang_release import PHASE_MARKERS, READY_LINE
 from supervisor.engines.sglang_timings import TIMING_READERS
-from supervisor.lowlevel import Redactor
+from supervisor.lowlevel import LeadPhases, Redactor
 from supervisor.profiles import Profile
 
 __all__ = ["merge_warmups", "preflight_for", "serve_profile"]
@@ -120,10 +120,13 @@ def _serve_with(
         if not report.ok:
             print("dry run: serve would stop here with exit 2 (the failed checks above)")
         return 0  # the command was built and shown: the dry run did its job
+    lead = LeadPhases()
     if profile.model_builder and not args.fake:
-        _build_model(profile, launch)
+        with lead.phase("model_build"):
+            _build_model(profile, launch)
     if not args.skip_preflight:
-        report = preflight_for(args, profile, launch)
+        with lead.phase("preflight"):
+            report = preflight_for(args, profile, launch)
         for line in report.render().splitlines():
             print(f"[supervisor] {line}", flush=True)
         if not report.ok:
@@ -142,7 +145,9 @@ def _serve_with(
         progress=SGLANG_PROGRESS,
         startup_timeout=profile.startup_timeout_s,
     )
-    config = dataclasses.replace(config, admin_api_key=admin_key, caches=launch.caches())
+    config = dataclasses.replace(
+        config, admin_api_key=admin_key, caches=launch.caches(), lead_phases=tuple(lead.phases)
+    )
     if node.cluster is not None:
         config = dataclasses.replace(config, cluster=node.cluster)
     if demo:
