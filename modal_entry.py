@@ -191,6 +191,7 @@ def compile_deepgemm() -> str:
     import anyio
 
     from supervisor.engines.deepgemm import compile_deepgemm as compile_step
+    from supervisor.engines.sglang_cache import with_keyed_cache
 
     if not PROFILE.uses_deepgemm:
         return f"{PROFILE.name} does not use DeepGEMM: nothing to compile"
@@ -198,6 +199,9 @@ def compile_deepgemm() -> str:
     _reload(dg_volume)
     # Kernels depend on shapes, not on weight values: a dummy-weights compile serves real ones.
     launch = with_dummy_weights(PROFILE.launch) if SETTINGS.dummy_weights else PROFILE.launch
+    # The compile server JITs more than DeepGEMM (Triton, FlashInfer): into the key's directory,
+    # where the serving containers look, not into this container's home that dies with it.
+    launch = with_keyed_cache(launch, PROFILE.gpu)[0]
     result = anyio.run(lambda: compile_step(launch, timeout_s=3600))
     _commit(dg_volume)
     if not result.ok:

@@ -9,12 +9,20 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from supervisor._caches import CacheCount, count_cache, describe_caches
 from supervisor.deploy.lifecycle import ServerLifecycle
 from supervisor.engines.sglang import SGLangLaunch
-from supervisor.engines.sglang_cache import cache_identity, cache_key, keyed_cache_dir
+from supervisor.engines.sglang_cache import (
+    cache_identity,
+    cache_key,
+    keyed_cache_dir,
+    mark_served,
+    with_keyed_cache,
+)
 from supervisor.profiles import get_profile
 from supervisor.testing import free_port
 from tests._watch import Watched
@@ -93,7 +101,9 @@ def test_the_key_changes_with_what_kernels_depend_on(tmp_path: Path) -> None:
     first, warm = keyed_cache_dir(root, base)
     assert not warm and (first / "manifest.json").is_file()
     again, warm = keyed_cache_dir(root, base)
-    assert again == first and warm
+    assert again == first and not warm  # made, even filled by the compile step: not served yet
+    assert mark_served(first) and not mark_served(first)  # news once: one commit
+    assert keyed_cache_dir(root, base) == (first, True)
 
 
 @pytest.mark.process
@@ -139,7 +149,7 @@ def test_a_deployments_second_start_reads_its_keyed_cache_and_commits_only_the_f
         printed = capfd.readouterr().out.splitlines()  # the supervisor's own lines
         reports.append(next(x for x in printed if "cache report:" in x))
         timelines.append(next(x for x in printed if "startup timeline:" in x))
-    assert "sglang=miss (+8 files" in reports[0] and "sglang=hit (9 files" in reports[1]
+    assert "sglang=miss (+8 files" in reports[0] and "sglang=hit (10 files" in reports[1]  # + manifest, served
     assert "sglang=miss (+8 files" in reports[2]  # a new key: an empty directory
     assert commits == [1, 1]  # the two cold starts, not the warm one
     assert len(list((volume / "sglang").iterdir())) == 2
@@ -152,3 +162,57 @@ def test_a_deployments_second_start_reads_its_keyed_cache_and_commits_only_the_f
     ]
     assert float(lead[1].split("=")[1].rstrip("s")) >= 0.2  # the reload's own sleep
     assert "volume_reload" not in timelines[1]  # start() alone: nothing ran before it
+
+
+@pytest.mark.process
+@pytest.mark.anyio
+async def test_the_compile_step_fills_the_key_the_serving_start_reads(
+    tmp_path: Path, capfd
+) -> None:
+    """The compile server JITs into the deployment's keyed directory (not its own home, lost
+    with its container); the first serving start then compiles nothing and, the key not yet
+    served from, warns of nothing; it commits once, for the served mark."""
+    from supervisor.engines.deepgemm import compile_deepgemm
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 64}')
+    volume = tmp_path / "dg-cache"
+    volume.mkdir()
+    profile = get_profile("glm-5.1-fp8")
+    port = free_port()
+    launch = profile.launch.with_overrides(
+        model_path=str(model), dg_cache_dir=str(volume), host="127.0.0.1", port=port
+    )
+    keyed_launch, keyed, warm = with_keyed_cache(launch, profile.gpu)
+    assert keyed is not None and not warm
+    compile_fake = [sys.executable, "-m", "supervisor.testing.fake_sglang", "--fake-mode"]
+    compile_fake += ["compile", "--fake-load-time", "0.3", "--fake-time-scale", "0.05"]
+    result = await compile_deepgemm(keyed_launch, timeout_s=120, engine=compile_fake)
+    assert result.ok, result.reason
+    assert len(list((keyed / "fake_jit").iterdir())) == 8  # the compile server's kernels, kept
+    capfd.readouterr()
+    commits: list[int] = []
+    lines: list[str] = []
+    life = ServerLifecycle(
+        dataclasses.replace(profile, launch=launch),
+        recycle=lambda r: None,
+        env={
+            "SGLANG_SUPERVISOR_ENGINE_COMMAND": " ".join(FAKE),
+            "SGLANG_SUPERVISOR_PORT": str(free_port()),
+            "SGLANG_SUPERVISOR_DUMMY_WEIGHTS": "1",
+        },
+        log=lines.append,
+        commit=lambda: commits.append(1),
+        runtime_check=lambda: (),
+    )
+    try:
+        await anyio.to_thread.run_sync(life.start)
+    finally:
+        await anyio.to_thread.run_sync(life.exit)
+    printed = capfd.readouterr().out
+    report = next(x for x in printed.splitlines() if "cache report:" in x)
+    assert "sglang=hit" in report, report
+    assert "expected warm" not in printed
+    assert commits == [1] and (keyed / "served").is_file()
+    assert any("committing the cache volume: the served mark" in x for x in lines), lines

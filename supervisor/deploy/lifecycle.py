@@ -39,7 +39,7 @@ from supervisor.deploy.ranks import NodeLaunch, for_node
 from supervisor.deploy.verify import preflight_report
 from supervisor.engines.preflight import PreflightReport, check_marker
 from supervisor.engines.sglang import SGLangLaunch
-from supervisor.engines.sglang_cache import cache_identity, keyed_cache_dir
+from supervisor.engines.sglang_cache import mark_served, with_keyed_cache
 from supervisor.engines.sglang_causes import CAUSE_HINTS, classify_crash
 from supervisor.engines.sglang_keys import fresh_admin_key, key_file
 from supervisor.lowlevel import LeadPhases, one_line
@@ -199,7 +199,10 @@ class ServerLifecycle:
         admin_key = self.env.get(ENV_ADMIN_API_KEY) or fresh_admin_key()
         node = self.node_launch
         worker = node.cluster is not None and node.cluster.rank > 0
-        launch, expect_warm = self._keyed_cache(node.launch)
+        launch, keyed, warm = with_keyed_cache(node.launch, self.profile.gpu)
+        if keyed is not None:
+            state = "warm" if warm else "not served from yet"
+            self.log(f"[lifecycle] SGLang's cache: {keyed} ({state})")
         config = launch.supervisor_config(
             api_key=api_key,
             admin_api_key=admin_key,
@@ -217,7 +220,7 @@ class ServerLifecycle:
         )
         config = dataclasses.replace(
             config,
-            expect_warm_caches=expect_warm,
+            expect_warm_caches=frozenset({"sglang"}) if warm else frozenset(),
             lead_phases=self._lead,
             cluster=node.cluster,
             snapshot=SnapshotPolicy() if self.profile.snapshot_capable else None,
@@ -238,22 +241,15 @@ class ServerLifecycle:
             # failure, a WarmupFailed's results) must reach the caller intact.
             exc.add_note(startup_note(exc))
             raise
-        if started.caches_missed and self.commit is not None:
+        served_news = keyed is not None and mark_served(keyed)
+        if (started.caches_missed or served_news) and self.commit is not None:
             # What this start compiled goes to the volume now, so the next cold start reads it
-            # (a Modal Volume shows other containers only what was committed).
-            self.log(f"[lifecycle] committing the cache volume: {', '.join(started.caches_missed)}")
+            # (a Modal Volume shows other containers only what was committed), and with it the
+            # mark that a start served from this key.
+            what = ", ".join(started.caches_missed) or "the served mark"
+            self.log(f"[lifecycle] committing the cache volume: {what}")
             self.commit()
         return started
-
-    def _keyed_cache(self, launch: SGLangLaunch) -> tuple[SGLangLaunch, frozenset[str]]:
-        """SGLANG_CACHE_DIR on the cache volume, in the directory of this deployment's key."""
-        root = launch.dg_cache_dir
-        if not root or not os.access(root, os.W_OK):
-            return launch, frozenset()
-        keyed, warm = keyed_cache_dir(root, cache_identity(launch, self.profile.gpu))
-        self.log(f"[lifecycle] SGLang's cache: {keyed} ({'warm' if warm else 'new key: cold'})")
-        launch = launch.with_overrides(env={**launch.env, "SGLANG_CACHE_DIR": str(keyed)})
-        return launch, frozenset({"sglang"}) if warm else frozenset()
 
     def sleep(self) -> None:
         """Before a memory snapshot: release SGLang's GPU memory, liveness paused."""

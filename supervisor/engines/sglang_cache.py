@@ -7,8 +7,11 @@ key: a change of SGLang, torch, CUDA, GPU type, tensor parallelism or the model'
 new, empty directory instead of kernels built for something else. The model enters through its
 `config.json` (a few KB, hashed; the weights are never read): kernels depend on the shapes it
 declares, not on the weights' values. Each keyed directory holds a `manifest.json` saying what it
-was built for; one that exists means the start should find its kernels (`expect_warm`), so a miss
-there is a warning in the cache report.
+was built for, and `served` once a start served from it: only then should a start find every
+kernel there (`expect_warm`), so only then is a miss a warning in the cache report. The compile
+step fills the same directory (its server JITs Triton and FlashInfer kernels too), but it runs
+without CUDA graphs or the warmups' shapes, so the first serving start after it may still add
+kernels, and that is not a warning.
 
 DeepGEMM keeps its own directory and marker (`SGLANG_DG_CACHE_DIR`, `engines/preflight.py`): its
 compile step runs before any server, so it is not moved.
@@ -26,9 +29,18 @@ from typing import Any
 from supervisor.engines.sglang import SGLangLaunch
 from supervisor.engines.sglang_release import SGLANG_VERSION
 
-__all__ = ["MANIFEST", "cache_identity", "cache_key", "keyed_cache_dir"]
+__all__ = [
+    "MANIFEST",
+    "SERVED",
+    "cache_identity",
+    "cache_key",
+    "keyed_cache_dir",
+    "mark_served",
+    "with_keyed_cache",
+]
 
 MANIFEST = "manifest.json"
+SERVED = "served"
 
 
 def _version(package: str) -> str:
@@ -63,11 +75,30 @@ def cache_key(identity: dict[str, Any]) -> str:
 
 
 def keyed_cache_dir(root: str | os.PathLike[str], identity: dict[str, Any]) -> tuple[Path, bool]:
-    """The keyed directory under `root` (made, with its manifest, when new) and whether it
-    existed already, i.e. whether this start should find its kernels there."""
+    """The keyed directory under `root` (made, with its manifest, when new) and whether a start
+    served from it already, i.e. whether this start should find all its kernels there."""
     path = Path(root) / "sglang" / cache_key(identity)
-    warm = (path / MANIFEST).is_file()
-    if not warm:
+    if not (path / MANIFEST).is_file():
         path.mkdir(parents=True, exist_ok=True)
         (path / MANIFEST).write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
-    return path, warm
+    return path, (path / SERVED).is_file()
+
+
+def mark_served(path: Path) -> bool:
+    """Say that a start served from `path`; True when that is news (the volume needs a commit)."""
+    marker = path / SERVED
+    if marker.is_file():
+        return False
+    marker.write_text("a start served with these kernels\n")
+    return True
+
+
+def with_keyed_cache(launch: SGLangLaunch, gpu: str) -> tuple[SGLangLaunch, Path | None, bool]:
+    """`launch` with SGLANG_CACHE_DIR in this deployment's keyed directory of the cache volume
+    (where DeepGEMM's cache is), that directory, and whether it is warm; `launch` unchanged, no
+    directory, where there is no writable cache volume."""
+    root = launch.dg_cache_dir
+    if not root or not os.access(root, os.W_OK):
+        return launch, None, False
+    keyed, warm = keyed_cache_dir(root, cache_identity(launch, gpu))
+    return launch.with_overrides(env={**launch.env, "SGLANG_CACHE_DIR": str(keyed)}), keyed, warm
