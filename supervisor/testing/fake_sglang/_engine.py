@@ -34,14 +34,29 @@ from typing import Any, NoReturn
 from ._metrics import Metrics
 
 _NEVER = threading.Event()  # what a stuck scheduler's callers wait on: never set
+#: The longest a waiting thread sleeps at once. Python runs signal handlers in the main thread
+#: only, and the kernel may hand a process-directed signal (SIGTERM) to any other thread: the
+#: main thread then runs the handler only when it next runs Python code. A main thread asleep
+#: for an hour ignored a SIGTERM for that long (a CI flake); SGLang's main thread is an asyncio
+#: loop, woken by its signal wakeup fd, and answers at once.
+SIGNAL_LOOK_S = 0.2
+
+
+def nap(seconds: float) -> None:
+    """`time.sleep` for the main thread: in slices of `SIGNAL_LOOK_S`, so a signal's handler
+    runs within one slice whichever thread the kernel handed the signal to."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, SIGNAL_LOOK_S))
 
 
 def block_forever() -> NoReturn:
     """A request handler stuck on a scheduler that never answers (SGLang awaits with no timeout:
     `communicator.py: FanOutCommunicator.queueing_call`, `_wait_one_response`). The thread is a
-    daemon; the process ends by a signal or a tree kill."""
+    daemon; the process ends by a signal or a tree kill. Also the main thread's idle wait, so it
+    wakes often enough to run a signal's handler (`SIGNAL_LOOK_S`)."""
     while True:
-        _NEVER.wait(3600)
+        _NEVER.wait(SIGNAL_LOOK_S)
 
 
 class Aborted(Exception):

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from ._engine import Generation, block_forever, engine_for
+from ._engine import Generation, block_forever, engine_for, nap
 from ._faults import (
     CRASH_AFTER_SERVING_LINES,
     CRASH_LOADING_LINES,
@@ -239,7 +239,7 @@ class FakeSGLang(SignalsAndDrain):
             log(line)
         assert self.schedulers is not None
         if "crash-loading" in self.faults:
-            time.sleep(args.fake_load_time / 2)
+            nap(args.fake_load_time / 2)
             if args.fake_crash_log:
                 # The scheduler raised while loading (run_scheduler_process): its record, its
                 # SIGQUIT, and the launch-phase handler kills the tree, this process included
@@ -253,7 +253,7 @@ class FakeSGLang(SignalsAndDrain):
             self.schedulers.kill()
             self.die(1)
         if "sigkill-loading" in self.faults:
-            time.sleep(args.fake_load_time / 2)
+            nap(args.fake_load_time / 2)
             self.schedulers.kill()
             os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer: not a word
         self.wait_loading(args.fake_load_time)
@@ -339,10 +339,10 @@ class FakeSGLang(SignalsAndDrain):
             took = args.fake_warmup_time * (20 if "slow-warmup" in self.faults else 1)
             limit = warmup_timeout()
             if 0 < limit < took:
-                time.sleep(limit)
+                nap(limit)
                 log(warmup_timeout_text("127.0.0.1", args.port, limit))
                 kill_process_tree(os.getpid())
-            time.sleep(took)
+            nap(took)
             self.self_request(
                 "POST",
                 "/generate",
@@ -378,7 +378,7 @@ class FakeSGLang(SignalsAndDrain):
             flood(args.fake_flood_lines)
         crash_after = 1.0 if args.fake_crash_after is None else args.fake_crash_after
         if "crash-after-serving" in self.faults:
-            time.sleep(crash_after)
+            nap(crash_after)
             assert self.schedulers is not None
             self.schedulers.crash(args.fake_crash_log or CRASH_AFTER_SERVING_LINES)
         with self.lock:
@@ -386,13 +386,12 @@ class FakeSGLang(SignalsAndDrain):
         if "memory-leak" in self.faults:
             leak_memory(args.fake_leak_mb_per_s)
         if "hang" in self.faults:
-            time.sleep(crash_after)
+            nap(crash_after)
             log("fake: hanging with the port open")
             self.hung.set()
         if "stall" in self.faults and args.fake_stall_after_requests is None:
             # Unless told, stall late enough for a supervisor's health check and warmups to
             # finish first: the fault is a hang while serving, not a failed start.
-            time.sleep(STALL_DEFAULT_S if args.fake_crash_after is None else args.fake_crash_after)
+            nap(STALL_DEFAULT_S if args.fake_crash_after is None else args.fake_crash_after)
             self.stall()
-        while True:
-            time.sleep(3600)
+        block_forever()  # serving; the main thread wakes for signals (see SIGNAL_LOOK_S)
