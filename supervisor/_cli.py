@@ -75,7 +75,6 @@ __all__ = [
 ]
 
 
-
 def _prog() -> str:
     """How the user called us, for usage lines: the console script or `python -m supervisor`."""
     return (

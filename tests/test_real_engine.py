@@ -32,7 +32,6 @@ from supervisor.testing.fake_sglang._http import ADMIN_OPTIONAL_ROUTES
 from tests.engines import (
     HOSTILE_ADMIN_KEY,
     Served,
-    build_tiny_model,
     require_real,
     start_serve,
     stop,
@@ -48,8 +47,9 @@ ENGINES = ("real", "fake")
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty model directory: `serve --profile cpu-tiny` builds the model there itself."""
     require_real()
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-gpt2")
+    return tmp_path_factory.mktemp("tiny") / "tiny-gpt2"
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,10 @@ def test_the_startup_timeline_reads_both_engines_alike(servers) -> None:
     """The CUDA-graph group as its own phases (not top-level `prefill`, `decode`), the weights'
     seconds and size: parsed from the real engine's lines, which the fake prints the same way."""
     keys = {engine: timeline_keys(servers[engine].output()) for engine in ENGINES}
+    # serve built the real engine's model (its directory was empty): our step, timed, leading
+    assert "building cpu-tiny's model in" in servers["real"].output()
+    assert "model_build" in keys["real"] and "model_build" not in keys["fake"]
+    keys["real"].discard("model_build")
     assert keys["real"] == keys["fake"], keys["real"] ^ keys["fake"]
     graphs = {k for k in keys["real"] if k.startswith("engine.cuda_graph.")}
     assert {"engine.cuda_graph.prefill", "engine.cuda_graph.decode"} <= graphs

@@ -130,9 +130,7 @@ def start(environ_py: str, cache_dir: Path, script: Path) -> dict[str, object]:
         wall_s=round(wall, 3),
         report=line,
         missed=list(missed),
-        files={
-            name: (count.files if count else None) for name, count in after.items()
-        },
+        files={name: (count.files if count else None) for name, count in after.items()},
     )
     return result
 

@@ -121,8 +121,8 @@ def _serve_with(
             print("dry run: serve would stop here with exit 2 (the failed checks above)")
         return 0  # the command was built and shown: the dry run did its job
     lead = LeadPhases()
-    if profile.model_builder and not args.fake:
-        with lead.phase("model_build"):
+    if profile.model_builder and not args.fake and not _has_model(launch):
+        with lead.phase("model_build"):  # only a build is a phase; finding the model is not
             _build_model(profile, launch)
     if not args.skip_preflight:
         with lead.phase("preflight"):
@@ -193,10 +193,12 @@ def _admin_key(env: str | None) -> str:
     return value
 
 
+def _has_model(launch: SGLangLaunch) -> bool:
+    return os.path.exists(os.path.join(launch.model_path, "config.json"))
+
+
 def _build_model(profile: Profile, launch: SGLangLaunch) -> None:
-    """Make the profile's model when its directory has none (the tiny CPU model: seconds)."""
-    if os.path.exists(os.path.join(launch.model_path, "config.json")):
-        return
+    """Make the profile's model in a directory that has none (the tiny CPU model: seconds)."""
     print(f"[supervisor] building {profile.name}'s model in {launch.model_path}", flush=True)
     try:
         done = subprocess.run(
